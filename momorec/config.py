@@ -1,0 +1,145 @@
+"""The typed config tree and how it is loaded.
+
+Precedence, lowest first: the defaults written here < the YAML file < `--set section.key=value`
+overrides (applied in the order given). Unknown keys and wrong types are errors that name the key.
+Environment variables are read only where a tool defines them (`RAY_ADDRESS`, `MLFLOW_TRACKING_URI`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from momorec.agents.config import MotivateConfig
+from momorec.evaluation.config import EvaluateConfig
+from momorec.ingest.config import IngestConfig
+from momorec.semantic_ids.config import QuantizeConfig
+from momorec.training.config import TrainConfig
+from momorec.typed import StrictModel
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says which key and why."""
+
+
+class SparkConfig(StrictModel):
+    master: str = Field("local[*]", description="Spark master URL: local[*] here, spark://, yarn or k8s:// on a cluster.")
+    app_name: str = Field("momorec", description="Spark application name shown in the UI.")
+    driver_memory: str = Field("2g", description="spark.driver.memory (local mode runs everything in the driver).")
+    shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions; 4 suits 2 cores, raise on a cluster.")
+    conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings, passed as given.")
+
+
+class RayConfig(StrictModel):
+    address: str | None = Field(None, description="ray:// or host:port of a cluster; None = RAY_ADDRESS or a local Ray.")
+    num_cpus: int | None = Field(
+        None, description="Logical CPUs of a local Ray. More than the cores avoids the 2-core actor-pool deadlock."
+    )
+    object_store_memory_mb: int | None = Field(None, description="Object store size of a local Ray (None = Ray's default).")
+
+
+class TrackingConfig(StrictModel):
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; None = MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db."
+    )
+    experiment: str = Field("momorec", description="MLflow experiment the runs go to.")
+    artifact_location: str | None = Field(None, description="Artifact root for a new experiment (None = beside the store).")
+
+
+class PlatformConfig(StrictModel):
+    """Everything one pipeline run needs."""
+
+    dataset: str = Field(description="Dataset name: tables go to <warehouse>/<dataset>/.")
+    warehouse: str = Field("warehouse", description="Root folder (or object-store URI) of the Delta tables.")
+    seed: int = Field(2026, description="Global seed; each stage derives its own from it unless it sets one.")
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    motivate: MotivateConfig = Field(default_factory=MotivateConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @property
+    def dataset_root(self) -> str:
+        return os.path.join(self.warehouse, self.dataset)
+
+    def table_path(self, name: str) -> str:
+        """Where the Delta table `name` of this dataset lives."""
+        return os.path.join(self.dataset_root, name)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so 5 is an int and [1, 2] a list)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return parts, value
+
+
+def apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {'.'.join(parts)}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:
+    """Input paths in a YAML file are relative to that file, so configs work from any working folder."""
+
+    def resolve(p: str) -> str:
+        if "://" in p or os.path.isabs(p):
+            return p
+        return str((base / p).resolve())
+
+    ingest = tree.get("ingest") or {}
+    for source in ingest.get("sources") or []:
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            source["path"] = resolve(source["path"])
+    catalog = ingest.get("catalog")
+    if isinstance(catalog, dict) and isinstance(catalog.get("path"), str):
+        catalog["path"] = resolve(catalog["path"])
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> PlatformConfig:
+    """Read a YAML config, apply `--set` overrides in order, validate the whole tree.
+
+    Input paths inside the file resolve against the file's folder; the warehouse and tracking store
+    stay relative to the working folder (where a user expects their outputs).
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+        tree = loaded
+        _resolve_relative_paths(tree, file.resolve().parent)
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        apply_override(tree, parts, value)
+    try:
+        return PlatformConfig.model_validate(tree)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid config:\n" + "\n".join(lines)) from exc

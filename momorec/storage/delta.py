@@ -1,0 +1,90 @@
+"""Delta tables through delta-rs (`deltalake`): every write is one atomic commit.
+
+Spark computes; it reads a table's current snapshot through the Delta log's file list
+(`DeltaTable.file_uris()`), never by globbing the folder (that would return removed files), and its
+results are committed here. Tables use only basic features so delta-spark can read them too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+
+def exists(path: str) -> bool:
+    """Whether a Delta table (a `_delta_log`) is at `path`."""
+    try:
+        DeltaTable(path)
+    except TableNotFoundError:
+        return False
+    return True
+
+
+def version(path: str) -> int | None:
+    """The table's current version, or None when there is no table."""
+    try:
+        return DeltaTable(path).version()
+    except TableNotFoundError:
+        return None
+
+
+def read(path: str, columns: list[str] | None = None, as_of: int | None = None) -> pa.Table:
+    """The table's snapshot (the current one, or version `as_of`) as Arrow."""
+    table = DeltaTable(path, version=as_of) if as_of is not None else DeltaTable(path)
+    return table.to_pyarrow_table(columns=columns)
+
+
+def read_or_empty(path: str, schema: pa.Schema) -> pa.Table:
+    """The table, or an empty table of `schema` when none exists yet (first run)."""
+    return read(path) if exists(path) else schema.empty_table()
+
+
+def file_uris(path: str) -> list[str]:
+    """Data files of the current snapshot, for engines that read Parquet (Spark, Ray Data)."""
+    return DeltaTable(path).file_uris()
+
+
+def write(path: str, data: pa.Table | pa.RecordBatchReader, mode: str = "overwrite") -> int:
+    """Commit `data` to the table at `path` (create, overwrite or append) and return the new version.
+
+    An overwrite replaces the schema as well, so a table whose columns grew stays writable.
+    """
+    if "://" not in path:
+        os.makedirs(path, exist_ok=True)
+    schema_mode = "overwrite" if mode == "overwrite" else None
+    write_deltalake(path, data, mode=mode, schema_mode=schema_mode)
+    return DeltaTable(path).version()
+
+
+def merge_insert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int]:
+    """Insert the rows of `data` whose `keys` are not yet in the table (an idempotent MERGE).
+
+    Returns (table version, rows inserted). Nothing is committed when no row is new, so running the
+    same input twice leaves the version unchanged.
+    """
+    keys = list(keys)
+    if not exists(path):
+        return write(path, data, mode="overwrite"), data.num_rows
+    if data.num_rows == 0:
+        return DeltaTable(path).version(), 0
+    predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    table = DeltaTable(path)
+    metrics = (
+        table.merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    inserted = int(metrics.get("num_target_rows_inserted", 0))
+    return DeltaTable(path).version(), inserted
+
+
+def write_from_parquet_folder(path: str, folder: str, mode: str = "overwrite") -> int:
+    """Commit the Parquet files Spark wrote to a staging `folder`, streamed (never all in memory)."""
+    dataset = pads.dataset(folder, format="parquet")
+    reader = dataset.scanner().to_reader()
+    return write(path, reader, mode=mode)

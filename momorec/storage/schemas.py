@@ -1,0 +1,82 @@
+"""The data contracts: the Arrow schema of every Delta table the pipeline writes.
+
+Ids are stable int64 assigned at ingest and kept across refreshes. Item id 0 and user id 0 are never
+assigned: 0 is the padding index of the recommenders' embedding tables.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# ---- ingest -------------------------------------------------------------------------------------
+USER_IDS = pa.schema([("user", pa.string()), ("user_id", pa.int64())])
+ITEM_IDS = pa.schema([("item", pa.string()), ("item_id", pa.int64())])
+
+# One row per accepted event, ordered per user by (timestamp, event_order).
+INTERACTIONS = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("item_id", pa.int64()),
+        ("user", pa.string()),
+        ("item", pa.string()),
+        ("timestamp", pa.float64()),  # unix seconds; null for sequence files (file order is time order)
+        ("event_order", pa.int64()),  # ingest order: batch << 40 | line << 12 | position, breaks ties
+        ("rating", pa.float64()),
+        ("event_type", pa.string()),
+        ("source", pa.string()),  # file the event came from
+    ]
+)
+
+# One row per user: the time-ordered history and its leave-one-out split.
+SEQUENCES = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("items", pa.list_(pa.int64())),  # whole history, oldest first
+        ("train_items", pa.list_(pa.int64())),  # items[:-2]: the only part prompts and fits may see
+        ("valid_item", pa.int64()),  # items[-2]
+        ("test_item", pa.int64()),  # items[-1]
+        ("length", pa.int32()),
+    ]
+)
+
+ITEMS = pa.schema(
+    [
+        ("item_id", pa.int64()),
+        ("item", pa.string()),
+        ("title", pa.string()),
+        ("categories", pa.list_(pa.string())),  # most specific path, flattened
+        ("brand", pa.string()),
+        ("price", pa.float64()),
+        ("description", pa.string()),
+        ("has_catalog", pa.bool_()),  # False: the item is in the logs but not in the catalog
+    ]
+)
+
+# Every input row that was not accepted, with why. rows read = rows accepted + rows rejected.
+REJECTS = pa.schema(
+    [
+        ("source", pa.string()),
+        ("input", pa.string()),  # events | sequences | catalog
+        ("line", pa.int64()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),  # the offending row, truncated to 1 KB, invalid UTF-8 replaced
+        ("user", pa.string()),
+        ("item", pa.string()),
+        ("timestamp", pa.float64()),
+        ("event_order", pa.int64()),
+        ("rating", pa.float64()),
+        ("event_type", pa.string()),
+    ]
+)
+
+# Input files already ingested, so a re-run reads nothing twice.
+SOURCES = pa.schema(
+    [
+        ("path", pa.string()),
+        ("input", pa.string()),
+        ("sha256", pa.string()),
+        ("bytes", pa.int64()),
+        ("batch", pa.int64()),
+        ("rows_read", pa.int64()),
+    ]
+)

@@ -1,0 +1,50 @@
+"""The Spark session, built from config; and reading Delta snapshots into Spark."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from momorec.config import SparkConfig
+from momorec.storage import delta
+
+log = logging.getLogger(__name__)
+
+
+def get_spark(cfg: SparkConfig):
+    """A Spark session for `cfg` (reused when one is already running in this process)."""
+    # Executors must run the same interpreter as the driver, or local workers pick a bare python.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(cfg.master)
+        .appName(cfg.app_name)
+        .config("spark.driver.memory", cfg.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.ansi.enabled", "false")
+    )
+    for key, value in cfg.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def read_delta(spark, path: str):
+    """The current snapshot of a Delta table as a Spark DataFrame, from the log's file list."""
+    uris = delta.file_uris(path)
+    if not uris:
+        schema = delta.read(path).schema
+        return spark.createDataFrame([], schema=_spark_schema(spark, schema))
+    return spark.read.parquet(*uris)
+
+
+def _spark_schema(spark, arrow_schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(arrow_schema)

@@ -1,0 +1,62 @@
+"""Shared fixtures: one real local Spark and one real local Ray per test session, never per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+
+
+def shared_dataset(*parts: str) -> Path:
+    """A path under ../shared/datasets; the test skips (saying why) only when ../shared is absent."""
+    path = SHARED_DATASETS.joinpath(*parts)
+    if not SHARED_DATASETS.exists():
+        pytest.skip(f"../shared/datasets is absent ({SHARED_DATASETS}); full-benchmark test needs it")
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from ../shared/datasets")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from momorec.config import SparkConfig
+    from momorec.storage.spark import get_spark
+
+    session = get_spark(SparkConfig(master="local[2]", shuffle_partitions=2, driver_memory="3g"))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with more logical CPUs than cores (the 2-core actor-pool deadlock, DESIGN.md)."""
+    from momorec.config import RayConfig
+    from momorec.storage.ray_runtime import init_ray
+
+    ray = init_ray(RayConfig(num_cpus=4, object_store_memory_mb=1024))
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def tracking_env(tmp_path, monkeypatch):
+    """A fresh sqlite MLflow store for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture()
+def demo_cfg(tmp_path, tracking_env):
+    """The demo config with its warehouse in a temporary folder and MLflow in a fresh store."""
+    from momorec.config import load_config
+
+    return load_config(DEMO_CONFIG, [f"warehouse={tmp_path / 'warehouse'}", "spark.master=local[2]"])
