@@ -48,3 +48,34 @@ def _spark_schema(spark, arrow_schema):
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(arrow_schema)
+
+
+def write_delta(df, path: str, schema, staging: str, mode: str = "overwrite") -> int:
+    """Commit a Spark DataFrame to the Delta table at `path` with the Arrow `schema` of its contract.
+
+    Spark writes Parquet to a staging folder in parallel; delta-rs streams those files into one
+    atomic commit (the driver never holds the whole table), casting each batch to the contract.
+    """
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    shutil.rmtree(staging, ignore_errors=True)
+    df.select(*schema.names).write.mode("overwrite").parquet(staging)
+    files = sorted(
+        os.path.join(staging, f) for f in os.listdir(staging) if f.endswith(".parquet") and not f.startswith(("_", "."))
+    )
+    if files:
+        scanner = pads.dataset(files, format="parquet").scanner()
+        batches = (
+            batch
+            for raw in scanner.to_batches()
+            for batch in pa.Table.from_batches([raw]).cast(schema).to_batches()
+        )
+        data = pa.RecordBatchReader.from_batches(schema, batches)
+    else:
+        data = schema.empty_table()
+    version = delta.write(path, data, mode=mode)
+    shutil.rmtree(staging, ignore_errors=True)
+    return version

@@ -1,0 +1,258 @@
+"""The ingest stage: behaviour logs + catalog -> Delta tables, incrementally and idempotently.
+
+Each run reads only input files it has not seen (by SHA-256), reconsiders the events still pending
+a threshold (k-core, minimum length), and commits `interactions`, `sequences`, `items`, `user_ids`,
+`item_ids`, `rejects` and `sources` under <warehouse>/<dataset>/. Running the same input again
+commits nothing. Ids are stable: existing ids are kept, new users and items get the next ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+
+from pydantic import Field
+from pyspark.sql import functions as F
+
+from momorec import tracking
+from momorec.config import PlatformConfig
+from momorec.ingest import readers, transforms
+from momorec.ingest.config import EventSource
+from momorec.storage import delta, schemas
+from momorec.storage.spark import get_spark, read_delta, write_delta
+from momorec.typed import StageResult
+
+log = logging.getLogger(__name__)
+
+TABLES = ("interactions", "sequences", "items", "user_ids", "item_ids", "rejects", "sources")
+EVENT_INPUTS = ("events", "sequences")
+
+
+class IngestResult(StageResult):
+    stage: str = "ingest"
+    dataset: str
+    unchanged: bool = Field(description="True when no input was new: nothing was read or written.")
+    files_read: int = 0
+    rows_read: int = Field(0, description="Event records read this run (a sequence line counts one per item).")
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+    users: int = 0
+    items: int = 0
+    interactions: int = 0
+    catalog_rows: int = 0
+    catalog_rejected: int = 0
+    truncated_texts: int = 0
+    conservation_ok: bool = Field(True, description="rows in = accepted + rejected, this run and all runs together.")
+    tables: dict[str, dict[str, str | int | None]] = Field(default_factory=dict)
+
+
+def _event_files(sources: list[EventSource]) -> list[tuple[EventSource, readers.InputFile]]:
+    seen: set[str] = set()
+    files = []
+    for source in sources:
+        for path in readers.expand(source.path):
+            fp = readers.fingerprint(path)
+            if fp.path not in seen:
+                seen.add(fp.path)
+                files.append((source, fp))
+    return files
+
+
+def run_ingest(
+    cfg: PlatformConfig, show_progress: bool = True, extra_sources: list[EventSource] | None = None
+) -> IngestResult:
+    """Ingest the config's sources (plus `extra_sources`, e.g. a night's new logs)."""
+    start = time.perf_counter()
+    paths = {name: cfg.table_path(name) for name in TABLES}
+    staging_root = cfg.ingest.staging_dir or os.path.join(cfg.dataset_root, "_staging")
+    versions_before = {name: delta.version(p) for name, p in paths.items()}
+
+    known = delta.read_or_empty(paths["sources"], schemas.SOURCES).to_pylist()
+    known_sha = {(row["path"], row["sha256"]) for row in known}
+    event_files = _event_files(list(cfg.ingest.sources) + list(extra_sources or []))
+    if not event_files:
+        raise ValueError("ingest.sources is empty: give at least one event log or sequence file")
+    new_files = [(s, fp) for s, fp in event_files if (fp.path, fp.sha256) not in known_sha]
+    catalog_files = []
+    if cfg.ingest.catalog is not None:
+        catalog_files = [readers.fingerprint(p) for p in readers.expand(cfg.ingest.catalog.path)]
+    catalog_changed = any((fp.path, fp.sha256) not in known_sha for fp in catalog_files)
+
+    with tracking.stage_run(cfg, "ingest", {"ingest": cfg.ingest.model_dump(mode="json")}) as run:
+        import mlflow
+
+        if not new_files and not catalog_changed:
+            result = _unchanged_result(cfg, paths, run.info.run_id, start)
+            mlflow.log_metric("unchanged", 1)
+            return result
+        spark = get_spark(cfg.spark)
+        next_batch = max((row["batch"] for row in known), default=-1) + 1
+        counts = _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch,
+                                    show_progress)
+        versions_after = {name: delta.version(p) for name, p in paths.items()}
+        tracking.log_table_versions(read=versions_before, written=versions_after)
+        result = IngestResult(
+            dataset=cfg.dataset,
+            unchanged=False,
+            mlflow_run_id=run.info.run_id,
+            wall_time_s=round(time.perf_counter() - start, 3),
+            tables={n: {"path": p, "version": versions_after[n]} for n, p in paths.items()},
+            **counts,
+        )
+        mlflow.log_metrics({k: float(v) for k, v in counts.items() if isinstance(v, int | float | bool)})
+        mlflow.log_metrics({f"rejected.{reason}": float(n) for reason, n in counts["rejected_by_reason"].items()})
+        mlflow.log_metric("unchanged", 0)
+        if not result.conservation_ok:
+            raise RuntimeError(f"row conservation violated: {counts}")
+        return result
+
+
+def _unchanged_result(cfg: PlatformConfig, paths: dict[str, str], run_id: str, start: float) -> IngestResult:
+    seqs = delta.read(paths["sequences"], columns=["user_id"]) if delta.exists(paths["sequences"]) else None
+    items = delta.read(paths["item_ids"], columns=["item_id"]) if delta.exists(paths["item_ids"]) else None
+    inter = delta.read(paths["interactions"], columns=["item_id"]) if delta.exists(paths["interactions"]) else None
+    return IngestResult(
+        dataset=cfg.dataset,
+        unchanged=True,
+        mlflow_run_id=run_id,
+        wall_time_s=round(time.perf_counter() - start, 3),
+        users=seqs.num_rows if seqs is not None else 0,
+        items=items.num_rows if items is not None else 0,
+        interactions=inter.num_rows if inter is not None else 0,
+        tables={n: {"path": p, "version": delta.version(p)} for n, p in paths.items()},
+    )
+
+
+def _read_table(spark, path: str, schema):
+    """A Delta table as a Spark DataFrame, or an empty frame of its contract on the first run."""
+    if delta.exists(path):
+        return read_delta(spark, path)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.createDataFrame([], from_arrow_schema(schema))
+
+
+def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch, show_progress):
+    new_sources = [fp.path for _, fp in new_files]
+
+    # 1. Parse the new files: every line becomes events or a reject.
+    parsed = None
+    for batch, (source, fp) in enumerate(new_files, start=next_batch):
+        frame = readers.read_events(spark, source, fp.path, batch).withColumn("source", F.lit(fp.path)).withColumn(
+            "input", F.lit(source.kind)
+        )
+        parsed = frame if parsed is None else parsed.unionByName(frame)
+    if parsed is not None:
+        parsed = parsed.cache()
+        read_per_file = {r["source"]: r["count"] for r in parsed.groupBy("source").count().collect()}
+        new_events = parsed.filter("kind = 'event'").select(*transforms.EVENT_COLUMNS)
+        parse_rejects = transforms.as_rejects(parsed.filter("kind = 'reject'"))
+    else:
+        read_per_file = {}
+        new_events = parse_rejects = None
+
+    # 2. Known state. Rows from a file being re-read (changed, or a crash before `sources` was
+    #    committed) are dropped from it and derived again, so nothing is counted twice.
+    old_inter = _read_table(spark, paths["interactions"], schemas.INTERACTIONS)
+    old_rejects = _read_table(spark, paths["rejects"], schemas.REJECTS)
+    old_users = _read_table(spark, paths["user_ids"], schemas.USER_IDS)
+    old_items = _read_table(spark, paths["item_ids"], schemas.ITEM_IDS)
+    reread = F.col("source").isin(new_sources) if new_sources else F.lit(False)
+    kept_inter = old_inter.filter(~reread)
+    pending = old_rejects.filter(F.col("reason").isin(*transforms.PENDING_REASONS) & ~reread)
+    final_rejects = old_rejects.filter(
+        ~F.col("reason").isin(*transforms.PENDING_REASONS) & ~reread & (F.col("input") != "catalog")
+    )
+    known_events = kept_inter.withColumn("line", F.lit(None).cast("long")).select(*transforms.EVENT_COLUMNS).unionByName(
+        pending.select(*transforms.EVENT_COLUMNS)
+    )
+
+    # 3. Deduplicate, filter, assign ids.
+    if new_events is not None:
+        unique_new, dup_rejects = transforms.drop_duplicates(new_events, known_events)
+        candidates = known_events.unionByName(unique_new)
+    else:
+        dup_rejects, candidates = None, known_events
+    kept, removed = transforms.kcore_filter(candidates, cfg.ingest.kcore, cfg.ingest.min_user_events)
+    user_map = transforms.assign_ids(transforms.first_appearance(kept, "user"), old_users, "user").cache()
+    item_map = transforms.assign_ids(transforms.first_appearance(kept, "item"), old_items, "item").cache()
+    interactions = kept.join(user_map, "user").join(item_map, "item").cache()
+
+    # 4. Catalog (re-read whole whenever anything changed: it is small next to the logs).
+    items_table, catalog_rejects, catalog_rows, truncated = None, None, 0, 0
+    if catalog_files:
+        catalog = None
+        for fp in catalog_files:
+            frame = readers.read_catalog(spark, cfg.ingest.catalog, fp.path, cfg.ingest.max_text_chars).withColumn(
+                "source", F.lit(fp.path)
+            )
+            catalog = frame if catalog is None else catalog.unionByName(frame)
+        catalog = catalog.cache()
+        catalog_rows = catalog.count()
+        truncated = catalog.filter("truncated").count()
+        items_table, cat_rej = transforms.catalog_items(catalog, item_map)
+        catalog_rejects = transforms.as_rejects(cat_rej)
+    else:
+        items_table = item_map.select(
+            "item_id", "item", F.lit(None).cast("string").alias("title"),
+            F.array().cast("array<string>").alias("categories"), F.lit(None).cast("string").alias("brand"),
+            F.lit(None).cast("double").alias("price"), F.lit(None).cast("string").alias("description"),
+            F.lit(False).alias("has_catalog"),
+        )
+
+    rejects = final_rejects.unionByName(removed)
+    for extra in (parse_rejects, dup_rejects, catalog_rejects):
+        if extra is not None:
+            rejects = rejects.unionByName(extra)
+    rejects = rejects.cache()
+
+    # 5. Commit. `sources` goes last: a crash before it makes the next run re-read these files.
+    os.makedirs(staging_root, exist_ok=True)
+    stage = lambda name: os.path.join(staging_root, name)  # noqa: E731
+    write_delta(interactions, paths["interactions"], schemas.INTERACTIONS, stage("interactions"))
+    write_delta(transforms.build_sequences(interactions), paths["sequences"], schemas.SEQUENCES, stage("sequences"))
+    write_delta(user_map, paths["user_ids"], schemas.USER_IDS, stage("user_ids"))
+    write_delta(item_map, paths["item_ids"], schemas.ITEM_IDS, stage("item_ids"))
+    write_delta(items_table, paths["items"], schemas.ITEMS, stage("items"))
+    write_delta(rejects, paths["rejects"], schemas.REJECTS, stage("rejects"))
+    sources_rows = [row for row in known if row["path"] not in set(new_sources) | {fp.path for fp in catalog_files}]
+    for batch, (source, fp) in enumerate(new_files, start=next_batch):
+        sources_rows.append({"path": fp.path, "input": source.kind, "sha256": fp.sha256, "bytes": fp.size,
+                             "batch": batch, "rows_read": read_per_file.get(fp.path, 0)})
+    for fp in catalog_files:
+        sources_rows.append({"path": fp.path, "input": "catalog", "sha256": fp.sha256, "bytes": fp.size,
+                             "batch": -1, "rows_read": catalog_rows if len(catalog_files) == 1 else None})
+    import pyarrow as pa
+
+    delta.write(paths["sources"], pa.Table.from_pylist(sources_rows, schema=schemas.SOURCES))
+
+    # 6. Count, and check that nothing was lost.
+    inter_count = interactions.count()
+    event_rejects = rejects.filter(F.col("input").isin(*EVENT_INPUTS))
+    this_run = F.col("source").isin(new_sources) if new_sources else F.lit(False)
+    accepted_now = interactions.filter(this_run).count()
+    by_reason = Counter({r["reason"]: r["count"] for r in event_rejects.filter(this_run).groupBy("reason").count().collect()})
+    rejected_now = sum(by_reason.values())
+    read_now = sum(read_per_file.values())
+    read_all = sum(r["rows_read"] for r in sources_rows if r["input"] in EVENT_INPUTS)
+    total_ok = read_all == inter_count + event_rejects.count()
+    catalog_rejected = rejects.filter("input = 'catalog'").count()
+    catalog_ok = not catalog_files or catalog_rows == items_table.filter("has_catalog").count() + catalog_rejected
+    parsed.unpersist() if parsed is not None else None
+    return {
+        "files_read": len(new_files),
+        "rows_read": read_now,
+        "rows_accepted": accepted_now,
+        "rows_rejected": rejected_now,
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "users": user_map.count(),
+        "items": item_map.count(),
+        "interactions": inter_count,
+        "catalog_rows": catalog_rows,
+        "catalog_rejected": catalog_rejected,
+        "truncated_texts": truncated,
+        "conservation_ok": bool(read_now == accepted_now + rejected_now and total_ok and catalog_ok),
+    }
