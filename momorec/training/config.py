@@ -1,9 +1,59 @@
-"""Typed config of this stage (owned by the stage; composed into momorec.config.PlatformConfig)."""
+"""Typed config of the train stage (composed into momorec.config.PlatformConfig as `train`).
+
+Optimisation defaults follow the RecBole SASRec setting our benchmark compares against
+(Adam, lr 1e-3, batch 256); early stopping watches validation NDCG@10 under full ranking.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
+from momorec.models.config import ModelConfig
 from momorec.typed import StrictModel
 
 
+class FaultInjection(StrictModel):
+    """Chaos testing: kill one Ray Train worker once, to prove resume-from-checkpoint works."""
+
+    kill_rank: int = Field(1, ge=0, description="World rank of the worker that kills itself (SIGKILL).")
+    at_epoch: int = Field(1, ge=0, description="It dies at the start of this epoch (0-based), once.")
+    marker: str = Field(description="File created just before the kill; while it exists, nobody dies again.")
+
+
 class TrainConfig(StrictModel):
-    """Placeholder until the stage lands: accepts no keys."""
+    """How the recommenders are fit: model, optimisation, early stopping, seeds and launcher."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Backbone, size, loss and semantic-ID inputs.")
+    epochs: int = Field(200, ge=1, description="Most epochs per seed (early stopping usually ends sooner).")
+    patience: int = Field(10, ge=1, description="Stop after this many epochs without a better validation NDCG@10.")
+    batch_size: int = Field(256, ge=1, description="Training sequences per step, per worker.")
+    eval_batch_size: int = Field(1024, ge=1, description="Users per scoring step in validation.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam (L2) weight decay.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this (None = off).")
+    seeds: list[int] | None = Field(
+        None, description="One model per seed (mean +- std in evaluation); None = [the platform seed]."
+    )
+    launcher: Literal["ray", "local"] = Field(
+        "ray", description="ray: Ray Train TorchTrainer (data-parallel); local: the plain epoch loop in this process."
+    )
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (data-parallel replicas).")
+    use_gpu: bool = Field(False, description="One GPU per worker (NCCL); False = CPU workers with gloo.")
+    cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs Ray reserves per worker.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads per worker (None = torch's default; set 1 when workers share cores)."
+    )
+    max_failures: int = Field(2, ge=0, description="Ray Train FailureConfig: restarts from the last checkpoint after a worker dies.")
+    checkpoint_dir: str | None = Field(
+        None, description="Where checkpoints go (Ray storage_path); None = <warehouse>/<dataset>/checkpoints."
+    )
+    min_train_items: int = Field(
+        2, ge=2, description="Users with fewer training items give no (input, next item) pair and are not trained on."
+    )
+    log_model: bool = Field(True, description="Log the best model of each seed to MLflow (with an input example).")
+    registered_model_name: str | None = Field(
+        None, description="MLflow registry name for the logged models; None = momorec-<dataset>-<architecture>."
+    )
+    fault_injection: FaultInjection | None = Field(None, description="Testing only: kill a worker once (see FaultInjection).")

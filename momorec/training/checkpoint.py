@@ -1,0 +1,87 @@
+"""Checkpoints that carry their config: enough to resume training, or to rebuild the best model alone.
+
+One file, `checkpoint.pt`, a dict:
+    format          1
+    model_config    ModelConfig as a dict (the model is rebuilt from it, never from a file name)
+    num_items       N
+    seed            training seed
+    item_semantic / user_semantic   {"codes", "num_codes", "centroids", "version"} or None
+    model_state     current weights (to resume)
+    optimizer_state Adam moments (to resume)
+    train_state     TrainState.as_dict(): epoch, best epoch/metric/weights, patience, history
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+import torch
+
+from momorec.models import ModelConfig, SemanticInputs, SequentialRecommender, build_model
+from momorec.training.loop import TrainState
+
+FILE = "checkpoint.pt"
+
+
+def _semantic_dict(inputs: SemanticInputs | None) -> dict | None:
+    return None if inputs is None else asdict(inputs)
+
+
+def _semantic_from(data: dict | None) -> SemanticInputs | None:
+    return None if data is None else SemanticInputs(**data)
+
+
+def save_checkpoint(
+    folder: str,
+    model: SequentialRecommender,
+    optimizer: torch.optim.Optimizer | None,
+    state: TrainState,
+    seed: int,
+    item_semantic: SemanticInputs | None,
+    user_semantic: SemanticInputs | None,
+) -> str:
+    """Write `folder/checkpoint.pt` atomically; return its path."""
+    os.makedirs(folder, exist_ok=True)
+    payload = {
+        "format": 1,
+        "model_config": model.cfg.model_dump(),
+        "num_items": model.num_items,
+        "seed": seed,
+        "item_semantic": _semantic_dict(item_semantic),
+        "user_semantic": _semantic_dict(user_semantic),
+        "model_state": model.state_dict(),
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "train_state": state.as_dict(),
+    }
+    path = os.path.join(folder, FILE)
+    torch.save(payload, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def load_checkpoint(path: str) -> dict:
+    """The checkpoint dict (path = the file or its folder)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def train_state(payload: dict) -> TrainState:
+    return TrainState.from_dict(payload["train_state"])
+
+
+def model_from_checkpoint(payload: dict, which: str = "best") -> SequentialRecommender:
+    """Rebuild the model a checkpoint describes, with its best (default) or current weights, in eval mode."""
+    cfg = ModelConfig.model_validate(payload["model_config"])
+    model = build_model(
+        cfg, payload["num_items"], _semantic_from(payload["item_semantic"]), _semantic_from(payload["user_semantic"]),
+        seed=payload["seed"],
+    )
+    weights = payload["train_state"]["best_state"] if which == "best" else payload["model_state"]
+    if weights is None:
+        raise ValueError("checkpoint holds no best weights yet (no epoch finished)")
+    model.load_state_dict(weights)
+    return model.eval()

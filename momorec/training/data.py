@@ -1,0 +1,186 @@
+"""Sequences from the Delta tables, checked, and turned into padded training and scoring arrays.
+
+Input: `sequences` (user_id, items, train_items, valid_item, test_item, length) and `item_ids`
+(the number of items is the largest item_id; ids start at 1, 0 is padding). Leave-one-out: the model
+trains on `train_items`, selects on `valid_item` (history = train_items) and is tested once on
+`test_item` (history = train_items + valid_item).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from momorec.storage import delta
+
+log = logging.getLogger(__name__)
+
+SPLIT_COLUMNS = ("train_items", "valid_item", "test_item")
+
+
+@dataclass
+class SequenceData:
+    """All users' histories as a CSR array plus their split.
+
+    user_ids: (U,) int64, sorted. items/offsets: CSR of whole histories, oldest first
+    (user u's items are items[offsets[u]:offsets[u+1]]). train_len: (U,) number of training items
+    (= length - 2). valid_item, test_item: (U,) int64. num_items: N (largest item id).
+    """
+
+    user_ids: np.ndarray
+    items: np.ndarray
+    offsets: np.ndarray
+    train_len: np.ndarray
+    valid_item: np.ndarray
+    test_item: np.ndarray
+    num_items: int
+    versions: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.user_ids.size)
+
+    @property
+    def max_user_id(self) -> int:
+        return int(self.user_ids.max()) if self.user_ids.size else 0
+
+    def subset(self, rows: np.ndarray) -> "SequenceData":
+        """The users at positions `rows` (e.g. one worker's shard)."""
+        lengths = np.diff(self.offsets)[rows]
+        starts = self.offsets[rows]
+        items = np.concatenate([self.items[s : s + n] for s, n in zip(starts, lengths, strict=True)]) if rows.size else self.items[:0]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return SequenceData(
+            self.user_ids[rows], items, offsets, self.train_len[rows], self.valid_item[rows], self.test_item[rows],
+            self.num_items, dict(self.versions),
+        )
+
+
+def _check_split(table: pa.Table, path: str) -> None:
+    missing = [c for c in ("user_id", "items", *SPLIT_COLUMNS) if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"sequence table {path} has no leave-one-out split (missing columns {missing}); re-run `momorec ingest`"
+        )
+    for column in ("valid_item", "test_item"):
+        nulls = table.column(column).null_count
+        if nulls:
+            raise ValueError(f"sequence table {path}: {nulls} users have no {column} (split is incomplete)")
+
+
+def load_sequences(sequences_path: str, item_ids_path: str) -> SequenceData:
+    """Read and check `sequences` and `item_ids`; raises ValueError / FileNotFoundError that say what is wrong."""
+    for name, path in (("sequences", sequences_path), ("item_ids", item_ids_path)):
+        if not delta.exists(path):
+            raise FileNotFoundError(f"no Delta table `{name}` at {path}: run `momorec ingest` first")
+    item_ids = delta.read(item_ids_path, columns=["item_id"]).column("item_id")
+    if len(item_ids) == 0:
+        raise ValueError(f"item_ids table {item_ids_path} is empty")
+    num_items = int(pc.max(item_ids).as_py())
+    table = delta.read(sequences_path)
+    _check_split(table, sequences_path)
+    if table.num_rows == 0:
+        raise ValueError(f"sequence table {sequences_path} is empty: no user to train on")
+    table = table.sort_by("user_id")
+    users = table.column("user_id").to_numpy().astype(np.int64)
+    items_col = table.column("items").combine_chunks()
+    offsets = items_col.offsets.to_numpy().astype(np.int64)
+    items = items_col.values.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]
+    train_len = np.asarray(pc.list_value_length(table.column("train_items")).to_numpy(zero_copy_only=False), dtype=np.int64)
+    data = SequenceData(
+        user_ids=users,
+        items=items,
+        offsets=offsets,
+        train_len=train_len,
+        valid_item=table.column("valid_item").to_numpy().astype(np.int64),
+        test_item=table.column("test_item").to_numpy().astype(np.int64),
+        num_items=num_items,
+        versions={"sequences": delta.version(sequences_path), "item_ids": delta.version(item_ids_path)},
+    )
+    validate(data, sequences_path)
+    return data
+
+
+def validate(data: SequenceData, where: str = "sequences") -> None:
+    """Ids in range, users unique, and train/valid/test consistent with the whole history."""
+    if data.items.size and (data.items.min() < 1 or data.items.max() > data.num_items):
+        bad = data.items[(data.items < 1) | (data.items > data.num_items)]
+        raise ValueError(
+            f"{where}: {bad.size} item ids lie outside the embedding range 1..{data.num_items} (e.g. {int(bad[0])})"
+        )
+    if data.user_ids.size and data.user_ids.min() < 1:
+        raise ValueError(f"{where}: user ids must start at 1 (0 is padding), found {int(data.user_ids.min())}")
+    if np.unique(data.user_ids).size != data.user_ids.size:
+        raise ValueError(f"{where}: a user appears more than once")
+    lengths = np.diff(data.offsets)
+    if np.any(lengths != data.train_len + 2):
+        raise ValueError(f"{where}: train_items is not items[:-2] for some users (length mismatch)")
+    last = data.offsets[1:] - 1
+    if np.any(data.items[last] != data.test_item) or np.any(data.items[last - 1] != data.valid_item):
+        raise ValueError(f"{where}: valid_item/test_item are not the last two items of some users")
+
+
+def _left_pad(data: SequenceData, ends: np.ndarray, width: int) -> np.ndarray:
+    """Row u = the `width` items before position ends[u] of user u's history, left-padded: (U, width) int64."""
+    out = np.zeros((data.num_users, width), dtype=np.int64)
+    for row in range(data.num_users):
+        start = data.offsets[row]
+        stop = start + ends[row]
+        chunk = data.items[max(start, stop - width) : stop]
+        if chunk.size:
+            out[row, width - chunk.size :] = chunk
+    return out
+
+
+def training_arrays(data: SequenceData, max_len: int, min_train_items: int = 2) -> dict[str, np.ndarray]:
+    """{"seq": (U', max_len+1) int64, "user_id": (U',)}: the newest max_len+1 training items of each user
+    with at least `min_train_items` of them. Raises ValueError when nobody qualifies (empty training set)."""
+    keep = np.flatnonzero(data.train_len >= min_train_items)
+    if keep.size == 0:
+        raise ValueError(f"empty training set: no user has {min_train_items} or more training items")
+    sub = data.subset(keep)
+    return {"seq": _left_pad(sub, sub.train_len, max_len + 1), "user_id": sub.user_ids.copy()}
+
+
+def scoring_arrays(data: SequenceData, split: str, max_len: int) -> dict[str, np.ndarray]:
+    """Inputs for scoring one split: {"history": (U, max_len), "user_id": (U,), "target": (U,)}.
+
+    valid: history = train_items, target = valid_item. test: history = train_items + valid_item,
+    target = test_item. The excluded items (whole history, not only the newest max_len) come from
+    `excluded_items`.
+    """
+    if split == "valid":
+        return {"history": _left_pad(data, data.train_len, max_len), "user_id": data.user_ids, "target": data.valid_item}
+    if split == "test":
+        return {"history": _left_pad(data, data.train_len + 1, max_len), "user_id": data.user_ids, "target": data.test_item}
+    raise ValueError(f"unknown split {split!r} (valid | test)")
+
+
+def excluded_items(data: SequenceData, rows: np.ndarray, split: str) -> np.ndarray:
+    """Whole history before the target of users `rows`, right-padded with 0: (len(rows), H) int64."""
+    before = data.train_len[rows] + (1 if split == "test" else 0)
+    out = np.zeros((rows.size, max(int(before.max()) if rows.size else 0, 1)), dtype=np.int64)
+    for i, (row, n) in enumerate(zip(rows, before, strict=True)):
+        out[i, :n] = data.items[data.offsets[row] : data.offsets[row] + n]
+    return out
+
+
+def seen_items(data: SequenceData, rows: np.ndarray) -> list[np.ndarray]:
+    """Every item each user ever interacted with (for drawing sampled negatives)."""
+    return [data.items[data.offsets[r] : data.offsets[r + 1]] for r in rows]
+
+
+def pad_train_items(batch: dict[str, np.ndarray], max_len: int) -> dict[str, np.ndarray]:
+    """Ray Data map_batches: {"user_id", "train_items" (lists)} -> {"user_id", "seq" (B, max_len+1)}."""
+    lists = batch["train_items"]
+    seq = np.zeros((len(lists), max_len + 1), dtype=np.int64)
+    for row, items in enumerate(lists):
+        chunk = np.asarray(items, dtype=np.int64)[-(max_len + 1) :]
+        if chunk.size:
+            seq[row, max_len + 1 - chunk.size :] = chunk
+    return {"user_id": np.asarray(batch["user_id"], dtype=np.int64), "seq": seq}

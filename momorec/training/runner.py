@@ -1,0 +1,120 @@
+"""One seed's training, put together from the parts: inputs, model, batches, validation, checkpoints.
+
+`TrainingInputs.load` reads the Delta tables (on the driver, and again on each Ray worker);
+`train_local` runs the plain epoch loop in this process. `momorec.training.distributed` runs the
+very same pieces inside Ray Train workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from momorec.config import PlatformConfig
+from momorec.evaluation.evaluator import rank_users
+from momorec.evaluation.metrics import metric_sums, sums_to_metrics
+from momorec.models import SemanticInputs, SequentialRecommender, build_model
+from momorec.training.checkpoint import save_checkpoint
+from momorec.training.data import SequenceData, load_sequences, training_arrays
+from momorec.training.loop import LossModule, TrainState, fit
+from momorec.training.semantic import load_semantic_inputs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingInputs:
+    """Sequences plus the semantic inputs of items and users, and facts about them for MLflow."""
+
+    data: SequenceData
+    item_semantic: SemanticInputs | None
+    user_semantic: SemanticInputs | None
+    facts: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, cfg: PlatformConfig) -> "TrainingInputs":
+        data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+        model = cfg.train.model
+        facts: dict[str, object] = {"users": data.num_users, "items": data.num_items, **{f"delta.{k}": v for k, v in data.versions.items()}}
+        semantic = {}
+        for entity, section, size, wanted in (
+            ("item", model.item_semantic, data.num_items, np.unique(data.items)),
+            ("user", model.user_semantic, data.max_user_id, data.user_ids),
+        ):
+            codebook_dir = _codebook_dir(cfg, entity) if section.mode == "frozen" else None
+            inputs, info = load_semantic_inputs(cfg.table_path("semantic_ids"), entity, size, wanted, section, codebook_dir)
+            semantic[entity] = inputs
+            facts.update({f"semantic.{entity}.{k}": v for k, v in info.items()})
+        return cls(data, semantic["item"], semantic["user"], facts)
+
+
+def _codebook_dir(cfg: PlatformConfig, entity: str) -> str:
+    try:
+        from momorec.semantic_ids.codebook import latest_codebook_dir
+    except ImportError as exc:  # the quantize stage is not installed in this build
+        raise FileNotFoundError("frozen semantic IDs need momorec.semantic_ids.codebook (the quantize stage)") from exc
+    return latest_codebook_dir(cfg, entity)
+
+
+def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> SequentialRecommender:
+    torch.manual_seed(seed)
+    return build_model(cfg.train.model, inputs.data.num_items, inputs.item_semantic, inputs.user_semantic, seed=seed)
+
+
+def local_batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> Callable[[int], Iterator[dict]]:
+    """batches(epoch): the training rows in an order seeded by (seed, epoch), as dicts of tensors."""
+
+    def batches(epoch: int) -> Iterator[dict]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(arrays["user_id"]))
+        for start in range(0, order.size, batch_size):
+            rows = order[start : start + batch_size]
+            yield {key: torch.from_numpy(value[rows]) for key, value in arrays.items()}
+
+    return batches
+
+
+def make_validator(
+    data: SequenceData,
+    max_len: int,
+    batch_size: int,
+    device,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """validate(model) -> {"valid.full.hr_10": ..., "valid.full.ndcg_10": ...} over `data`'s users,
+    summed over workers by `all_reduce` (each worker passes its own shard)."""
+
+    def validate(model) -> dict[str, float]:
+        model = getattr(model, "module", model)
+        _, ranks = rank_users(model, data, "valid", "full", max_len, batch_size, device=device)
+        sums = all_reduce(metric_sums(torch.from_numpy(ranks)))
+        return {f"valid.full.{k}": v for k, v in sums_to_metrics(sums).items() if k != "users"}
+
+    return validate
+
+
+def train_local(
+    cfg: PlatformConfig, inputs: TrainingInputs, seed: int, checkpoint_dir: str, on_step: Callable[[], None] | None = None
+) -> TrainState:
+    """Train one seed in this process (no Ray); a checkpoint after every epoch in `checkpoint_dir`."""
+    train = cfg.train
+    device = torch.device("cuda" if train.use_gpu and torch.cuda.is_available() else "cpu")
+    if train.torch_threads:
+        torch.set_num_threads(train.torch_threads)
+    model = make_model(cfg, inputs, seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
+    arrays = training_arrays(inputs.data, train.model.max_len, train.min_train_items)
+    validate = make_validator(inputs.data, train.model.max_len, train.eval_batch_size, device)
+
+    def checkpoint(state: TrainState) -> None:
+        save_checkpoint(checkpoint_dir, model, optimizer, state, seed, inputs.item_semantic, inputs.user_semantic)
+
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    return fit(
+        model, LossModule(model), optimizer, local_batches(arrays, train.batch_size, seed), validate,
+        train.epochs, train.patience, on_epoch_end=checkpoint, grad_clip=train.grad_clip, device=device, on_step=on_step,
+    )
