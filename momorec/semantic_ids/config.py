@@ -1,9 +1,86 @@
-"""Typed config of this stage (owned by the stage; composed into momorec.config.PlatformConfig)."""
+"""Typed config of the quantize stage: PCA + residual k-means semantic IDs for items and users."""
 
 from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from momorec.typed import StrictModel
 
 
 class QuantizeConfig(StrictModel):
-    """Placeholder until the stage lands: accepts no keys."""
+    """How embeddings become residual semantic IDs (shared by items and users)."""
+
+    entities: list[Literal["item", "user"]] = Field(
+        default_factory=lambda: ["item", "user"],
+        description="Entity types to quantize: item (table item_profiles) and/or user (table user_motivations).",
+    )
+    mode: Literal["fit", "assign", "auto"] = Field(
+        "fit",
+        description="fit: refit the codebooks; assign: code everything with the latest frozen codebooks; "
+        "auto: assign, and refit only when there is no codebook or drift passes drift_threshold.",
+    )
+    pca_dim: int | None = Field(
+        64, ge=1, description="PCA to this many dimensions before clustering (fit on training entities); None = off."
+    )
+    levels: int = Field(3, ge=1, le=16, description="Residual levels L: level l clusters what levels < l left over.")
+    codes: int | list[int] = Field(
+        256, description="Codes K per level (one int for all levels, or one per level); K must not exceed the fit rows."
+    )
+    iterations: int = Field(20, ge=1, description="Lloyd iterations per level.")
+    init: Literal["kmeans++", "random"] = Field(
+        "kmeans++", description="Centroid initialisation per level: k-means++ (Arthur & Vassilvitskii 2007) or seeded sample."
+    )
+    init_points_per_centroid: int = Field(
+        16, ge=1, description="k-means++ runs on a seeded sample of this many points per centroid (bounds its cost)."
+    )
+    max_points_per_centroid: int | None = Field(
+        256,
+        ge=1,
+        description="Lloyd iterations run on a seeded sample of K x this many rows (faiss's default); every row "
+        "is still assigned at the end of a level. None = iterate on all rows.",
+    )
+    seed: int | None = Field(None, description="Seed of sampling and initialisation; None = the platform seed.")
+    balanced: bool = Field(
+        False,
+        description="Capacity-constrained assignment during the fit, so codes are used evenly (fit members' codes); "
+        "new entities still get their nearest codes.",
+    )
+    balance_slack: float = Field(
+        1.1, ge=1.0, description="Balanced mode: a code holds at most ceil(slack x rows / K) rows of a shard."
+    )
+    unique_items: bool = Field(
+        False, description="Append one more level to item IDs: the index of the item among items sharing its codes."
+    )
+    expected_dim: int | None = Field(
+        None, ge=1, description="Embedding dimension; rows of another length are rejected. None = the most common length."
+    )
+    use_ray: Literal["auto", "always", "never"] = Field(
+        "auto", description="Shard the fit over Ray actors: always, never, or auto (when fit rows >= ray_min_rows)."
+    )
+    ray_min_rows: int = Field(200_000, ge=1, description="Row count from which use_ray=auto shards the fit on Ray.")
+    num_shards: int = Field(2, ge=1, description="Ray actors the fit rows are split over (each holds one shard).")
+    cpus_per_shard: float = Field(1.0, gt=0, description="Logical CPUs each shard actor reserves (its faiss threads).")
+    drift_threshold: float = Field(
+        1.5,
+        gt=0,
+        description="Refit when new entities' reconstruction error / the fit-time error exceeds this (mode auto).",
+    )
+
+    @model_validator(mode="after")
+    def _codes_match_levels(self) -> QuantizeConfig:
+        if isinstance(self.codes, list):
+            if len(self.codes) != self.levels:
+                raise ValueError(f"codes lists {len(self.codes)} sizes but levels is {self.levels}")
+            if any(k < 1 for k in self.codes):
+                raise ValueError("every per-level code count must be >= 1")
+        elif self.codes < 1:
+            raise ValueError("codes must be >= 1")
+        if not self.entities:
+            raise ValueError("entities must name at least one of item, user")
+        return self
+
+    def codes_per_level(self) -> list[int]:
+        """K of each level, length `levels`."""
+        return list(self.codes) if isinstance(self.codes, list) else [self.codes] * self.levels

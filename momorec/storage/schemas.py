@@ -80,3 +80,16 @@ SOURCES = pa.schema(
         ("rows_read", pa.int64()),
     ]
 )
+
+# ---- quantize ------------------------------------------------------------------------------------
+# One row per coded entity: its residual semantic ID under one codebook version.
+SEMANTIC_IDS = pa.schema(
+    [
+        ("entity_type", pa.string()),  # item | user
+        ("entity_id", pa.int64()),
+        ("codes", pa.list_(pa.int32())),  # one code per level (+ the uniqueness index when on)
+        ("codebook_version", pa.string()),  # folder under <dataset>/codebooks/<entity_type>/
+        ("fit_member", pa.bool_()),  # True: the entity was in the set the codebook was fit on
+        ("residual_norm", pa.float32()),  # ||x - x_hat|| / ||x|| after the last level (reduced space)
+    ]
+)

@@ -1,0 +1,133 @@
+"""Frozen codebooks: what a fit leaves behind, on disk, for assignment and for the recommenders.
+
+Layout: `<dataset_root>/codebooks/<entity_type>/<version>/codebook.npz` + `meta.json`, and a pointer
+file `<dataset_root>/codebooks/<entity_type>/LATEST` naming the newest version. The version is a
+content hash, so refitting the same data with the same config gives the same version.
+
+codebook.npz arrays:
+  centroids        (L, K, d) float32  level centroids in the reduced (PCA) space; rows >= K_l are 0
+  codes_per_level  (L,) int64         K_l of each level (levels may differ)
+  pca_mean         (D,) float32       subtracted before projecting
+  pca_components   (d, D) float32     orthonormal rows; absent when PCA is off (identity)
+  fit_entity_ids   (n_fit,) int64     the entities the codebook was fit on
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from momorec.semantic_ids.pca import Projection
+
+LATEST = "LATEST"
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """Residual codebooks plus the projection in front of them."""
+
+    centroids: np.ndarray
+    codes_per_level: np.ndarray
+    projection: Projection
+    fit_entity_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def levels(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the reduced space the centroids live in."""
+        return int(self.centroids.shape[2])
+
+    def level(self, index: int) -> np.ndarray:
+        """Centroids (K_l, d) of one level (without the zero padding)."""
+        return self.centroids[index, : int(self.codes_per_level[index])]
+
+    @property
+    def fit_rel_error(self) -> float:
+        """Relative reconstruction error of the fit set after the last level (the drift baseline)."""
+        return float(self.meta["fit_rel_error"])
+
+    def version(self) -> str:
+        """Content hash of the arrays that decide codes (12 hex digits)."""
+        digest = hashlib.sha256()
+        for array in (self.centroids, self.codes_per_level, self.projection.mean):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        if self.projection.components is not None:
+            digest.update(np.ascontiguousarray(self.projection.components).tobytes())
+        return digest.hexdigest()[:12]
+
+
+def save_codebook(codebook: Codebook, root: str) -> str:
+    """Write codebook.npz + meta.json under `root/<version>/` and point `root/LATEST` at it; return the dir."""
+    version = codebook.version()
+    folder = os.path.join(root, version)
+    os.makedirs(folder, exist_ok=True)
+    arrays = {
+        "centroids": codebook.centroids.astype(np.float32),
+        "codes_per_level": codebook.codes_per_level.astype(np.int64),
+        "pca_mean": codebook.projection.mean.astype(np.float32),
+        "fit_entity_ids": codebook.fit_entity_ids.astype(np.int64),
+    }
+    if codebook.projection.components is not None:
+        arrays["pca_components"] = codebook.projection.components.astype(np.float32)
+    np.savez(os.path.join(folder, "codebook.npz"), **arrays)
+    meta = {**codebook.meta, "version": version, "pca_explained_variance": codebook.projection.explained_variance}
+    with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=2, sort_keys=True, default=float)
+    pointer = os.path.join(root, LATEST)
+    with open(pointer + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(version + "\n")
+    os.replace(pointer + ".tmp", pointer)  # atomic: readers see the old or the new version, never half
+    return folder
+
+
+def load_codebook(folder: str) -> Codebook:
+    """Read a codebook folder written by `save_codebook`."""
+    path = os.path.join(folder, "codebook.npz")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no codebook.npz in {folder}")
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    with open(os.path.join(folder, "meta.json"), encoding="utf-8") as fh:
+        meta = json.load(fh)
+    projection = Projection(
+        arrays["pca_mean"], arrays.get("pca_components"), float(meta.get("pca_explained_variance", 1.0))
+    )
+    return Codebook(
+        centroids=arrays["centroids"],
+        codes_per_level=arrays["codes_per_level"],
+        projection=projection,
+        fit_entity_ids=arrays.get("fit_entity_ids", np.zeros(0, np.int64)),
+        meta=meta,
+    )
+
+
+def codebook_root(dataset_root: str, entity_type: str) -> str:
+    """Folder holding every version of one entity type's codebooks."""
+    return os.path.join(dataset_root, "codebooks", entity_type)
+
+
+def latest_codebook_dir(cfg: Any, entity_type: str) -> str:
+    """The newest codebook folder of `entity_type` ("item" | "user") for this config's dataset.
+
+    `cfg` is a PlatformConfig (only `cfg.dataset_root` is read). Raises FileNotFoundError when the
+    quantize stage has not produced one yet.
+    """
+    root = codebook_root(cfg.dataset_root, entity_type)
+    pointer = os.path.join(root, LATEST)
+    if not os.path.isfile(pointer):
+        raise FileNotFoundError(f"no {entity_type} codebook under {root}: run `momorec quantize` first")
+    with open(pointer, encoding="utf-8") as fh:
+        version = fh.read().strip()
+    folder = os.path.join(root, version)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{pointer} names {version}, which is missing")
+    return folder
