@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import sys
@@ -14,20 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from momorec.config import ConfigError, PlatformConfig, load_config
+from momorec.pipeline import run_pipeline, stage_function
 from momorec.typed import StageResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MoMoREC: motivation- and semantic-ID-aware recommendation.")
 console = Console(stderr=True)
-
-# Each stage is `run(cfg, progress) -> StageResult` in its own package; imported lazily so that
-# `momorec ingest` does not pay for torch or vLLM.
-STAGES: dict[str, str] = {
-    "ingest": "momorec.ingest.stage:run_ingest",
-    "motivate": "momorec.agents.stage:run_motivate",
-    "quantize": "momorec.semantic_ids.stage:run_quantize",
-    "train": "momorec.training.stage:run_train",
-    "evaluate": "momorec.evaluation.stage:run_evaluate",
-}
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file (see configs/).")]
 SetOpt = Annotated[
@@ -46,11 +36,6 @@ def _load(config: Path, overrides: list[str] | None) -> PlatformConfig:
         raise typer.Exit(code=2) from exc
 
 
-def _stage_function(name: str):
-    module_name, func_name = STAGES[name].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
-
-
 def _print_result(result: StageResult, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(result.model_dump_json() + "\n")
@@ -65,7 +50,7 @@ def _print_result(result: StageResult, as_json: bool) -> None:
 def run_stage(name: str, config: Path, overrides: list[str] | None, as_json: bool, verbose: bool) -> StageResult:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
     cfg = _load(config, overrides)
-    func = _stage_function(name)
+    func = stage_function(name)
     try:
         result = func(cfg, show_progress=not as_json)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
@@ -88,6 +73,48 @@ _make_stage_command("motivate", "LLM agents: item profiles, user motivations and
 _make_stage_command("quantize", "Residual semantic IDs for items and users (PCA + residual k-means).")
 _make_stage_command("train", "Fit a sequential recommender (SASRec / GRU4Rec / BERT4Rec) with Ray Train.")
 _make_stage_command("evaluate", "Leave-one-out evaluation: full ranking (and labelled sampled-100).")
+
+
+@app.command("run")
+def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
+    """The whole pipeline (the config's pipeline.stages) under one parent MLflow run."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    cfg = _load(config, set_)
+    try:
+        result = run_pipeline(cfg, show_progress=not as_json)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]pipeline failed:[/red] {exc}")
+        raise typer.Exit(code=1) from exc
+    if as_json:
+        sys.stdout.write(result.model_dump_json() + "\n")
+        return
+    out = Console()
+    table = Table(title=f"momorec run: {cfg.dataset}")
+    table.add_column("stage")
+    table.add_column("result")
+    table.add_column("wall s", justify="right")
+    for name, stage in result.stages.items():
+        table.add_row(name, summarize(stage), f"{stage.get('wall_time_s', 0):.1f}")
+    out.print(table)
+    out.print(f"Delta tables:   {result.warehouse}")
+    out.print(f"MLflow run:     {result.mlflow_run_id} (experiment {result.experiment!r}, store {result.tracking_uri})")
+    if result.tracking_uri.startswith("sqlite:"):
+        out.print(f"Open the UI:    .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1")
+
+
+def summarize(stage: dict) -> str:
+    """The figures a person looks at first, per stage result."""
+    keys = ("users", "items", "interactions", "rows_rejected", "ok", "failed", "levels", "best_epoch", "metrics")
+    parts = []
+    for key in keys:
+        if key in stage and stage[key] not in (None, {}, []):
+            value = stage[key]
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in list(value.items())[:6])
+            parts.append(f"{key}={value}")
+    if stage.get("unchanged"):
+        parts.append("unchanged")
+    return "; ".join(parts)
 
 
 @app.command("config")

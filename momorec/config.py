@@ -50,6 +50,13 @@ class TrackingConfig(StrictModel):
     artifact_location: str | None = Field(None, description="Artifact root for a new experiment (None = beside the store).")
 
 
+class PipelineConfig(StrictModel):
+    stages: list[str] = Field(
+        default_factory=lambda: ["ingest"],
+        description="Stages `momorec run` executes, in order (ingest, motivate, quantize, train, evaluate).",
+    )
+
+
 class PlatformConfig(StrictModel):
     """Everything one pipeline run needs."""
 
@@ -59,6 +66,7 @@ class PlatformConfig(StrictModel):
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     motivate: MotivateConfig = Field(default_factory=MotivateConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)

@@ -54,6 +54,10 @@ def decode_line(raw: bytes) -> tuple[str | None, str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None, _clip(raw.decode("utf-8", errors="replace"))
+    # Spark's text reader decodes through Java strings, which turns invalid bytes into U+FFFD
+    # before we see them; a replacement character therefore marks a line that was not UTF-8.
+    if "\ufffd" in text:
+        return None, _clip(text.rstrip("\r"))
     return text.rstrip("\r"), _clip(text.rstrip("\r"))
 
 

@@ -13,6 +13,7 @@ import os
 import time
 from collections import Counter
 
+import pyarrow as pa
 from pydantic import Field
 from pyspark.sql import functions as F
 
@@ -191,8 +192,8 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
             )
             catalog = frame if catalog is None else catalog.unionByName(frame)
         catalog = catalog.cache()
-        catalog_rows = catalog.count()
-        truncated = catalog.filter("truncated").count()
+        stats = catalog.agg(F.count("*").alias("n"), F.sum(F.col("truncated").cast("int")).alias("cut")).collect()[0]
+        catalog_rows, truncated = stats["n"], stats["cut"] or 0
         items_table, cat_rej = transforms.catalog_items(catalog, item_map)
         catalog_rejects = transforms.as_rejects(cat_rej)
     else:
@@ -207,7 +208,6 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     for extra in (parse_rejects, dup_rejects, catalog_rejects):
         if extra is not None:
             rejects = rejects.unionByName(extra)
-    rejects = rejects.cache()
 
     # 5. Commit. `sources` goes last: a crash before it makes the next run re-read these files.
     os.makedirs(staging_root, exist_ok=True)
@@ -225,32 +225,37 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     for fp in catalog_files:
         sources_rows.append({"path": fp.path, "input": "catalog", "sha256": fp.sha256, "bytes": fp.size,
                              "batch": -1, "rows_read": catalog_rows if len(catalog_files) == 1 else None})
-    import pyarrow as pa
-
     delta.write(paths["sources"], pa.Table.from_pylist(sources_rows, schema=schemas.SOURCES))
 
-    # 6. Count, and check that nothing was lost.
-    inter_count = interactions.count()
-    event_rejects = rejects.filter(F.col("input").isin(*EVENT_INPUTS))
-    this_run = F.col("source").isin(new_sources) if new_sources else F.lit(False)
-    accepted_now = interactions.filter(this_run).count()
-    by_reason = Counter({r["reason"]: r["count"] for r in event_rejects.filter(this_run).groupBy("reason").count().collect()})
-    rejected_now = sum(by_reason.values())
+    # 6. Count from the committed tables (cheap Arrow reads, no more Spark jobs) and check that
+    #    nothing was lost: this run's records, all runs' records, and the catalog's lines.
+    import pyarrow.compute as pc
+
+    inter = delta.read(paths["interactions"], columns=["source"])
+    all_rejects = delta.read(paths["rejects"], columns=["source", "input", "reason"])
+    event_rejects = all_rejects.filter(pc.is_in(all_rejects["input"], pa.array(EVENT_INPUTS)))
+    new_set = pa.array(new_sources, pa.string())
+    accepted_now = pc.sum(pc.is_in(inter["source"], new_set)).as_py() or 0
+    rejects_now = event_rejects.filter(pc.is_in(event_rejects["source"], new_set))
+    by_reason = Counter(rejects_now["reason"].to_pylist())
+    rejected_now = rejects_now.num_rows
     read_now = sum(read_per_file.values())
     read_all = sum(r["rows_read"] for r in sources_rows if r["input"] in EVENT_INPUTS)
-    total_ok = read_all == inter_count + event_rejects.count()
-    catalog_rejected = rejects.filter("input = 'catalog'").count()
-    catalog_ok = not catalog_files or catalog_rows == items_table.filter("has_catalog").count() + catalog_rejected
-    parsed.unpersist() if parsed is not None else None
+    total_ok = read_all == inter.num_rows + event_rejects.num_rows
+    catalog_rejected = all_rejects.num_rows - event_rejects.num_rows
+    with_catalog = pc.sum(delta.read(paths["items"], columns=["has_catalog"])["has_catalog"]).as_py() or 0
+    catalog_ok = not catalog_files or catalog_rows == with_catalog + catalog_rejected
+    if parsed is not None:
+        parsed.unpersist()
     return {
         "files_read": len(new_files),
         "rows_read": read_now,
         "rows_accepted": accepted_now,
         "rows_rejected": rejected_now,
         "rejected_by_reason": dict(sorted(by_reason.items())),
-        "users": user_map.count(),
-        "items": item_map.count(),
-        "interactions": inter_count,
+        "users": delta.read(paths["user_ids"], columns=["user_id"]).num_rows,
+        "items": delta.read(paths["item_ids"], columns=["item_id"]).num_rows,
+        "interactions": inter.num_rows,
         "catalog_rows": catalog_rows,
         "catalog_rejected": catalog_rejected,
         "truncated_texts": truncated,
