@@ -36,7 +36,7 @@ class ArrayShard:
     def __init__(self, x: np.ndarray) -> None:
         if x.ndim != 2:
             raise ValueError(f"a shard holds a (rows, dim) matrix, got shape {x.shape}")
-        self._x: np.ndarray | None = x  # read only; dropped once projected
+        self._x = x  # read only (a view, or Ray's zero-copy object-store buffer); kept to re-project
         self._residual = np.zeros((0, 0), np.float32)
         self._sq_norm = np.zeros(0, np.float64)
         self._sq_norm_input = np.zeros(0, np.float64)
@@ -47,28 +47,22 @@ class ArrayShard:
 
     # ---- statistics and projection ---------------------------------------------------------------
     def n_rows(self) -> int:
-        return int(self._x.shape[0] if self._x is not None else self._residual.shape[0])
+        return int(self._x.shape[0])
 
     def row_sum(self) -> tuple[int, np.ndarray]:
-        return row_sum(self._input())
+        return row_sum(self._x)
 
     def centred_scatter(self, mean: np.ndarray) -> np.ndarray:
-        return centred_scatter(self._input(), mean)
+        return centred_scatter(self._x, mean)
 
     def project(self, projection: Projection) -> float:
-        """Residual := projected rows; returns sum ||x - mean||^2 in the input space (float)."""
-        x = self._input()
-        self._sq_norm_input = row_sq_norms(x, projection.mean)
-        self._residual = projection.apply(x)
+        """Residual := projected rows (restarting the levels); returns sum ||x - mean||^2 in the input space."""
+        self._residual = np.zeros((0, 0), np.float32)  # free the old residual before making the new one
+        self._sq_norm_input = row_sq_norms(self._x, projection.mean)
+        self._residual = projection.apply(self._x)
         self._sq_norm = row_sq_norms(self._residual)
-        self._x = None
         self._codes, self._sq_err, self._sample = [], [], None
         return float(self._sq_norm_input.sum())
-
-    def _input(self) -> np.ndarray:
-        if self._x is None:
-            raise RuntimeError("this shard was already projected; its input rows are gone")
-        return self._x
 
     # ---- Lloyd iterations on the sampled rows -----------------------------------------------------
     def set_sample(self, local_rows: np.ndarray) -> None:
