@@ -83,6 +83,30 @@ def merge_insert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, i
     return DeltaTable(path).version(), inserted
 
 
+def upsert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int, int]:
+    """MERGE `data` into the table on `keys`: matched rows are replaced, new rows inserted.
+
+    Returns (table version, rows updated, rows inserted); creates the table on first use. Used by
+    stages that recompute rows in place (motivate: a failed or changed row is rewritten, never duplicated).
+    """
+    keys = list(keys)
+    if not exists(path):
+        return write(path, data, mode="overwrite"), 0, data.num_rows
+    if data.num_rows == 0:
+        return DeltaTable(path).version(), 0, 0
+    predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    metrics = (
+        DeltaTable(path)
+        .merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    updated = int(metrics.get("num_target_rows_updated", 0))
+    inserted = int(metrics.get("num_target_rows_inserted", 0))
+    return DeltaTable(path).version(), updated, inserted
+
+
 def write_from_parquet_folder(path: str, folder: str, mode: str = "overwrite") -> int:
     """Commit the Parquet files Spark wrote to a staging `folder`, streamed (never all in memory)."""
     dataset = pads.dataset(folder, format="parquet")

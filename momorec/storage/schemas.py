@@ -93,3 +93,40 @@ SEMANTIC_IDS = pa.schema(
         ("residual_norm", pa.float32()),  # ||x - x_hat|| / ||x|| after the last level (reduced space)
     ]
 )
+
+# ---- motivate -----------------------------------------------------------------------------------
+# One row per item: the item analyst's profile and its pooled LLM embedding. A row whose agent
+# failed after its retries is kept with status "failed" and the reason (embedding null).
+ITEM_PROFILES = pa.schema(
+    [
+        ("item_id", pa.int64()),
+        ("status", pa.string()),  # ok | failed
+        ("failure_reason", pa.string()),  # "" when ok; "<agent>: <reason code>: <detail>" when failed
+        ("profile_text", pa.string()),  # the text that was embedded
+        ("profile_json", pa.string()),  # the agent's validated answer {"what", "need", "buyers"}
+        ("embedding", pa.list_(pa.float32())),  # (hidden_size,) pooled hidden states; null when failed
+        ("content_hash", pa.string()),  # sha256 of (prompt version + templates, model, settings, inputs)
+        ("prompt_version", pa.string()),
+        ("model", pa.string()),
+        ("attempts", pa.int32()),  # generations spent on this row
+    ]
+)
+
+# One row per user: motivations from the training prefix only (never valid_item / test_item).
+USER_MOTIVATIONS = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("status", pa.string()),  # ok | failed
+        ("failure_reason", pa.string()),  # failed: why; ok: "" or a non-fatal note (e.g. the reviewer failed)
+        ("motivation_text", pa.string()),  # the text that was embedded
+        ("motivations_json", pa.string()),  # [{"reason", "evidence_item_ids"}]
+        ("review_rounds", pa.int32()),  # revision rounds the reviewer asked for and got
+        ("accepted", pa.bool_()),  # True only when the reviewer accepted the final motivations
+        ("history_item_ids", pa.list_(pa.int64())),  # exactly the items the prompt saw, oldest first
+        ("embedding", pa.list_(pa.float32())),
+        ("content_hash", pa.string()),
+        ("prompt_version", pa.string()),
+        ("model", pa.string()),
+        ("attempts", pa.int32()),
+    ]
+)
