@@ -73,7 +73,7 @@ def read_events(spark, source: EventSource, path: str, batch: int):
                  rating_col=source.rating_col, event_type_col=source.event_type_col, min_rating=source.min_rating)
     if source.kind == "sequences":
         rdd = _lines(spark, path).flatMap(lambda pair: parsing.parse_sequence_line(pair[0], pair[1], batch))
-        return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL)
+        return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
     fmt = detect_format(path, source.format)
     if fmt == "parquet":
@@ -81,7 +81,7 @@ def read_events(spark, source: EventSource, path: str, batch: int):
     lines = _lines(spark, path)
     if fmt == "jsonl":
         rdd = lines.map(lambda pair: parsing.parse_json_line(pair[0], pair[1], batch, **rules))
-        return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL)
+        return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
     delimiter = "," if fmt == "csv" else "\t"
     header_bytes = lines.filter(lambda pair: pair[1] == 0).map(lambda pair: pair[0]).collect()
@@ -97,7 +97,7 @@ def read_events(spark, source: EventSource, path: str, batch: int):
         raise ValueError(f"{path}: columns {missing} not in the header {columns}; set them in the source config")
     parse = partial(parsing.parse_delimited_line, batch=batch, columns=columns, delimiter=delimiter, **rules)
     rdd = lines.filter(lambda pair: pair[1] > 0).map(lambda pair: parse(pair[0], pair[1]))
-    return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL)
+    return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
 
 def _read_parquet_events(spark, path: str, batch: int, rules: dict):
@@ -115,7 +115,7 @@ def _read_parquet_events(spark, path: str, batch: int, rules: dict):
                                       raw=str(fields)[: parsing.MAX_RAW_CHARS], **rules)
 
     rdd = frame.select(*wanted).rdd.zipWithIndex().map(parse)
-    return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL)
+    return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
 
 def read_catalog(spark, source: CatalogSource, path: str, max_text_chars: int):
@@ -136,7 +136,7 @@ def read_catalog(spark, source: CatalogSource, path: str, max_text_chars: int):
     columns = dict(source.columns)
     parse = partial(parsing.parse_catalog_line, columns=columns, max_text_chars=max_text_chars, header=header)
     rdd = lines.map(lambda pair: parse(pair[0], pair[1]))
-    return spark.createDataFrame(rdd.map(_catalog_tuple), CATALOG_DDL)
+    return spark.createDataFrame(rdd.map(_catalog_tuple), CATALOG_DDL, verifySchema=False)
 
 
 _RECORD_FIELDS = [f.split()[0] for f in RECORD_DDL.split(", ")]
