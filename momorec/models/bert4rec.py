@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from momorec.models.base import SemanticInputs
+from momorec.models.base import SemanticInputs, trim_padding
 from momorec.models.config import ModelConfig
 from momorec.models.sasrec import TransformerBackbone
 
@@ -39,7 +39,7 @@ class BERT4Rec(TransformerBackbone):
         return self.head(super().encode(tokens, valid)) * valid.unsqueeze(-1)  # (B, T, d)
 
     def calculate_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        items = batch["seq"][:, 1:]  # (B, T): the newest T items of the training sequence
+        items = trim_padding(batch["seq"][:, 1:])  # (B, T): the newest T items of the training sequence
         real = items > 0  # (B, T)
         masked = (torch.rand(items.shape, device=items.device) < self.cfg.mask_prob) & real  # (B, T)
         # a sequence with nothing masked teaches nothing: mask its newest item (as at scoring time)
@@ -50,7 +50,7 @@ class BERT4Rec(TransformerBackbone):
         return self.loss_at(hidden[masked], items[masked])
 
     def sequence_vector(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        history = batch["history"]  # (B, T)
+        history = trim_padding(batch["history"])  # (B, T)
         mask_column = torch.full_like(history[:, :1], self.mask_token)
         inputs = torch.cat([history[:, 1:], mask_column], dim=1)  # (B, T): oldest dropped, [mask] last
         return self.states(inputs, batch["user_id"])[:, -1]  # (B, d)

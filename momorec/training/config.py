@@ -28,8 +28,14 @@ class TrainConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Backbone, size, loss and semantic-ID inputs.")
     epochs: int = Field(200, ge=1, description="Most epochs per seed (early stopping usually ends sooner).")
     patience: int = Field(10, ge=1, description="Stop after this many epochs without a better validation NDCG@10.")
+    time_budget_min: float | None = Field(
+        None, gt=0, description="Stop a seed after the epoch that passes this many minutes (None = no limit)."
+    )
     batch_size: int = Field(256, ge=1, description="Training sequences per step, per worker.")
     eval_batch_size: int = Field(1024, ge=1, description="Users per scoring step in validation.")
+    length_bucketing: bool = Field(
+        True, description="local launcher: batch sequences of similar length together (less padding, same epoch)."
+    )
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Adam (L2) weight decay.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this (None = off).")

@@ -15,8 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from momorec.storage import delta
-
 log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS = ("train_items", "valid_item", "test_item")
@@ -48,6 +46,19 @@ class SequenceData:
     def max_user_id(self) -> int:
         return int(self.user_ids.max()) if self.user_ids.size else 0
 
+    def save_npz(self, path: str) -> None:
+        """A portable snapshot (for a machine without the Delta tables, e.g. a GPU box)."""
+        np.savez_compressed(path, user_ids=self.user_ids, items=self.items, offsets=self.offsets, train_len=self.train_len,
+                            valid_item=self.valid_item, test_item=self.test_item, num_items=self.num_items)
+
+    @classmethod
+    def load_npz(cls, path: str) -> "SequenceData":
+        with np.load(path) as npz:
+            data = cls(**{k: npz[k] for k in ("user_ids", "items", "offsets", "train_len", "valid_item", "test_item")},
+                       num_items=int(npz["num_items"]), versions={"snapshot": None})
+        validate(data, path)
+        return data
+
     def subset(self, rows: np.ndarray) -> "SequenceData":
         """The users at positions `rows` (e.g. one worker's shard)."""
         lengths = np.diff(self.offsets)[rows]
@@ -74,6 +85,8 @@ def _check_split(table: pa.Table, path: str) -> None:
 
 def load_sequences(sequences_path: str, item_ids_path: str) -> SequenceData:
     """Read and check `sequences` and `item_ids`; raises ValueError / FileNotFoundError that say what is wrong."""
+    from momorec.storage import delta  # deltalake only where tables are read (not on a bare GPU box)
+
     for name, path in (("sequences", sequences_path), ("item_ids", item_ids_path)):
         if not delta.exists(path):
             raise FileNotFoundError(f"no Delta table `{name}` at {path}: run `momorec ingest` first")

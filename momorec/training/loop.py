@@ -33,6 +33,8 @@ class TrainState:
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs: int = 0
     stopped_early: bool = False
+    stopped_by_time: bool = False
+    resumed_at: list[int] = field(default_factory=list)  # epochs at which a restarted run picked up
     history: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -61,15 +63,18 @@ def fit(
     grad_clip: float | None = None,
     device: torch.device | str = "cpu",
     on_step: Callable[[], None] | None = None,
+    time_budget_s: float | None = None,
 ) -> TrainState:
     """Train until `epochs` or until `patience` epochs bring no better validation NDCG@10.
 
     model: the recommender (its state is what we keep); loss_module: what we call on a batch to get
     the loss (the model's `calculate_loss`, possibly wrapped by DDP). batches(epoch) yields dicts of
     tensors for that epoch (seeded per epoch by the caller). validate(model) returns metrics with the
-    key "valid.full.ndcg_10". Returns the final state; `state.best_state` holds the best weights.
+    key "valid.full.ndcg_10". time_budget_s: stop after the epoch that exhausts it (`stopped_by_time`).
+    Returns the final state; `state.best_state` holds the best weights.
     """
     state = state or TrainState()
+    deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
     while state.epoch < epochs and not state.stopped_early:
         start = time.perf_counter()
         model.train()
@@ -109,6 +114,9 @@ def fit(
             state.best_epoch, train_time,
         )
         state.epoch += 1
+        if deadline is not None and time.monotonic() > deadline and not state.stopped_early:
+            state.stopped_early = state.stopped_by_time = True
+            log.warning("time budget spent after epoch %d; best epoch %d", state.epoch - 1, state.best_epoch)
         if on_epoch_end is not None:
             on_epoch_end(state)
     return state

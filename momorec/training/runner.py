@@ -66,13 +66,30 @@ def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> Sequen
     return build_model(cfg.train.model, inputs.data.num_items, inputs.item_semantic, inputs.user_semantic, seed=seed)
 
 
-def local_batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> Callable[[int], Iterator[dict]]:
-    """batches(epoch): the training rows in an order seeded by (seed, epoch), as dicts of tensors."""
+def local_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, seed: int, bucket: bool = True
+) -> Callable[[int], Iterator[dict]]:
+    """batches(epoch): the training rows in an order seeded by (seed, epoch), as dicts of tensors.
+
+    bucket: within windows of 64 batches, rows of similar length share a batch (batch order is then
+    shuffled), so a batch is trimmed to its longest row instead of max_len (`trim_padding`); the
+    classic bucket iterator of sequence models. Every row is still seen once per epoch.
+    """
+    lengths = (arrays["seq"] > 0).sum(axis=1)
 
     def batches(epoch: int) -> Iterator[dict]:
-        order = np.random.default_rng([seed, epoch]).permutation(len(arrays["user_id"]))
-        for start in range(0, order.size, batch_size):
-            rows = order[start : start + batch_size]
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(lengths))
+        groups = [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
+        if bucket:
+            window = batch_size * 64
+            groups = []
+            for start in range(0, order.size, window):
+                part = order[start : start + window]
+                part = part[np.argsort(lengths[part], kind="stable")]
+                groups.extend(part[i : i + batch_size] for i in range(0, part.size, batch_size))
+            groups = [groups[i] for i in rng.permutation(len(groups))]
+        for rows in groups:
             yield {key: torch.from_numpy(value[rows]) for key, value in arrays.items()}
 
     return batches
@@ -115,6 +132,7 @@ def train_local(
 
     os.makedirs(checkpoint_dir, exist_ok=True)
     return fit(
-        model, LossModule(model), optimizer, local_batches(arrays, train.batch_size, seed), validate,
+        model, LossModule(model), optimizer, local_batches(arrays, train.batch_size, seed, train.length_bucketing), validate,
         train.epochs, train.patience, on_epoch_end=checkpoint, grad_clip=train.grad_clip, device=device, on_step=on_step,
+        time_budget_s=None if train.time_budget_min is None else 60 * train.time_budget_min,
     )

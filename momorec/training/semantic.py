@@ -16,7 +16,6 @@ import torch
 
 from momorec.models.base import SemanticInputs
 from momorec.models.config import SemanticInputConfig
-from momorec.storage import delta
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +61,8 @@ def load_semantic_inputs(
     {"version": codebook version, "missing": count, "levels": L, "codes": K, "table_version": Delta version}."""
     if section.mode == "none":
         return None, {}
+    from momorec.storage import delta
+
     if not delta.exists(table_path):
         raise FileNotFoundError(f"semantic mode {section.mode!r} for {entity_type}s needs the table {table_path}: run `momorec quantize`")
     table = delta.read(table_path, columns=["entity_type", "entity_id", "codes", "codebook_version"])

@@ -1,0 +1,178 @@
+"""Quality on full Amazon Beauty: leave-one-out, full ranking (headline) and sampled-100 (labelled).
+
+Plain SASRec with RecBole's hyper-parameters (full-softmax CE, 2 layers, hidden 64, 2 heads,
+dropout 0.5, max length 50, Adam lr 1e-3, batch 256), early stopping on validation NDCG@10
+(patience 10), test scored once per seed with the best-validation weights. Targets: published
+NDCG@10 0.0318 / HR@10 0.0605 (TIGER paper, Table 1) and RecBole 1.2.1's SASRec on the same split
+(../shared/datasets/README.md: test NDCG@10 0.0417, HR@10 0.0844).
+
+Semantic-ID variants (item_frozen, item_trainable, user_*) run when the quantize stage has written
+the `semantic_ids` table and codebooks for the beauty warehouse; each is compared with the plain
+baseline by a paired t-test and Wilcoxon test on per-user test NDCG@10 (mean over seeds).
+
+    python benchmarks/train_quality.py --seeds 2026 2027 2028        # results: benchmarks/results/train_quality.json
+
+Data: the ingest stage (configs/beauty.yaml) into --warehouse, run once if the tables are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from momorec.config import load_config  # noqa: E402
+from momorec.evaluation.evaluator import protocol_label, rank_users  # noqa: E402
+from momorec.evaluation.metrics import ndcg_at_k, summarize  # noqa: E402
+from momorec.evaluation.significance import mean_std, paired_test  # noqa: E402
+from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from momorec.training.data import SequenceData  # noqa: E402
+from momorec.training.runner import TrainingInputs, train_local  # noqa: E402
+
+VARIANTS: dict[str, list[str]] = {
+    "plain": [],
+    "item_frozen": ["train.model.item_semantic.mode=frozen"],
+    "item_trainable": ["train.model.item_semantic.mode=trainable"],
+    "item_user_frozen": ["train.model.item_semantic.mode=frozen", "train.model.user_semantic.mode=frozen",
+                         "train.model.user_semantic.on_missing=reserved"],
+    "item_user_trainable": ["train.model.item_semantic.mode=trainable", "train.model.user_semantic.mode=trainable",
+                            "train.model.user_semantic.on_missing=reserved"],
+}
+RESULTS = ROOT / "benchmarks" / "results" / "train_quality.json"
+RESULTS_PATH = [RESULTS]  # --results may point elsewhere (e.g. the GPU run's $OUT)
+
+
+def ensure_ingested(cfg) -> None:
+    from momorec.storage import delta
+
+    if delta.exists(cfg.table_path("sequences")):
+        return
+    from momorec.ingest.stage import run_ingest
+
+    logging.info("ingesting Amazon Beauty into %s", cfg.dataset_root)
+    run_ingest(cfg, show_progress=False)
+
+
+def semantic_available(cfg, variant: str) -> bool:
+    if variant == "plain":
+        return True
+    from momorec.storage import delta
+
+    if not delta.exists(cfg.table_path("semantic_ids")):
+        return False
+    table = delta.read(cfg.table_path("semantic_ids"), columns=["entity_type"])
+    kinds = set(table.column("entity_type").to_pylist())
+    return "item" in kinds and ("user" in kinds or "user" not in variant)
+
+
+def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path, data_npz: str | None, key: str) -> None:
+    if data_npz:
+        inputs = TrainingInputs(SequenceData.load_npz(data_npz), None, None)
+    else:
+        inputs = TrainingInputs.load(cfg)
+    max_len = cfg.train.model.max_len
+    record = out["variants"].setdefault(key, {"overrides": VARIANTS[variant], "seeds": {}})
+    record["device"] = "cuda" if cfg.train.use_gpu and torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    record["architecture"] = cfg.train.model.architecture
+    for seed in seeds:
+        if str(seed) in record["seeds"]:
+            continue
+        start = time.perf_counter()
+        folder = ckpt_root / key / f"seed_{seed}"
+        state = train_local(cfg, inputs, seed, str(folder))
+        wall = time.perf_counter() - start
+        device = "cuda" if cfg.train.use_gpu and torch.cuda.is_available() else "cpu"
+        model = model_from_checkpoint(load_checkpoint(str(folder))).to(device)
+        per_seed = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "train_wall_s": wall,
+                    "stopped_by_time": state.stopped_by_time,
+                    "valid.full.ndcg_10": state.best_metric,
+                    "epoch_time_s": float(np.median([h["train.epoch_time_s"] for h in state.history]))}
+        for protocol in ("full", "sampled"):
+            users, ranks = rank_users(model, inputs.data, "test", protocol, max_len, 1024, 100, negative_seed=seed, device=device)
+            label = protocol_label(protocol, 100)
+            per_seed.update({f"test.{label}.{k}": v for k, v in summarize(ranks).items() if k != "users"})
+            if protocol == "full":
+                np.save(folder / "test_full_ranks.npy", np.stack([users, ranks]))
+        record["seeds"][str(seed)] = per_seed
+        logging.info("%s seed %d: %s", variant, seed, json.dumps(per_seed))
+        record["summary"] = mean_std(list(record["seeds"].values()))
+        save(out)
+
+
+def per_user_ndcg10(ckpt_root: Path, variant: str, seeds: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    runs = [np.load(ckpt_root / variant / f"seed_{s}" / "test_full_ranks.npy") for s in seeds]
+    users = runs[0][0]
+    return users, np.mean([ndcg_at_k(r[1], 10) for r in runs], axis=0)
+
+
+def save(out: dict) -> None:
+    RESULTS_PATH[0].parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH[0].write_text(json.dumps(out, indent=2, sort_keys=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "beauty.yaml"))
+    parser.add_argument("--warehouse", default=str(ROOT / "warehouse"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2026, 2027, 2028])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides, e.g. train.epochs=50")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--export-npz", help="write the ingested Beauty split to this .npz and stop (for a GPU box)")
+    parser.add_argument("--data-npz", help="read the split from this .npz instead of the Delta tables (plain variant only)")
+    parser.add_argument("--results", default=str(RESULTS), help="result file (JSON); merged with what it already holds")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    base = [f"warehouse={args.warehouse}", "train.launcher=local", *args.overrides]
+    if args.threads:
+        base.append(f"train.torch_threads={args.threads}")
+    cfg = load_config(args.config, base)
+    RESULTS_PATH[0] = Path(args.results)
+    if not args.data_npz:
+        ensure_ingested(cfg)
+    if args.export_npz:
+        TrainingInputs.load(cfg).data.save_npz(args.export_npz)
+        return
+    out = json.loads(RESULTS_PATH[0].read_text()) if RESULTS_PATH[0].exists() else {}
+    out.setdefault("variants", {})
+    out["protocol"] = ("leave-one-out on Amazon Beauty 5-core; test.full = all items ranked, history excluded; "
+                       "test.sampled100 = 100 uniform unseen negatives (labelled, optimistic)")
+    out["reference"] = {"published_sasrec": {"test.full.ndcg_10": 0.0318, "test.full.hr_10": 0.0605},
+                        "recbole_1.2.1_sasrec_same_split": {"test.full.ndcg_10": 0.0417, "test.full.hr_10": 0.0844,
+                                                            "test.full.ndcg_5": 0.0328, "test.full.hr_5": 0.0567}}
+    ckpt_root = Path(args.warehouse) / cfg.dataset / "benchmark_checkpoints"
+    for variant in args.variants:
+        vcfg = load_config(args.config, base + VARIANTS[variant])
+        arch = vcfg.train.model.architecture
+        key = variant if arch == "sasrec" else f"{arch}_{variant}"
+        plain_key = "plain" if arch == "sasrec" else f"{arch}_plain"
+        if args.data_npz and variant != "plain":
+            continue
+        if not args.data_npz and not semantic_available(cfg, variant):
+            out["variants"][key] = {"skipped": "no semantic_ids table (item/user) in the warehouse yet"}
+            save(out)
+            continue
+        run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key)
+        if variant != "plain" and "seeds" in out["variants"].get(plain_key, {}):
+            seeds = sorted(set(out["variants"][plain_key]["seeds"]) & set(out["variants"][key]["seeds"]))
+            ua, a = per_user_ndcg10(ckpt_root, plain_key, seeds)
+            ub, b = per_user_ndcg10(ckpt_root, key, seeds)
+            if np.array_equal(ua, ub):
+                out["variants"][key]["vs_plain_ndcg10"] = paired_test(a, b)
+        save(out)
+    print(json.dumps(out, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
