@@ -24,11 +24,14 @@ class QuantizeConfig(StrictModel):
     pca_dim: int | None = Field(
         64, ge=1, description="PCA to this many dimensions before clustering (fit on training entities); None = off."
     )
+    pca_max_rows: int | None = Field(
+        131_072, ge=2, description="PCA covariance from a seeded sample of at most this many rows (None = all rows)."
+    )
     levels: int = Field(3, ge=1, le=16, description="Residual levels L: level l clusters what levels < l left over.")
     codes: int | list[int] = Field(
         256, description="Codes K per level (one int for all levels, or one per level); K must not exceed the fit rows."
     )
-    iterations: int = Field(20, ge=1, description="Lloyd iterations per level.")
+    iterations: int = Field(10, ge=1, description="Lloyd iterations per level (faiss's ResidualQuantizer uses 10).")
     init: Literal["kmeans++", "random"] = Field(
         "kmeans++", description="Centroid initialisation per level: k-means++ (Arthur & Vassilvitskii 2007) or seeded sample."
     )

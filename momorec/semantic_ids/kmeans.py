@@ -17,8 +17,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
-from momorec.semantic_ids.blocks import CHUNK_ROWS  # noqa: E402
 SPLIT_EPS = 1.0 / 1024.0  # relative perturbation of a split centroid (faiss uses the same EPS)
 
 
@@ -82,7 +82,10 @@ def balanced_assign(
 
 
 def segment_sums(x: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-centroid sums (k, d) float64 and counts (k,) int64 of the rows of x grouped by code."""
+    """Per-centroid sums (k, d) float64 and counts (k,) int64 of the rows of x grouped by code.
+
+    Pass x as float64 when calling repeatedly on the same rows, to skip a conversion per call.
+    """
     n = x.shape[0]
     counts = np.bincount(codes, minlength=k).astype(np.int64)
     if n == 0:
@@ -100,6 +103,12 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     m = x.shape[0]
     if k > m:
         raise ValueError(f"k-means++: k={k} centres from only {m} points")
+    with threadpool_limits(limits=1, user_api="blas"):  # k small GEMVs: BLAS threads only add sync cost
+        return _kmeans_plus_plus(x, k, rng)
+
+
+def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    m = x.shape[0]
     x64 = x.astype(np.float64)
     sq = np.einsum("ij,ij->i", x64, x64)
     chosen = [int(rng.integers(m))]

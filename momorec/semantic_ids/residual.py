@@ -3,8 +3,9 @@
 The driver side of a sharded fit. Rows stay in the shards of a `ShardPool`; the driver reduces
 statistics and sends centroids back:
 
-  1. projection: mean (pass 1) and, with PCA, the centred scatter (pass 2) -> `pca.fit_projection`;
-     each shard projects its rows (the level-0 residual).
+  1. projection: mean (pass 1) and, with PCA, the centred scatter (pass 2, on a seeded sample of
+     at most pca_max_rows rows) -> `pca.fit_projection`; each shard projects its rows (the level-0
+     residual).
   2. a seeded sample of rows (K x max_points_per_centroid) that the Lloyd iterations run on.
   3. per level l with K_l codes: seed K_l centroids (k-means++ or random) from sampled rows gathered
      to the driver; `iterations` x [shards assign sampled rows (nearest, or capacity-constrained
@@ -40,6 +41,7 @@ class FitParams:
     codes_per_level: tuple[int, ...]
     iterations: int = 20
     pca_dim: int | None = None
+    pca_max_rows: int | None = 131_072
     init: str = "kmeans++"
     init_points_per_centroid: int = 16
     max_points_per_centroid: int | None = 256
@@ -111,10 +113,16 @@ def fit_residual(pool: ShardPool, params: FitParams, progress: Progress | None =
     rng = np.random.default_rng(params.seed)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
-    # 1. projection: mean, then (PCA only) the centred scatter
+    # 1. projection: mean, then (PCA only) the centred scatter, of a row sample when n is large
     mean = sum(s for _, s in pool.map("row_sum")) / n
-    scatter = sum(pool.map("centred_scatter", mean)) if params.pca_dim is not None else None
-    projection = fit_projection(n, mean, scatter, params.pca_dim)
+    scatter, scatter_rows = None, n
+    if params.pca_dim is not None:
+        if params.pca_max_rows is None or n <= params.pca_max_rows:
+            scatter = sum(pool.map("centred_scatter", mean))
+        else:
+            rows = np.sort(rng.choice(n, size=params.pca_max_rows, replace=False))
+            scatter, scatter_rows = sum(pool.each("centred_scatter", [(mean, *a) for a in _split_by_shard(rows, offsets)])), rows.size
+    projection = fit_projection(scatter_rows, mean, scatter, params.pca_dim)
     pool.map("project", projection)
 
     # 2. the rows the Lloyd iterations run on

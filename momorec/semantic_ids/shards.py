@@ -41,7 +41,8 @@ class ArrayShard:
         self._sq_norm = np.zeros(0, np.float64)
         self._sq_norm_input = np.zeros(0, np.float64)
         self._sample_rows = np.arange(0, dtype=np.int64)
-        self._sample: np.ndarray | None = None
+        self._sample: np.ndarray | None = None  # sampled residuals, float32 (search) ...
+        self._sample64: np.ndarray | None = None  # ... and float64 (exact sums), cached per level
         self._codes: list[np.ndarray] = []
         self._sq_err: list[np.ndarray] = []
 
@@ -52,8 +53,9 @@ class ArrayShard:
     def row_sum(self) -> tuple[int, np.ndarray]:
         return row_sum(self._x)
 
-    def centred_scatter(self, mean: np.ndarray) -> np.ndarray:
-        return centred_scatter(self._x, mean)
+    def centred_scatter(self, mean: np.ndarray, local_rows: np.ndarray | None = None) -> np.ndarray:
+        """The PCA scatter of all rows, or of the given (sampled) local rows."""
+        return centred_scatter(self._x if local_rows is None else self._x[np.asarray(local_rows, np.int64)], mean)
 
     def project(self, projection: Projection) -> float:
         """Residual := projected rows (restarting the levels); returns sum ||x - mean||^2 in the input space."""
@@ -61,14 +63,15 @@ class ArrayShard:
         self._sq_norm_input = row_sq_norms(self._x, projection.mean)
         self._residual = projection.apply(self._x)
         self._sq_norm = row_sq_norms(self._residual)
-        self._codes, self._sq_err, self._sample = [], [], None
+        self._codes, self._sq_err = [], []
+        self._sample = self._sample64 = None
         return float(self._sq_norm_input.sum())
 
     # ---- Lloyd iterations on the sampled rows -----------------------------------------------------
     def set_sample(self, local_rows: np.ndarray) -> None:
         """The rows (local indices, sorted) that the Lloyd iterations of every level run on."""
         self._sample_rows = np.asarray(local_rows, np.int64)
-        self._sample = None
+        self._sample = self._sample64 = None
 
     def rows(self, local_rows: np.ndarray) -> np.ndarray:
         """Current residuals of some rows (k-means++ seeding gathers these on the driver)."""
@@ -78,8 +81,9 @@ class ArrayShard:
         """Assign the sampled rows; return per-centroid sums (k, d) f64, counts (k,), sum of sq. distances."""
         if self._sample is None:
             self._sample = self._residual[self._sample_rows]
+            self._sample64 = self._sample.astype(np.float64)
         codes, dist = _assign(self._sample, centroids, slack)
-        sums, counts = segment_sums(self._sample, codes, centroids.shape[0])
+        sums, counts = segment_sums(self._sample64, codes, centroids.shape[0])
         return sums, counts, float(dist.sum(dtype=np.float64))
 
     # ---- close a level: assign every row, subtract, remember -------------------------------------
@@ -91,7 +95,7 @@ class ArrayShard:
         sq_err = row_sq_norms(self._residual)
         self._codes.append(codes)
         self._sq_err.append(sq_err)
-        self._sample = None
+        self._sample = self._sample64 = None
         return np.bincount(codes, minlength=centroids.shape[0]).astype(np.int64), float(sq_err.sum())
 
     def outputs(self) -> dict[str, np.ndarray]:

@@ -8,7 +8,6 @@ import pytest
 from momorec.semantic_ids.assign import assign
 from momorec.semantic_ids.codebook import load_codebook, save_codebook
 from momorec.semantic_ids.inputs import embeddings_from_arrow
-from momorec.semantic_ids.kmeans import nearest
 from momorec.semantic_ids.metrics import level_metrics
 from momorec.semantic_ids.residual import FitParams, decode, encode, fit_residual
 from momorec.semantic_ids.shards import LocalPool
@@ -166,3 +165,14 @@ def test_embeddings_validation_counts_every_reject():
     assert emb.rejected_ids["non_finite"] == [5]
     strict = embeddings_from_arrow(table, "item_id", expected_dim=2)
     assert strict.ids.tolist() == [4] and strict.rejects["wrong_dim"] == 4
+
+
+def test_pca_from_a_row_sample_is_close_to_full_pca(make_clustered):
+    x = make_clustered(4000, 10, 8, seed=4)
+    full = fit(x, codes_per_level=(4,), pca_dim=3, iterations=2).codebook.projection
+    sampled = fit(x, codes_per_level=(4,), pca_dim=3, iterations=2, pca_max_rows=1000).codebook.projection
+    np.testing.assert_array_equal(full.mean, sampled.mean)  # the mean is always over every row
+    overlap = full.components @ sampled.components.T  # singular values = cosines of the principal angles
+    assert np.linalg.svd(overlap, compute_uv=False).min() > 0.95
+    three = fit_residual(LocalPool.from_array(x, 3), FitParams((4,), iterations=2, pca_dim=3, pca_max_rows=1000))
+    np.testing.assert_allclose(three.codebook.projection.components, sampled.components, atol=1e-6)
