@@ -158,8 +158,10 @@ class SequentialRecommender(nn.Module, ABC):
         """Next-item loss at every position of `seq` (causal backbones); BERT4Rec overrides it."""
         seq = trim_padding(batch["seq"])  # (B, T+1), all-padding columns dropped
         inputs, targets = seq[:, :-1], seq[:, 1:]  # (B, T), (B, T)
-        hidden = self.states(inputs, batch["user_id"])  # (B, T, d)
         keep = (inputs > 0) & (targets > 0)  # (B, T): a real item predicts the next real item
+        if not bool(keep.any()):
+            raise ValueError("training batch has no target position (every sequence is shorter than 2 items)")
+        hidden = self.states(inputs, batch["user_id"])  # (B, T, d)
         return self.loss_at(hidden[keep], targets[keep])
 
     def loss_at(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

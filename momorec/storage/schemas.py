@@ -130,3 +130,37 @@ USER_MOTIVATIONS = pa.schema(
         ("attempts", pa.int32()),
     ]
 )
+
+# ---- train / evaluate ---------------------------------------------------------------------------
+# One row per trained model (one per seed of a train run): what evaluate and serving load.
+TRAINED_MODELS = pa.schema(
+    [
+        ("train_run_id", pa.string()),  # MLflow run of the train stage
+        ("seed_run_id", pa.string()),  # its nested MLflow run for this seed
+        ("seed", pa.int64()),
+        ("architecture", pa.string()),
+        ("model_config", pa.string()),  # ModelConfig as JSON
+        ("checkpoint", pa.string()),  # checkpoint.pt with config, best weights and history
+        ("best_epoch", pa.int64()),
+        ("epochs_run", pa.int64()),
+        ("valid_ndcg_10", pa.float64()),  # full ranking; the selection metric
+        ("model_uri", pa.string()),  # MLflow model (None when not logged)
+        ("registered_version", pa.string()),
+        ("item_codebook_version", pa.string()),
+        ("user_codebook_version", pa.string()),
+        ("sequences_version", pa.int64()),
+        ("created_at", pa.float64()),  # unix seconds
+    ]
+)
+
+# Per-user test ranks of every evaluated model (paired significance tests between any two runs).
+EVALUATION_RANKS = pa.schema(
+    [
+        ("eval_run_id", pa.string()),
+        ("train_run_id", pa.string()),
+        ("seed", pa.int64()),
+        ("protocol", pa.string()),  # full | sampled<n>
+        ("user_id", pa.int64()),
+        ("rank", pa.int64()),  # 0-based rank of the test item
+    ]
+)

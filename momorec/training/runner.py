@@ -115,7 +115,12 @@ def make_validator(
 
 
 def train_local(
-    cfg: PlatformConfig, inputs: TrainingInputs, seed: int, checkpoint_dir: str, on_step: Callable[[], None] | None = None
+    cfg: PlatformConfig,
+    inputs: TrainingInputs,
+    seed: int,
+    checkpoint_dir: str,
+    on_step: Callable[[], None] | None = None,
+    on_epoch: Callable[[TrainState], None] | None = None,
 ) -> TrainState:
     """Train one seed in this process (no Ray); a checkpoint after every epoch in `checkpoint_dir`."""
     train = cfg.train
@@ -129,6 +134,8 @@ def train_local(
 
     def checkpoint(state: TrainState) -> None:
         save_checkpoint(checkpoint_dir, model, optimizer, state, seed, inputs.item_semantic, inputs.user_semantic)
+        if on_epoch is not None:
+            on_epoch(state)
 
     os.makedirs(checkpoint_dir, exist_ok=True)
     return fit(

@@ -9,6 +9,7 @@ Codes are shifted by one (0 = reserved: padding, or an entity without IDs).
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pyarrow.compute as pc
@@ -77,7 +78,8 @@ def load_semantic_inputs(
 
         codebook = load_codebook(codebook_dir)
         centroids = torch.from_numpy(np.asarray(codebook.centroids, dtype=np.float32))
-        version = codebook.version() if hasattr(codebook, "version") and callable(codebook.version) else version
+        meta = getattr(codebook, "meta", {}) or {}
+        version = meta.get("version") or os.path.basename(os.path.normpath(codebook_dir))
     if version is not None and len(versions) > 1:
         table = table.filter(pc.equal(table.column("codebook_version"), version))
         log.info("semantic_ids holds %d %s codebook versions; using %s", len(versions), entity_type, version)

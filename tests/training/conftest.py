@@ -28,5 +28,6 @@ def toy_cfg(tmp_path, tracking_env):
             "train.learning_rate=0.01",
             "train.epochs=30",
             "train.patience=5",
+            "evaluate.num_negatives=10",
         ],
     )

@@ -1,0 +1,164 @@
+"""The evaluate stage: score a train run's models (one per seed) on the test split, once.
+
+Reads `trained_models` (the models of one train run), `sequences` and `item_ids`; writes per-user
+ranks to `evaluation_ranks`. Per protocol (full ranking = headline; sampled-<n> labelled) and per
+seed, MLflow gets `test.<protocol>.<metric>` in a nested run; the stage run gets the mean and std
+over seeds (`test.full.ndcg_10.mean`). With `compare_with`, a paired t-test and Wilcoxon test on
+per-user test NDCG@10 / HR@10 (mean over seeds) against another train run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+from rich.progress import Progress
+
+from momorec import tracking
+from momorec.config import PlatformConfig
+from momorec.evaluation.evaluator import protocol_label, rank_users
+from momorec.evaluation.metrics import hit_at_k, ndcg_at_k, summarize
+from momorec.evaluation.significance import align_users, mean_std, paired_test
+from momorec.storage import delta, schemas
+from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
+from momorec.training.data import SequenceData, load_sequences
+from momorec.typed import StageResult
+
+log = logging.getLogger(__name__)
+
+
+class EvaluateResult(StageResult):
+    stage: str = "evaluate"
+    dataset: str
+    train_run_id: str
+    architecture: str = ""
+    users: int = 0
+    seeds: list[int] = Field(default_factory=list)
+    metrics: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="protocol -> metric -> {mean, std, n} over seeds (test split)."
+    )
+    per_seed: dict[str, dict[str, float]] = Field(default_factory=dict, description="seed -> test.<protocol>.<metric>.")
+    significance: dict[str, dict[str, float]] = Field(default_factory=dict, description="vs compare_with, per metric.")
+    tables: dict[str, dict] = Field(default_factory=dict)
+
+
+def _models_of(cfg: PlatformConfig, train_run_id: str | None) -> pa.Table:
+    path = cfg.table_path("trained_models")
+    if not delta.exists(path):
+        raise FileNotFoundError(f"no trained models at {path}: run `momorec train` first")
+    table = delta.read(path)
+    if train_run_id is None:
+        latest = table.column("created_at").to_numpy().argmax()
+        train_run_id = table.column("train_run_id")[int(latest)].as_py()
+    table = table.filter(pc.equal(table.column("train_run_id"), train_run_id))
+    if table.num_rows == 0:
+        raise ValueError(f"train run {train_run_id} has no models in {path}")
+    return table
+
+
+def _score_run(cfg: PlatformConfig, models: pa.Table, data: SequenceData, eval_run_id: str, progress) -> tuple[list[dict], dict]:
+    """Rank every user under each protocol for each seed's model; returns (rank rows, seed -> metrics)."""
+    import mlflow
+
+    ev = cfg.evaluate
+    negative_seed = cfg.seed if ev.negative_seed is None else ev.negative_seed
+    rows: list[dict] = []
+    per_seed: dict[str, dict[str, float]] = {}
+    task = progress.add_task("evaluate", total=models.num_rows * len(ev.protocols))
+    for model_row in models.to_pylist():
+        payload = load_checkpoint(model_row["checkpoint"])
+        model = model_from_checkpoint(payload)
+        if model.num_items != data.num_items:
+            raise ValueError(f"model knows {model.num_items} items, the item_ids table {data.num_items}: retrain")
+        max_len = model.cfg.max_len
+        metrics: dict[str, float] = {}
+        for protocol in ev.protocols:
+            label = protocol_label(protocol, ev.num_negatives)
+            users, ranks = rank_users(model, data, "test", protocol, max_len, ev.batch_size, ev.num_negatives, negative_seed)
+            metrics.update({f"test.{label}.{k}": v for k, v in summarize(ranks, ev.ks).items() if k != "users"})
+            rows.extend(
+                {"eval_run_id": eval_run_id, "train_run_id": model_row["train_run_id"], "seed": model_row["seed"],
+                 "protocol": label, "user_id": int(u), "rank": int(r)}
+                for u, r in zip(users, ranks, strict=True)
+            )
+            progress.advance(task)
+        with mlflow.start_run(run_name=f"seed-{model_row['seed']}", nested=True, tags={"momorec.seed": str(model_row["seed"])}):
+            mlflow.log_params({"seed": model_row["seed"], "train_run_id": model_row["train_run_id"],
+                               "seed_run_id": model_row["seed_run_id"], "checkpoint": model_row["checkpoint"]})
+            mlflow.log_metrics(metrics)
+        per_seed[str(model_row["seed"])] = metrics
+    return rows, per_seed
+
+
+def _per_user(ranks: pa.Table, train_run_id: str, ks=(10,)) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-user HR@k/NDCG@k of a train run's full-ranking test ranks, mean over its seeds."""
+    table = ranks.filter(pc.and_(pc.equal(ranks.column("train_run_id"), train_run_id), pc.equal(ranks.column("protocol"), "full")))
+    if table.num_rows == 0:
+        raise ValueError(f"train run {train_run_id} has no full-ranking test ranks: evaluate it first")
+    latest_eval = table.column("eval_run_id")[table.num_rows - 1].as_py()
+    table = table.filter(pc.equal(table.column("eval_run_id"), latest_eval))
+    seeds = sorted(set(table.column("seed").to_pylist()))
+    per_seed = []
+    for seed in seeds:
+        part = table.filter(pc.equal(table.column("seed"), seed)).sort_by("user_id")
+        per_seed.append((part.column("user_id").to_numpy(), part.column("rank").to_numpy()))
+    users = per_seed[0][0]
+    if any(not np.array_equal(users, u) for u, _ in per_seed):
+        raise ValueError(f"seeds of train run {train_run_id} were evaluated on different users")
+    out = {}
+    for k in ks:
+        out[f"ndcg_{k}"] = np.mean([ndcg_at_k(r, k) for _, r in per_seed], axis=0)
+        out[f"hr_{k}"] = np.mean([hit_at_k(r, k) for _, r in per_seed], axis=0)
+    return users, out
+
+
+def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateResult:
+    """Evaluate the models of `cfg.evaluate.train_run_id` (default: the latest train run) on the test split."""
+    import mlflow
+
+    start = time.perf_counter()
+    ev = cfg.evaluate
+    models = _models_of(cfg, ev.train_run_id)
+    train_run_id = models.column("train_run_id")[0].as_py()
+    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+    trained_on = set(models.column("sequences_version").to_pylist())
+    if trained_on != {data.versions.get("sequences")}:
+        log.warning("models were trained on sequences version(s) %s, evaluating on version %s", trained_on, data.versions.get("sequences"))
+    ranks_path = cfg.table_path("evaluation_ranks")
+    params = {"evaluate": ev.model_dump(mode="json"), "train_run_id": train_run_id}
+    with tracking.stage_run(cfg, "evaluate", params=params) as run, Progress(disable=not show_progress, transient=True) as progress:
+        tracking.log_table_versions(
+            read={"sequences": data.versions.get("sequences"), "item_ids": data.versions.get("item_ids"),
+                  "trained_models": delta.version(cfg.table_path("trained_models"))},
+            written={},
+        )
+        rows, per_seed = _score_run(cfg, models, data, run.info.run_id, progress)
+        table = pa.Table.from_pylist(rows, schema=schemas.EVALUATION_RANKS)
+        written = delta.write(ranks_path, table, mode="append" if delta.exists(ranks_path) else "overwrite")
+        tracking.log_table_versions(read={}, written={"evaluation_ranks": written})
+        aggregated = mean_std(list(per_seed.values()))
+        mlflow.log_metrics({f"{k}.{stat}": v for k, s in aggregated.items() for stat, v in s.items() if stat != "n"})
+        metrics: dict[str, dict[str, dict[str, float]]] = {}
+        for key, stats in aggregated.items():
+            _, label, metric = key.split(".", 2)
+            metrics.setdefault(label, {})[metric] = stats
+        significance: dict[str, dict[str, float]] = {}
+        if ev.compare_with:
+            all_ranks = delta.read(ranks_path)
+            users_a, base = _per_user(all_ranks, ev.compare_with)
+            users_b, ours = _per_user(all_ranks, train_run_id)
+            for name in base:
+                _, a, b = align_users(users_a, base[name], users_b, ours[name])
+                significance[f"test.full.{name}"] = paired_test(a, b)
+            mlflow.log_metrics({f"compare.{m}.{k}": v for m, s in significance.items() for k, v in s.items()})
+            mlflow.log_param("compare_with", ev.compare_with)
+        return EvaluateResult(
+            mlflow_run_id=run.info.run_id, wall_time_s=time.perf_counter() - start, dataset=cfg.dataset,
+            train_run_id=train_run_id, architecture=models.column("architecture")[0].as_py(), users=data.num_users,
+            seeds=sorted(int(s) for s in per_seed), metrics=metrics, per_seed=per_seed, significance=significance,
+            tables={"evaluation_ranks": {"path": ranks_path, "version": written}},
+        )
