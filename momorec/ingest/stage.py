@@ -21,6 +21,7 @@ from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.ingest import readers, transforms
 from momorec.ingest.config import EventSource
+from momorec.progress import step_progress
 from momorec.storage import delta, schemas
 from momorec.storage.spark import get_spark, read_delta, write_delta
 from momorec.typed import StageResult
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 TABLES = ("interactions", "sequences", "items", "user_ids", "item_ids", "rejects", "sources")
 EVENT_INPUTS = ("events", "sequences")
+INGEST_STEPS = ("parse", "catalog", "interactions", "sequences", "user_ids", "item_ids", "items", "rejects", "sources")
 
 
 class IngestResult(StageResult):
@@ -91,8 +93,9 @@ def run_ingest(
             return result
         spark = get_spark(cfg.spark)
         next_batch = max((row["batch"] for row in known), default=-1) + 1
-        counts = _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch,
-                                    show_progress)
+        with step_progress(show_progress, f"ingest {cfg.dataset}", total=len(INGEST_STEPS)) as advance:
+            counts = _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch,
+                                        advance)
         versions_after = {name: delta.version(p) for name, p in paths.items()}
         tracking.log_table_versions(read=versions_before, written=versions_after)
         result = IngestResult(
@@ -136,7 +139,7 @@ def _read_table(spark, path: str, schema):
     return spark.createDataFrame([], from_arrow_schema(schema))
 
 
-def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch, show_progress):
+def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch, advance):
     new_sources = [fp.path for _, fp in new_files]
 
     # 1. Parse the new files: every line becomes events or a reject.
@@ -154,6 +157,8 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     else:
         read_per_file = {}
         new_events = parse_rejects = None
+
+    advance("parse")
 
     # 2. Known state. Rows from a file being re-read (changed, or a crash before `sources` was
     #    committed) are dropped from it and derived again, so nothing is counted twice.
@@ -183,7 +188,7 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     interactions = kept.join(user_map, "user").join(item_map, "item").cache()
 
     # 4. Catalog (re-read whole whenever anything changed: it is small next to the logs).
-    items_table, catalog_rejects, catalog_rows, truncated = None, None, 0, 0
+    items_table, catalog_rejects, catalog_rows, truncated, catalog_per_file = None, None, 0, 0, {}
     if catalog_files:
         catalog = None
         for fp in catalog_files:
@@ -192,8 +197,11 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
             )
             catalog = frame if catalog is None else catalog.unionByName(frame)
         catalog = catalog.cache()
-        stats = catalog.agg(F.count("*").alias("n"), F.sum(F.col("truncated").cast("int")).alias("cut")).collect()[0]
-        catalog_rows, truncated = stats["n"], stats["cut"] or 0
+        stats = catalog.groupBy("source").agg(F.count("*").alias("n"), F.sum(F.col("truncated").cast("int")).alias("cut"))
+        stats = stats.collect()
+        catalog_per_file = {r["source"]: r["n"] for r in stats}
+        catalog_rows = sum(catalog_per_file.values())
+        truncated = sum(r["cut"] or 0 for r in stats)
         items_table, cat_rej = transforms.catalog_items(catalog, item_map)
         catalog_rejects = transforms.as_rejects(cat_rej)
     else:
@@ -209,23 +217,30 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
         if extra is not None:
             rejects = rejects.unionByName(extra)
 
+    advance("catalog")
+
     # 5. Commit. `sources` goes last: a crash before it makes the next run re-read these files.
     os.makedirs(staging_root, exist_ok=True)
-    stage = lambda name: os.path.join(staging_root, name)  # noqa: E731
-    write_delta(interactions, paths["interactions"], schemas.INTERACTIONS, stage("interactions"))
-    write_delta(transforms.build_sequences(interactions), paths["sequences"], schemas.SEQUENCES, stage("sequences"))
-    write_delta(user_map, paths["user_ids"], schemas.USER_IDS, stage("user_ids"))
-    write_delta(item_map, paths["item_ids"], schemas.ITEM_IDS, stage("item_ids"))
-    write_delta(items_table, paths["items"], schemas.ITEMS, stage("items"))
-    write_delta(rejects, paths["rejects"], schemas.REJECTS, stage("rejects"))
+    commits = {
+        "interactions": (interactions, schemas.INTERACTIONS),
+        "sequences": (transforms.build_sequences(interactions), schemas.SEQUENCES),
+        "user_ids": (user_map, schemas.USER_IDS),
+        "item_ids": (item_map, schemas.ITEM_IDS),
+        "items": (items_table, schemas.ITEMS),
+        "rejects": (rejects, schemas.REJECTS),
+    }
+    for name, (frame, schema) in commits.items():
+        write_delta(frame, paths[name], schema, os.path.join(staging_root, name))
+        advance(name)
     sources_rows = [row for row in known if row["path"] not in set(new_sources) | {fp.path for fp in catalog_files}]
     for batch, (source, fp) in enumerate(new_files, start=next_batch):
         sources_rows.append({"path": fp.path, "input": source.kind, "sha256": fp.sha256, "bytes": fp.size,
                              "batch": batch, "rows_read": read_per_file.get(fp.path, 0)})
     for fp in catalog_files:
         sources_rows.append({"path": fp.path, "input": "catalog", "sha256": fp.sha256, "bytes": fp.size,
-                             "batch": -1, "rows_read": catalog_rows if len(catalog_files) == 1 else None})
+                             "batch": -1, "rows_read": catalog_per_file.get(fp.path, 0)})
     delta.write(paths["sources"], pa.Table.from_pylist(sources_rows, schema=schemas.SOURCES))
+    advance("sources")
 
     # 6. Count from the committed tables (cheap Arrow reads, no more Spark jobs) and check that
     #    nothing was lost: this run's records, all runs' records, and the catalog's lines.
