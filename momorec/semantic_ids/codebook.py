@@ -10,6 +10,8 @@ codebook.npz arrays:
   pca_mean         (D,) float32       subtracted before projecting
   pca_components   (d, D) float32     orthonormal rows; absent when PCA is off (identity)
   fit_entity_ids   (n_fit,) int64     the entities the codebook was fit on
+  coded_entity_ids (n,) int64         every entity coded when it was made (fit + assigned); later
+                                      rows outside it are "new" for the drift measure
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Codebook:
     codes_per_level: np.ndarray
     projection: Projection
     fit_entity_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    coded_entity_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,6 +78,7 @@ def save_codebook(codebook: Codebook, root: str) -> str:
         "codes_per_level": codebook.codes_per_level.astype(np.int64),
         "pca_mean": codebook.projection.mean.astype(np.float32),
         "fit_entity_ids": codebook.fit_entity_ids.astype(np.int64),
+        "coded_entity_ids": codebook.coded_entity_ids.astype(np.int64),
     }
     if codebook.projection.components is not None:
         arrays["pca_components"] = codebook.projection.components.astype(np.float32)
@@ -106,6 +110,7 @@ def load_codebook(folder: str) -> Codebook:
         codes_per_level=arrays["codes_per_level"],
         projection=projection,
         fit_entity_ids=arrays.get("fit_entity_ids", np.zeros(0, np.int64)),
+        coded_entity_ids=arrays.get("coded_entity_ids", np.zeros(0, np.int64)),
         meta=meta,
     )
 

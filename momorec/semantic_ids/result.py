@@ -47,8 +47,12 @@ class EntitySummary(BaseModel):
     levels: list[LevelMetrics] = Field(description="Quality over every coded entity.")
     fit_levels: list[LevelMetrics] | None = Field(None, description="Quality over the fit set (when fit this run).")
     fit_rel_error: float = Field(description="Fit-time relative reconstruction error after the last level.")
-    drift: float | None = Field(None, description="rel_error of non-fit entities / fit_rel_error (None: none).")
-    needs_refit: bool = False
+    drift: float | None = Field(
+        None,
+        description="rel_error / fit_rel_error of the entities outside the fit set (fit) or new since the codebook "
+        "(assign); None when there are none.",
+    )
+    needs_refit: bool = Field(False, description="Assigned with a frozen codebook and drift > drift_threshold.")
     unique_level_size: int | None = Field(None, description="Codes of the item uniqueness level (None when off).")
     used_ray: bool = False
     fit_time_s: float = 0.0

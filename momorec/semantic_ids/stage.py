@@ -129,7 +129,7 @@ def _fit(cfg: PlatformConfig, entity: str, emb: Embeddings, fit_mask: np.ndarray
         "reseeded_empty_clusters": out.reseeded,
         "unique_items": bool(cfg.quantize.unique_items and entity == "item"),
     }
-    codebook = dataclasses.replace(out.codebook, fit_entity_ids=emb.ids[fit_mask], meta=meta)
+    codebook = dataclasses.replace(out.codebook, fit_entity_ids=emb.ids[fit_mask], coded_entity_ids=emb.ids, meta=meta)
     folder = save_codebook(codebook, codebook_root(cfg.dataset_root, entity))
     return codebook, folder, out, used_ray, seconds
 
@@ -164,7 +164,7 @@ def quantize_entity(
         codebook, folder = frozen
         member = np.isin(emb.ids, codebook.fit_entity_ids)
         coded = _encode(cfg, codebook, emb.vectors)
-        new = ~member
+        new = ~np.isin(emb.ids, codebook.coded_entity_ids)  # arrived since the codebook was made
         new_rel = Coded(coded.codes[new], coded.sq_err[new], coded.sq_norm[new], coded.sq_norm_input[new]).rel_error()
         drift = drift_ratio(new_rel, codebook.fit_rel_error) if new.any() else None
         action = "assign"
@@ -219,7 +219,7 @@ def quantize_entity(
         fit_levels=fit_levels,
         fit_rel_error=codebook.fit_rel_error,
         drift=drift,
-        needs_refit=drift is not None and drift > q.drift_threshold,
+        needs_refit=action == "assign" and drift is not None and drift > q.drift_threshold,
         unique_level_size=unique_size,
         used_ray=used_ray,
         fit_time_s=seconds,

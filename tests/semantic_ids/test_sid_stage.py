@@ -142,7 +142,7 @@ def test_stage_only_users_keeps_item_rows(warehouse_cfg):
     cfg, _ = warehouse_cfg
     run_quantize(cfg, show_progress=False)
     users_only = cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"entities": ["user"]})})
-    result = run_quantize(users_only, show_progress=False)
+    result = run_quantize(users_only, show_progress=True)  # the rich progress bar and metrics table path
     assert list(result.entities) == ["user"]
     assert len(_semantic_ids(cfg, "item")["entity_id"]) == ALL_ITEMS  # untouched
 
@@ -182,3 +182,19 @@ def test_cli_json(warehouse_cfg):
     payload = json.loads(out.stdout.strip().splitlines()[-1])
     assert payload["stage"] == "quantize" and set(payload["entities"]) == {"item", "user"}
     assert payload["entities"]["item"]["levels"][0]["codes"] == 6
+
+
+def test_auto_mode_assigns_until_drift_then_refits(warehouse_cfg, make_clustered):
+    cfg, _ = warehouse_cfg
+    first = run_quantize(cfg, show_progress=False)
+    auto = cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"mode": "auto"})})
+    same = run_quantize(auto, show_progress=False)
+    assert {s.action for s in same.entities.values()} == {"assign"}  # nothing new: frozen codebooks kept
+
+    far = make_clustered(20, DIM, 2, seed=3) + 50.0  # 20 new users unlike any seen at fit time
+    delta.write(cfg.table_path("user_motivations"), _vectors_table("user_id", list(range(61, 81)), list(far)), mode="append")
+    drifted = run_quantize(auto, show_progress=False)
+    assert drifted.entities["item"].action == "assign"
+    assert drifted.entities["user"].action == "refit"
+    assert drifted.entities["user"].codebook_version != first.entities["user"].codebook_version
+    assert drifted.entities["user"].rows_coded == 80 and drifted.entities["user"].fit_rows == 80
