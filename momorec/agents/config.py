@@ -1,9 +1,44 @@
-"""Typed config of this stage (owned by the stage; composed into momorec.config.PlatformConfig)."""
+"""Typed config of the motivate stage (composed into momorec.config.PlatformConfig as `motivate`)."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from momorec.llm.config import LLMConfig
 from momorec.typed import StrictModel
 
 
+class AgentsConfig(StrictModel):
+    """How the three agents prompt, decode, retry and review."""
+
+    prompt_version: str = Field("v1", description="Prompt templates momorec/agents/prompts/<agent>.<version>.txt.")
+    history_items: int = Field(10, ge=1, description="The user's most recent N training items shown to the motivation analyst.")
+    max_motivations: int = Field(3, ge=1, le=5, description="At most this many motivations per user.")
+    max_review_rounds: int = Field(1, ge=0, description="Revision rounds the reviewer may ask for (0 = no reviewer).")
+    max_attempts: int = Field(3, ge=1, description="Generations per agent call before the row is recorded as failed.")
+    retry_temperature: float = Field(0.7, ge=0.0, description="Temperature of retries (a greedy retry would repeat itself).")
+    item_max_tokens: int = Field(96, ge=1, description="Token limit of the item analyst's answer.")
+    motivation_max_tokens: int = Field(160, ge=1, description="Token limit of the motivation analyst's answer.")
+    review_max_tokens: int = Field(64, ge=1, description="Token limit of the reviewer's answer.")
+    max_field_chars: int = Field(200, ge=16, description="Catalog fields and profiles are cut to this many characters in prompts.")
+
+
+class ExecutionConfig(StrictModel):
+    """How the work is sharded over Ray Data actors and committed."""
+
+    num_actors: int = Field(1, ge=1, description="Actors in the pool; each holds one engine.")
+    cpus_per_actor: float = Field(0.5, gt=0, description="Logical CPUs per actor; fractional locally (2-core deadlock, DESIGN.md).")
+    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per actor on a cluster (set llm.tensor_parallel_size to match).")
+    batch_rows: int = Field(16, ge=1, description="Rows per map_batches call (one batched pass of each agent).")
+    commit_rows: int = Field(32, ge=1, description="Rows per Delta commit: a crash loses at most this much finished work.")
+    retry_failed: bool = Field(True, description="Re-run rows whose last result failed (ok rows with the same hash are always skipped).")
+    limit_items: int | None = Field(None, ge=1, description="Process only the first N items needed (by id): a slice for tests.")
+    limit_users: int | None = Field(None, ge=1, description="Process only the first N users (by id): a slice for tests and demos.")
+
+
 class MotivateConfig(StrictModel):
-    """Placeholder until the stage lands: accepts no keys."""
+    """LLM agents: item profiles, user motivations and their embeddings."""
+
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

