@@ -18,6 +18,7 @@ Data: the ingest stage (configs/beauty.yaml) into --warehouse, run once if the t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -88,7 +89,8 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
         if str(seed) in record["seeds"]:
             continue
         start = time.perf_counter()
-        folder = ckpt_root / key / f"seed_{seed}"
+        tag = hashlib.sha1(json.dumps(sorted(cfg.train.model_dump(mode="json").items()), default=str).encode()).hexdigest()[:8]
+        folder = ckpt_root / key / tag / f"seed_{seed}"  # concurrent runs with other overrides never collide
         state = train_local(cfg, inputs, seed, str(folder))
         wall = time.perf_counter() - start
         device = "cuda" if cfg.train.use_gpu and torch.cuda.is_available() else "cpu"
@@ -103,14 +105,15 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
             per_seed.update({f"test.{label}.{k}": v for k, v in summarize(ranks).items() if k != "users"})
             if protocol == "full":
                 np.save(folder / "test_full_ranks.npy", np.stack([users, ranks]))
+        per_seed["checkpoint"] = str(folder)
         record["seeds"][str(seed)] = per_seed
         logging.info("%s seed %d: %s", variant, seed, json.dumps(per_seed))
-        record["summary"] = mean_std(list(record["seeds"].values()))
+        record["summary"] = mean_std([{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in record["seeds"].values()])
         save(out)
 
 
-def per_user_ndcg10(ckpt_root: Path, variant: str, seeds: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    runs = [np.load(ckpt_root / variant / f"seed_{s}" / "test_full_ranks.npy") for s in seeds]
+def per_user_ndcg10(record: dict, seeds: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    runs = [np.load(Path(record["seeds"][s]["checkpoint"]) / "test_full_ranks.npy") for s in seeds]
     users = runs[0][0]
     return users, np.mean([ndcg_at_k(r[1], 10) for r in runs], axis=0)
 
@@ -166,8 +169,8 @@ def main() -> None:
         run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key)
         if variant != "plain" and "seeds" in out["variants"].get(plain_key, {}):
             seeds = sorted(set(out["variants"][plain_key]["seeds"]) & set(out["variants"][key]["seeds"]))
-            ua, a = per_user_ndcg10(ckpt_root, plain_key, seeds)
-            ub, b = per_user_ndcg10(ckpt_root, key, seeds)
+            ua, a = per_user_ndcg10(out["variants"][plain_key], seeds)
+            ub, b = per_user_ndcg10(out["variants"][key], seeds)
             if np.array_equal(ua, ub):
                 out["variants"][key]["vs_plain_ndcg10"] = paired_test(a, b)
         save(out)

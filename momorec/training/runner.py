@@ -67,7 +67,7 @@ def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> Sequen
 
 
 def local_batches(
-    arrays: dict[str, np.ndarray], batch_size: int, seed: int, bucket: bool = True
+    arrays: dict[str, np.ndarray], batch_size: int, seed: int, bucket: bool = False
 ) -> Callable[[int], Iterator[dict]]:
     """batches(epoch): the training rows in an order seeded by (seed, epoch), as dicts of tensors.
 
