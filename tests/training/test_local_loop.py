@@ -19,9 +19,7 @@ from training_toydata import write_sequences
 def test_each_backbone_overfits_the_ring(toy_cfg, tmp_path, arch):
     cfg = toy_cfg.model_copy(deep=True)
     cfg.train.model.architecture = arch
-    if arch == "bert4rec":
-        cfg.train.epochs = 60
-        cfg.train.patience = 10
+    cfg.train.epochs, cfg.train.patience = (40, 8) if arch == "bert4rec" else (15, 3)
     inputs = TrainingInputs.load(cfg)
     _, untrained = rank_users(make_model(cfg, inputs, seed=1), inputs.data, "valid", "full", cfg.train.model.max_len)
     assert summarize(untrained)["ndcg_10"] < 0.5  # the task is not solved before training
