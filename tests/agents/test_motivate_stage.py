@@ -1,0 +1,99 @@
+"""The motivate stage end to end: demo ingest tables -> Ray Data actors (real HF model) -> Delta + MLflow."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from momorec.agents import stage as stage_module
+from momorec.agents.stage import run_motivate
+from momorec.storage import delta
+from momorec.storage.schemas import ITEM_PROFILES, USER_MOTIVATIONS
+
+pytestmark = [pytest.mark.llm, pytest.mark.ray, pytest.mark.spark, pytest.mark.slow]
+
+
+def _no_duplicates(table, key):
+    return len(set(table.column(key).to_pylist())) == table.num_rows
+
+
+def test_stage_fills_both_tables_without_leakage_and_reruns_for_free(motivate_cfg, ray_local):
+    cfg = motivate_cfg("motivate.execution.limit_users=2")
+    result = run_motivate(cfg, show_progress=False)
+
+    profiles = delta.read(cfg.table_path("item_profiles"))
+    users = delta.read(cfg.table_path("user_motivations"))
+    assert set(ITEM_PROFILES.names) <= set(profiles.column_names)
+    assert set(USER_MOTIVATIONS.names) <= set(users.column_names)
+    assert result.items_processed == result.items_needed == profiles.num_rows > 0
+    assert result.users_processed == 2 == users.num_rows
+    assert result.items_ok + result.items_failed == profiles.num_rows
+    assert _no_duplicates(profiles, "item_id") and _no_duplicates(users, "user_id")
+    assert result.tokens_out > 0 and result.tokens_per_s > 0
+
+    for table in (profiles, users):
+        for row in table.to_pylist():
+            assert row["status"] in {"ok", "failed"}
+            assert row["model"] == "smollm2-135m-instruct" and row["prompt_version"] == "v1"
+            assert len(row["content_hash"]) == 64 and row["attempts"] >= 0
+            if row["status"] == "ok":
+                vector = np.asarray(row["embedding"], dtype=np.float32)
+                assert vector.shape == (576,) and np.isfinite(vector).all()
+            else:
+                assert row["failure_reason"] and row["embedding"] is None
+
+    # LEAKAGE: the prompt saw exactly the last 3 training items, never the valid or test item
+    sequences = delta.read(cfg.table_path("sequences")).to_pylist()
+    seq = {s["user_id"]: s for s in sequences}
+    for row in users.to_pylist():
+        s = seq[row["user_id"]]
+        assert row["history_item_ids"] == s["train_items"][-3:]
+        for held_out in (s["valid_item"], s["test_item"]):
+            if held_out not in s["train_items"]:
+                assert held_out not in row["history_item_ids"]
+        if row["status"] == "ok":
+            for m in __import__("json").loads(row["motivations_json"]):
+                assert set(m["evidence_item_ids"]) <= set(row["history_item_ids"])
+
+    run = mlflow.get_run(result.mlflow_run_id)
+    assert run.data.metrics["item_analyst.tokens_out"] > 0 and "motivation_analyst.tokens_per_s" in run.data.metrics
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.mlflow_run_id, "prompts")}
+    assert "prompts/item_analyst.v1.txt" in artifacts and "prompts/reviewer.v1.txt" in artifacts
+
+    # a re-run on unchanged data does no LLM work and commits nothing
+    versions = (delta.version(cfg.table_path("item_profiles")), delta.version(cfg.table_path("user_motivations")))
+    again = run_motivate(motivate_cfg("motivate.execution.limit_users=2", "motivate.execution.retry_failed=false"), show_progress=False)
+    assert (again.items_processed, again.users_processed, again.tokens_out) == (0, 0, 0)
+    assert (again.item_profiles_version, again.user_motivations_version) == versions
+
+
+def test_interrupted_run_resumes_without_duplicate_work(motivate_cfg, ray_local, monkeypatch):
+    overrides = ("motivate.execution.limit_users=1", "motivate.execution.batch_rows=1", "motivate.execution.commit_rows=1",
+                 "motivate.agents.history_items=2", "motivate.agents.max_review_rounds=0", "motivate.agents.item_max_tokens=24",
+                 "motivate.agents.max_attempts=1")
+    cfg = motivate_cfg(*overrides)
+    real_upsert, commits = delta.upsert, []
+
+    def crash_after_first_commit(path, data, keys):
+        if commits:
+            raise RuntimeError("simulated crash")
+        commits.append(data.num_rows)
+        return real_upsert(path, data, keys)
+
+    monkeypatch.setattr(stage_module.delta, "upsert", crash_after_first_commit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_motivate(cfg, show_progress=False)
+    monkeypatch.setattr(stage_module.delta, "upsert", real_upsert)
+    kept = delta.read(cfg.table_path("item_profiles"))
+    assert kept.num_rows == 1
+
+    resumed = run_motivate(motivate_cfg(*overrides, "motivate.execution.retry_failed=false"), show_progress=False)
+    assert resumed.items_processed == resumed.items_needed - 1  # the committed item is not redone
+    profiles = delta.read(cfg.table_path("item_profiles"))
+    assert profiles.num_rows == resumed.items_needed and _no_duplicates(profiles, "item_id")
+    first = kept.column("item_id")[0].as_py()
+    again = profiles.filter(pc.equal(profiles.column("item_id"), first))
+    assert again.column("content_hash").to_pylist() == kept.column("content_hash").to_pylist()
+    assert resumed.users_processed == 1
