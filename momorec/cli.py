@@ -73,6 +73,7 @@ _make_stage_command("motivate", "LLM agents: item profiles, user motivations and
 _make_stage_command("quantize", "Residual semantic IDs for items and users (PCA + residual k-means).")
 _make_stage_command("train", "Fit a sequential recommender (SASRec / GRU4Rec / BERT4Rec) with Ray Train.")
 _make_stage_command("evaluate", "Leave-one-out evaluation: full ranking (and labelled sampled-100).")
+_make_stage_command("recommend", "Top-K recommendations per user, explained by the user's motivation, into Delta.")
 
 
 @app.command("run")

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 from momorec.agents.config import MotivateConfig
 from momorec.evaluation.config import EvaluateConfig
 from momorec.ingest.config import IngestConfig
+from momorec.recommend.config import RecommendConfig
 from momorec.semantic_ids.config import QuantizeConfig
 from momorec.training.config import TrainConfig
 from momorec.typed import StrictModel
@@ -53,7 +54,7 @@ class TrackingConfig(StrictModel):
 class PipelineConfig(StrictModel):
     stages: list[str] = Field(
         default_factory=lambda: ["ingest"],
-        description="Stages `momorec run` executes, in order (ingest, motivate, quantize, train, evaluate).",
+        description="Stages `momorec run` executes, in order (ingest, motivate, quantize, train, evaluate, recommend).",
     )
 
 
@@ -72,6 +73,7 @@ class PlatformConfig(StrictModel):
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
 
     @property
     def dataset_root(self) -> str:

@@ -1,6 +1,6 @@
 """The pipeline: stages in order under one parent MLflow run, each stage a child run.
 
-ingest -> motivate -> quantize -> train -> evaluate (-> recommend). Each stage decides itself what
+ingest -> motivate -> quantize -> train -> evaluate -> recommend. Each stage decides itself what
 is unchanged and skips that work (ingest: file hashes; motivate: content hashes per row).
 """
 
@@ -24,6 +24,7 @@ STAGE_FUNCTIONS: dict[str, str] = {
     "quantize": "momorec.semantic_ids.stage:run_quantize",
     "train": "momorec.training.stage:run_train",
     "evaluate": "momorec.evaluation.stage:run_evaluate",
+    "recommend": "momorec.recommend.stage:run_recommend",
 }
 
 

@@ -164,3 +164,19 @@ EVALUATION_RANKS = pa.schema(
         ("rank", pa.int64()),  # 0-based rank of the test item
     ]
 )
+
+# ---- recommend ----------------------------------------------------------------------------------
+# One row per user: top-K items, best first, explained by the user's motivation and the codes.
+RECOMMENDATIONS = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("items", pa.list_(pa.int64())),
+        ("scores", pa.list_(pa.float32())),
+        ("item_codes", pa.list_(pa.list_(pa.int32()))),  # semantic ID of each recommended item (null: none)
+        ("user_codes", pa.list_(pa.int32())),  # the user's motivation semantic ID (null: none)
+        ("motivation_text", pa.string()),  # the user's accepted motivation (null: none or failed)
+        ("train_run_id", pa.string()),
+        ("seed", pa.int64()),
+        ("created_at", pa.float64()),
+    ]
+)

@@ -1,0 +1,146 @@
+"""The recommend stage: top-K items for every user, each row explained by the user's motivation.
+
+Uses the best seed (validation NDCG@10) of the latest train run, scores every item after the user's
+WHOLE history (training, validation and test items: this is serving, not evaluation), excludes items
+already seen, and writes one row per user to the Delta table `recommendations` with the motivation
+text and the semantic codes of the user and of each recommended item.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from pydantic import Field
+
+from momorec import tracking
+from momorec.config import PlatformConfig
+from momorec.progress import step_progress
+from momorec.storage import delta, schemas
+from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
+from momorec.training.data import SequenceData, load_sequences
+from momorec.typed import StageResult
+
+log = logging.getLogger(__name__)
+
+
+class RecommendResult(StageResult):
+    stage: str = "recommend"
+    dataset: str
+    users: int = 0
+    top_k: int = 0
+    model_seed: int | None = None
+    train_run_id: str | None = None
+    with_motivation: int = Field(0, description="Users whose row carries a motivation text.")
+    tables: dict[str, dict] = Field(default_factory=dict)
+
+
+def best_model(cfg: PlatformConfig, train_run_id: str | None) -> dict:
+    """The trained-model row with the best validation NDCG@10 in `train_run_id` (default: the latest run)."""
+    path = cfg.table_path("trained_models")
+    if not delta.exists(path):
+        raise FileNotFoundError(f"no trained models at {path}: run `momorec train` first")
+    table = delta.read(path)
+    if train_run_id is None:
+        train_run_id = table.column("train_run_id")[int(table.column("created_at").to_numpy().argmax())].as_py()
+    rows = table.filter(pc.equal(table.column("train_run_id"), train_run_id)).to_pylist()
+    if not rows:
+        raise ValueError(f"train run {train_run_id} has no models in {path}")
+    return max(rows, key=lambda r: r["valid_ndcg_10"])
+
+
+def whole_histories(data: SequenceData, width: int) -> np.ndarray:
+    """(U, width) int64: the newest `width` items of each user's whole history, left-padded with 0."""
+    out = np.zeros((data.num_users, width), dtype=np.int64)
+    for row in range(data.num_users):
+        chunk = data.items[data.offsets[row] : data.offsets[row + 1]][-width:]
+        out[row, width - chunk.size :] = chunk
+    return out
+
+
+def top_k_items(model, data: SequenceData, k: int, batch_size: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(items (U, k) int64, scores (U, k) float32), best first; padding and seen items never appear."""
+    history = whole_histories(data, model.cfg.max_len)
+    k = min(k, data.num_items)
+    items = np.zeros((data.num_users, k), dtype=np.int64)
+    scores = np.zeros((data.num_users, k), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, data.num_users, batch_size):
+            rows = slice(start, min(start + batch_size, data.num_users))
+            batch = {"user_id": torch.from_numpy(data.user_ids[rows]), "history": torch.from_numpy(history[rows])}
+            logits = model.full_sort_predict(batch)  # (B, N+1)
+            logits[:, 0] = -torch.inf
+            if exclude_seen:
+                for i, row in enumerate(range(rows.start, rows.stop)):
+                    seen = torch.from_numpy(data.items[data.offsets[row] : data.offsets[row + 1]])
+                    logits[i, seen] = -torch.inf
+            best = torch.topk(logits, k, dim=1)
+            items[rows], scores[rows] = best.indices.numpy(), best.values.numpy()
+    return items, scores
+
+
+def _codes(cfg: PlatformConfig, entity_type: str) -> dict[int, list[int]]:
+    path = cfg.table_path("semantic_ids")
+    if not delta.exists(path):
+        return {}
+    table = delta.read(path, columns=["entity_type", "entity_id", "codes"])
+    table = table.filter(pc.equal(table.column("entity_type"), entity_type))
+    return dict(zip(table.column("entity_id").to_pylist(), table.column("codes").to_pylist(), strict=True))
+
+
+def _motivations(cfg: PlatformConfig) -> dict[int, str]:
+    path = cfg.table_path("user_motivations")
+    if not delta.exists(path):
+        return {}
+    table = delta.read(path, columns=["user_id", "status", "motivation_text"])
+    table = table.filter(pc.equal(table.column("status"), "ok"))
+    return dict(zip(table.column("user_id").to_pylist(), table.column("motivation_text").to_pylist(), strict=True))
+
+
+def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendResult:
+    """Write `recommendations`; see the module docstring."""
+    import mlflow
+
+    start = time.perf_counter()
+    rc = cfg.recommend
+    chosen = best_model(cfg, rc.train_run_id)
+    with tracking.stage_run(cfg, "recommend", {"recommend": rc.model_dump(mode="json")}) as run:
+        with step_progress(show_progress, "recommend", total=3) as advance:
+            data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+            model = model_from_checkpoint(load_checkpoint(chosen["checkpoint"]))
+            if model.num_items != data.num_items:
+                raise ValueError(f"model knows {model.num_items} items, item_ids has {data.num_items}: retrain first")
+            advance("load")
+            items, scores = top_k_items(model, data, rc.top_k, rc.batch_size, rc.exclude_seen)
+            advance("score")
+            motivations, user_codes, item_codes = _motivations(cfg), _codes(cfg, "user"), _codes(cfg, "item")
+            rows = [
+                {
+                    "user_id": int(user),
+                    "items": items[i].tolist(),
+                    "scores": scores[i].tolist(),
+                    "item_codes": [item_codes.get(int(item)) for item in items[i]],
+                    "user_codes": user_codes.get(int(user)),
+                    "motivation_text": motivations.get(int(user)),
+                    "train_run_id": chosen["train_run_id"],
+                    "seed": chosen["seed"],
+                    "created_at": time.time(),
+                }
+                for i, user in enumerate(data.user_ids)
+            ]
+            path = cfg.table_path("recommendations")
+            version = delta.write(path, pa.Table.from_pylist(rows, schema=schemas.RECOMMENDATIONS))
+            advance("commit")
+        with_motivation = sum(1 for r in rows if r["motivation_text"])
+        tracking.log_table_versions(read={"sequences": data.versions.get("sequences")}, written={"recommendations": version})
+        mlflow.log_params({"model.train_run_id": chosen["train_run_id"], "model.seed": chosen["seed"]})
+        mlflow.log_metrics({"users": len(rows), "with_motivation": with_motivation})
+        return RecommendResult(
+            dataset=cfg.dataset, mlflow_run_id=run.info.run_id, wall_time_s=round(time.perf_counter() - start, 3),
+            users=len(rows), top_k=items.shape[1], model_seed=chosen["seed"], train_run_id=chosen["train_run_id"],
+            with_motivation=with_motivation, tables={"recommendations": {"path": path, "version": version}},
+        )
