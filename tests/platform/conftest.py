@@ -67,7 +67,7 @@ def _session_pids(sid: int) -> list[int]:
     return pids
 
 
-def stop_session(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+def stop_session(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
     """SIGTERM the head's process group, then SIGKILL whatever is left in its session (workers too)."""
     sid = proc.pid  # start_new_session=True: the head's pid is its session and group id
     try:

@@ -50,22 +50,31 @@ def test_followed_job_that_fails_exits_nonzero(ray_head, tmp_path):
     assert ray_head.token not in output
 
 
+def _invoke_in_process(args: list[str], env: dict[str, str | None]):
+    """The same CLI through typer's CliRunner (no interpreter start-up: these checks need no job)."""
+    from typer.testing import CliRunner
+
+    from momorec.platform.cli_commands import app
+
+    return CliRunner().invoke(app, args, env={"RAY_AUTH_TOKEN_PATH": None, **env})
+
+
 def test_wrong_token_is_a_clear_error(ray_head, tmp_path):
     wrong = "not-the-token-" + "x" * 20
-    proc = run_cli(["submit", "config", "-c", "configs/demo.yaml", "--address", ray_head.address], token=wrong, home=str(tmp_path))
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-3000:]
-    assert "rejected the token from $RAY_AUTH_TOKEN" in output
-    assert "Traceback" not in output
-    assert wrong not in output and ray_head.token not in output
+    result = _invoke_in_process(["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", ray_head.address],
+                                {"RAY_AUTH_TOKEN": wrong, "HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output[-3000:]
+    assert "rejected the token from $RAY_AUTH_TOKEN" in result.output
+    assert "Traceback" not in result.output
+    assert wrong not in result.output and ray_head.token not in result.output
 
 
 def test_missing_token_is_a_clear_error(ray_head, tmp_path):
-    proc = run_cli(["submit", "config", "-c", "configs/demo.yaml", "--address", ray_head.address], token=None, home=str(tmp_path))
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-3000:]
-    assert "requires a token" in output
-    assert "Traceback" not in output
+    result = _invoke_in_process(["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", ray_head.address],
+                                {"RAY_AUTH_TOKEN": None, "HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output[-3000:]
+    assert "requires a token" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_library_submit_with_token_file(ray_head, tmp_path):
