@@ -37,6 +37,7 @@ from momorec.evaluation.evaluator import protocol_label, rank_users  # noqa: E40
 from momorec.evaluation.metrics import ndcg_at_k, summarize  # noqa: E402
 from momorec.evaluation.significance import mean_std, paired_test  # noqa: E402
 from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from momorec.models import SemanticInputs  # noqa: E402
 from momorec.training.data import SequenceData  # noqa: E402
 from momorec.training.runner import TrainingInputs, train_local  # noqa: E402
 
@@ -76,9 +77,23 @@ def semantic_available(cfg, variant: str) -> bool:
     return "item" in kinds and ("user" in kinds or "user" not in variant)
 
 
-def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path, data_npz: str | None, key: str) -> None:
+def semantic_from_npz(path: str) -> SemanticInputs:
+    """Item SemanticInputs saved by train_semantic_proxy.py (codes shifted by one, centroids)."""
+    with np.load(path) as npz:
+        return SemanticInputs(torch.from_numpy(npz["codes"]), int(npz["num_codes"]),
+                              torch.from_numpy(npz["centroids"]), str(npz["version"]))
+
+
+def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path, data_npz: str | None, key: str,
+                semantic_npz: str | None = None) -> None:
     if data_npz:
-        inputs = TrainingInputs(SequenceData.load_npz(data_npz), None, None)
+        item_semantic = None
+        if cfg.train.model.item_semantic.mode != "none":
+            if semantic_npz is None:
+                raise SystemExit(f"variant {variant} needs --semantic-npz with --data-npz")
+            item_semantic = semantic_from_npz(semantic_npz)
+            out.setdefault("semantic_ids", {})["item"] = {"source": semantic_npz, "version": item_semantic.version}
+        inputs = TrainingInputs(SequenceData.load_npz(data_npz), item_semantic, None)
     else:
         inputs = TrainingInputs.load(cfg)
     max_len = cfg.train.model.max_len
@@ -118,6 +133,33 @@ def per_user_ndcg10(record: dict, seeds: list[str]) -> tuple[np.ndarray, np.ndar
     return users, np.mean([ndcg_at_k(r[1], 10) for r in runs], axis=0)
 
 
+def merge(files: list[str], target: Path) -> None:
+    """Union the variants/seeds of several result files (runs made in parallel), recompute the
+    summaries, and the paired tests of every variant against its architecture's plain baseline."""
+    out: dict = {"variants": {}}
+    for name in files:
+        part = json.loads(Path(name).read_text())
+        for key, value in part.items():
+            if key != "variants":
+                out.setdefault(key, value)
+        for key, record in part["variants"].items():
+            merged = out["variants"].setdefault(key, {k: v for k, v in record.items() if k not in ("seeds", "summary")})
+            merged.setdefault("seeds", {}).update(record.get("seeds", {}))
+    for key, record in out["variants"].items():
+        record["summary"] = mean_std([{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in record["seeds"].values()])
+        plain_key = "plain" if record.get("architecture", "sasrec") == "sasrec" else f"{record['architecture']}_plain"
+        if key != plain_key and plain_key in out["variants"]:
+            seeds = sorted(set(out["variants"][plain_key]["seeds"]) & set(record["seeds"]))
+            if seeds:
+                ua, a = per_user_ndcg10(out["variants"][plain_key], seeds)
+                ub, b = per_user_ndcg10(record, seeds)
+                if np.array_equal(ua, ub):
+                    record["vs_plain_ndcg10"] = {"seeds": seeds, **paired_test(a, b)}
+    RESULTS_PATH[0] = target
+    save(out)
+    print(json.dumps({k: v.get("summary", {}).get("test.full.ndcg_10") for k, v in out["variants"].items()}, indent=2))
+
+
 def save(out: dict) -> None:
     RESULTS_PATH[0].parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH[0].write_text(json.dumps(out, indent=2, sort_keys=True))
@@ -134,7 +176,12 @@ def main() -> None:
     parser.add_argument("--export-npz", help="write the ingested Beauty split to this .npz and stop (for a GPU box)")
     parser.add_argument("--data-npz", help="read the split from this .npz instead of the Delta tables (plain variant only)")
     parser.add_argument("--results", default=str(RESULTS), help="result file (JSON); merged with what it already holds")
+    parser.add_argument("--semantic-npz", help="item semantic IDs for --data-npz runs (from train_semantic_proxy.py)")
+    parser.add_argument("--merge", nargs="+", help="merge these result files (parallel runs) into --results, then stop")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, Path(args.results))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     base = [f"warehouse={args.warehouse}", "train.launcher=local", *args.overrides]
@@ -160,13 +207,13 @@ def main() -> None:
         arch = vcfg.train.model.architecture
         key = variant if arch == "sasrec" else f"{arch}_{variant}"
         plain_key = "plain" if arch == "sasrec" else f"{arch}_plain"
-        if args.data_npz and variant != "plain":
-            continue
+        if args.data_npz and (variant.startswith("item_user") or (variant != "plain" and not args.semantic_npz)):
+            continue  # user motivation IDs are not in the .npz export
         if not args.data_npz and not semantic_available(cfg, variant):
             out["variants"][key] = {"skipped": "no semantic_ids table (item/user) in the warehouse yet"}
             save(out)
             continue
-        run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key)
+        run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key, args.semantic_npz)
         if variant != "plain" and "seeds" in out["variants"].get(plain_key, {}):
             seeds = sorted(set(out["variants"][plain_key]["seeds"]) & set(out["variants"][key]["seeds"]))
             ua, a = per_user_ndcg10(out["variants"][plain_key], seeds)

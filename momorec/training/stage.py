@@ -66,7 +66,7 @@ def _log_model(cfg: PlatformConfig, checkpoint: str, max_len: int) -> tuple[str 
 
     model = model_from_checkpoint(load_checkpoint(checkpoint))
     example = np.zeros((1, 1 + max_len), dtype=np.int64)  # [user_id, history...] left-padded
-    example[0, 0], example[0, -3:] = 1, [1, 2, 3][: min(3, model.num_items)] + [1] * max(0, 3 - model.num_items)
+    example[0, 0], example[0, -1] = 1, 1  # user 1 after item 1
     name = cfg.train.registered_model_name or f"momorec-{cfg.dataset}-{cfg.train.model.architecture}"
     # pickle, not MLflow's default pt2: torch.export cannot trace the data-dependent padding trim
     info = mlflow.pytorch.log_model(
