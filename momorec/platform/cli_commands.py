@@ -122,23 +122,23 @@ def submit(
             pip=pip or [], py_modules=py_module or [], entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus,
             submission_id=submission_id,
         )
-        entrypoint = submitting.stage_entrypoint(command, job_config, overrides, extra, python=opts.python)
         if dry_run:
-            plan = {"address": address, "entrypoint": entrypoint, "runtime_env": submitting.runtime_env(opts, token),
+            plan = {"address": address, "runtime_env": submitting.runtime_env(opts, token),
+                    "entrypoint": submitting.stage_entrypoint(command, job_config, overrides, extra, python=opts.python),
                     "token_source": token.source if token else None}
             sys.stdout.write(json.dumps(plan, indent=None if as_json else 2) + "\n")
             return
-        client = submitting.connect(opts.address, token)
-        job_id = submitting.submit_entrypoint(client, entrypoint, opts, token, {"momorec.command": command, "momorec.config": job_config})
-        if not as_json:
+
+        def announce(job_id: str) -> None:
+            if as_json:
+                return
             sys.stdout.write(f"submitted job {job_id} to {address}\n")
             sys.stdout.flush()
             console.print(f"  logs: ray job logs {job_id} --address {address} --follow\n  stop: ray job stop {job_id} --address {address}",
                           highlight=False, markup=False, soft_wrap=True)
-        outcome = submitting.JobOutcome(job_id=job_id, address=address, entrypoint=entrypoint)
-        if follow:
-            status, message = submitting.follow(client, job_id, sys.stderr if as_json else sys.stdout, token, address)
-            outcome = outcome.model_copy(update={"status": status, "message": message})
+
+        outcome = submitting.submit_command(command, job_config, opts, token, overrides, extra, follow_logs=follow,
+                                            out=sys.stderr if as_json else sys.stdout, on_submitted=announce)
     except submitting.SubmitError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -151,7 +151,7 @@ def submit(
         sys.stdout.write(outcome.model_dump_json() + "\n")
     elif follow:
         colour = "green" if outcome.succeeded else "red"
-        console.print(f"job {job_id}: [{colour}]{outcome.status}[/{colour}]" + (f" ({escape(outcome.message)})" if outcome.message else ""),
+        console.print(f"job {outcome.job_id}: [{colour}]{outcome.status}[/{colour}]" + (f" ({escape(outcome.message)})" if outcome.message else ""),
                       highlight=False, soft_wrap=True)
     if not outcome.succeeded:
         raise typer.Exit(code=1)

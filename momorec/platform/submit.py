@@ -23,8 +23,9 @@ import contextlib
 import logging
 import os
 import shlex
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -256,20 +257,19 @@ def follow(client, job_id: str, out: IO[str], token: RayToken | None = None, add
 
 
 def submit_command(command: str, config: str, opts: SubmitOptions, token: RayToken | None = None,
-                   overrides: list[str] | None = None, extra: list[str] | None = None,
-                   follow_logs: bool = False, out: IO[str] | None = None) -> JobOutcome:
-    """Submit `momorec <command> --config <config>` (config path as the cluster sees it); optionally follow it."""
+                   overrides: list[str] | None = None, extra: list[str] | None = None, follow_logs: bool = False,
+                   out: IO[str] | None = None, on_submitted: Callable[[str], None] | None = None) -> JobOutcome:
+    """Submit `momorec <command> --config <config>` (the path as the cluster sees it); optionally follow it.
+
+    `on_submitted(job_id)` runs as soon as the cluster has accepted the job (before following).
+    """
     entrypoint = stage_entrypoint(command, config, overrides, extra, python=opts.python)
     client = connect(opts.address, token)
     job_id = submit_entrypoint(client, entrypoint, opts, token, metadata={"momorec.command": command, "momorec.config": config})
+    if on_submitted is not None:
+        on_submitted(job_id)
     outcome = JobOutcome(job_id=job_id, address=opts.address, entrypoint=entrypoint)
     if follow_logs:
-        status, message = follow(client, job_id, out or _stdout(), token, opts.address)
+        status, message = follow(client, job_id, out or sys.stdout, token, opts.address)
         outcome = outcome.model_copy(update={"status": status, "message": message})
     return outcome
-
-
-def _stdout() -> IO[str]:
-    import sys
-
-    return sys.stdout

@@ -133,3 +133,37 @@ def test_overlay_leaves_and_dotted_maps(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         overlay.overlay_sets(bad)
+
+
+# ---- the command line (no cluster: --dry-run) -------------------------------------------------
+
+
+def test_cli_dry_run_builds_the_job_without_submitting(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from momorec.platform.cli_commands import app
+
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-dry-run-123")
+    args = ["submit", "recommend", "-c", str(REPO / "configs" / "demo.yaml"), "--address", "http://head:8265",
+            "--overlay", str(REPO / "infra" / "spark-cluster.yaml"), "--set", "seed=7", "--env", "FOO=bar",
+            "--token-file", str(token_file), "--dry-run", "--json", "--", "--top-k", "5"]
+    result = CliRunner().invoke(app, args, env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    entry = shlex.split(plan["entrypoint"])
+    assert entry[:6] == ["python", "-m", "momorec.cli", "recommend", "--config", "configs/demo.yaml"]
+    sets = [entry[i + 1] for i, a in enumerate(entry) if a == "--set"]
+    assert sets[0].startswith("spark.master=") and sets[-1] == "seed=7"  # overlay first, the command line wins
+    assert entry[-2:] == ["--top-k", "5"]
+    assert plan["runtime_env"]["env_vars"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert plan["runtime_env"]["env_vars"]["FOO"] == "bar"
+    assert plan["token_source"].startswith("file ") and "tok-dry-run-123" not in result.output
+
+    bad = CliRunner().invoke(app, ["submit", "nonsense", "-c", str(REPO / "configs" / "demo.yaml"), "--address", "http://h:1"])
+    assert bad.exit_code == 2 and "unknown momorec command 'nonsense'" in bad.output
+    bad = CliRunner().invoke(app, ["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", "http://h:1",
+                                   "--set", "nope.key=1", "--dry-run"])
+    assert bad.exit_code == 2 and "nope" in bad.output
