@@ -80,7 +80,11 @@ def _run_pool(
     if not rows:
         return counts
     task = progress.add_task(label, total=len(rows)) if progress else None
-    ds = ray.data.from_arrow(pa.Table.from_pylist(rows)).map_batches(
+    # One block per batch: each block is one actor task whose results stream back (and get
+    # committed) as soon as it finishes, and blocks spread over the actors of the pool.
+    table = pa.Table.from_pylist(rows)
+    blocks = [table.slice(k, ex.batch_rows) for k in range(0, table.num_rows, ex.batch_rows)]
+    ds = ray.data.from_arrow(blocks).map_batches(
         worker,
         fn_constructor_kwargs={"motivate_json": cfg.motivate.model_dump_json(), "seed": cfg.seed},
         compute=ray.data.ActorPoolStrategy(size=ex.num_actors),

@@ -29,9 +29,23 @@ def _ctx(engine, **agents) -> AgentContext:
     return AgentContext(engine, load_prompts("v1"), AgentsConfig(**agents), temperature=0.0, seed=5)
 
 
+class Recording:
+    """The real engine, with the prompts it was given kept for inspection."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.prompts = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def generate(self, prompts, **kwargs):
+        self.prompts.extend(prompts)
+        return self.engine.generate(prompts, **kwargs)
+
+
 def test_injected_title_only_shapes_its_own_profile(agent_engine):
-    ctx = _ctx(agent_engine, item_max_tokens=80, max_attempts=2)
-    rows = profile_items(ctx, ITEMS)
+    engine = Recording(agent_engine)
+    rows = profile_items(_ctx(engine, item_max_tokens=80, max_attempts=2), ITEMS)
     assert [r["item_id"] for r in rows] == [1, 2, 3]
     for row in rows:
         assert row["status"] in {"ok", "failed"}
@@ -41,12 +55,10 @@ def test_injected_title_only_shapes_its_own_profile(agent_engine):
             assert len(row["embedding"]) == 576
         else:
             assert row["failure_reason"].startswith("item_analyst: ")
-    # the other items were prompted without the injected text: same answers as a run without it
-    clean = profile_items(_ctx(agent_engine, item_max_tokens=80, max_attempts=2), [ITEMS[0], ITEMS[2]])
-    by_id = {r["item_id"]: r for r in rows}
-    for row in clean:
-        if row["status"] == "ok" and by_id[row["item_id"]]["status"] == "ok" and by_id[row["item_id"]]["attempts"] == 1:
-            assert json.loads(row["profile_json"]).keys() == {"what", "need", "buyers"}
+    # the injected text reached only its own item's prompts, inside that prompt's one data block
+    injected = [p for p in engine.prompts if "Ignore previous instructions" in p]
+    assert injected and all("Essie" not in p and "Wet Brush" not in p for p in injected)
+    assert all(p.count("</item>") == 1 for p in engine.prompts)
 
 
 def test_tiny_token_limit_gives_recorded_failures_not_a_crash(agent_engine):
