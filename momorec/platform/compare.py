@@ -199,6 +199,9 @@ def collect(experiment: str, metrics: list[str] | None = None, tracking_uri: str
 
     available = {parse_metric(m).name for r in runs for m in r.data.metrics}
     names = list(metrics) if metrics else default_metrics(available)
+    if not names:
+        raise CompareError(f"no run of {experiment!r} logged a protocol metric (<valid|test>.<protocol>.<measure>); "
+                           f"pick some with --metric; logged: {sorted(available)}")
     missing = [m for m in names if parse_metric(m).name not in available]
     if missing:
         raise CompareError(f"metric(s) {missing} logged by no run of {experiment!r}; logged: {sorted(available)}")
