@@ -127,5 +127,9 @@ def show_config(config: ConfigOpt, set_: SetOpt = None) -> None:
     sys.stdout.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
+from momorec.platform.cli_commands import register as register_platform_commands  # noqa: E402
+
+register_platform_commands(app)
+
 if __name__ == "__main__":
     app()
