@@ -8,7 +8,11 @@
 (b) scale: 1M x 256 float32, 3 x 256, in a fresh subprocess each (so ru_maxrss is that run's peak):
     wall time of the fit and peak RSS (targets < 60 s, < 4 GB).
 
-    .venv/bin/python benchmarks/quantize.py [--quick] [--warehouse warehouse]
+    .venv/bin/python benchmarks/quantize.py [--quick] [--warehouse warehouse] [--embeddings x.npz] [--parts a,b]
+
+--embeddings adds one more (a) comparison on the array `items` of an .npz (e.g. stand-in LLM
+embeddings of catalog text while the motivate stage's table does not exist yet). --parts reruns
+only some parts; the other parts' figures already in the results file are kept.
 """
 
 from __future__ import annotations
@@ -147,6 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smaller data, one repeat (a smoke run).")
     parser.add_argument("--warehouse", default="warehouse", help="Where to look for beauty/item_profiles.")
+    parser.add_argument("--embeddings", help="An .npz whose array `items` (n, D) is compared too.")
+    parser.add_argument("--parts", default="a,b", help="Which parts to run: a, b or a,b.")
     parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -157,20 +163,31 @@ def main() -> None:
     repeats = 1 if args.quick else 2
     rows_a, rows_b = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
     grid = [(10, 256), (20, 256), (10, None)]
-    results = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "faiss_threads": faiss.omp_get_max_threads(),
-                    "load_avg_at_start": os.getloadavg()},
-        "config": {"levels": LEVELS, "codes": CODES, "repeats": repeats},
-        "a_vs_faiss": [compare(f"synthetic clustered {rows_a} x 64", clustered(rows_a, 64, 500, seed=0), repeats, grid)],
-    }
-    beauty = beauty_embeddings(args.warehouse)
-    if beauty is None:
-        results["a_vs_faiss"].append({"data": "beauty item embeddings", "skipped": f"no {args.warehouse}/beauty/item_profiles table yet"})
-        print(f"[a] beauty item embeddings: skipped (no {args.warehouse}/beauty/item_profiles table yet)")
-    else:
-        results["a_vs_faiss"].append(compare("beauty item embeddings", beauty, repeats, grid))
-    results["b_scale"] = [scale(rows_b, 256, None, 10), scale(rows_b, 256, 64, 10)]
-    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    parts = set(args.parts.split(","))
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and parts != {"a", "b"} else {}
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "faiss_threads": faiss.omp_get_max_threads(),
+               "load_avg_at_start": os.getloadavg()}
+    results["config"] = {"levels": LEVELS, "codes": CODES, "repeats": repeats}
+    if "a" in parts:
+        results["a_machine"] = machine
+        results["a_vs_faiss"] = [compare(f"synthetic clustered {rows_a} x 64", clustered(rows_a, 64, 500, seed=0), repeats, grid)]
+        beauty = beauty_embeddings(args.warehouse)
+        if beauty is None:
+            note = f"no {args.warehouse}/beauty/item_profiles table yet"
+            results["a_vs_faiss"].append({"data": "beauty item embeddings", "skipped": note})
+            print(f"[a] beauty item embeddings: skipped ({note})")
+        else:
+            results["a_vs_faiss"].append(compare("beauty item embeddings", beauty, repeats, grid))
+        if args.embeddings:
+            with np.load(args.embeddings) as npz:
+                extra = np.ascontiguousarray(npz["items"], dtype=np.float32)
+            results["a_vs_faiss"].append(compare(f"embeddings file {os.path.basename(args.embeddings)}", extra, repeats, grid))
+        machine["load_avg_at_end"] = os.getloadavg()
+    if "b" in parts:
+        machine = {**machine, "load_avg_at_start": os.getloadavg()}
+        results["b_machine"] = machine
+        results["b_scale"] = [scale(rows_b, 256, None, 10), scale(rows_b, 256, 64, 10)]
+        machine["load_avg_at_end"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     print(f"wrote {RESULTS}")

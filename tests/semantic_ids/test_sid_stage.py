@@ -93,6 +93,7 @@ def test_stage_end_to_end(warehouse_cfg):
     assert (item.fit_rows, item.assigned_rows) == (TRAIN_ITEMS, ALL_ITEMS - TRAIN_ITEMS)
     book = load_codebook(latest_codebook_dir(cfg, "item"))
     assert sorted(book.fit_entity_ids.tolist()) == list(range(1, TRAIN_ITEMS + 1))
+    assert book.version() == item.codebook_version  # the loaded arrays hash to their folder's name
     np.testing.assert_allclose(book.projection.mean, item_vecs[:TRAIN_ITEMS].mean(axis=0), atol=1e-4)
     rows = _semantic_ids(cfg, "item")
     assert rows["entity_id"] == list(range(1, ALL_ITEMS + 1))
