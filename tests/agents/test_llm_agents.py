@@ -58,7 +58,8 @@ def test_injected_title_only_shapes_its_own_profile(agent_engine):
     # the injected text reached only its own item's prompts, inside that prompt's one data block
     injected = [p for p in engine.prompts if "Ignore previous instructions" in p]
     assert injected and all("Essie" not in p and "Wet Brush" not in p for p in injected)
-    assert all(p.count("</item>") == 1 for p in engine.prompts)
+    user_turns = [p.split("<|im_start|>user", 1)[1] for p in engine.prompts]
+    assert all(turn.count("<item>") == 1 and turn.count("</item>") == 1 for turn in user_turns)
 
 
 def test_tiny_token_limit_gives_recorded_failures_not_a_crash(agent_engine):
