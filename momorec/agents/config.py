@@ -31,6 +31,9 @@ class ExecutionConfig(StrictModel):
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per actor on a cluster (set llm.tensor_parallel_size to match).")
     batch_rows: int = Field(16, ge=1, description="Rows per map_batches call (one batched pass of each agent).")
     commit_rows: int = Field(32, ge=1, description="Rows per Delta commit: a crash loses at most this much finished work.")
+    no_progress_timeout_s: float = Field(
+        7200.0, description="Ray Data aborts when no batch finishes for this long (its default, 1800 s, is short for slow CPUs); -1 = never."
+    )
     retry_failed: bool = Field(True, description="Re-run rows whose last result failed (ok rows with the same hash are always skipped).")
     limit_items: int | None = Field(None, ge=1, description="Process only the first N items needed (by id): a slice for tests.")
     limit_users: int | None = Field(None, ge=1, description="Process only the first N users (by id): a slice for tests and demos.")

@@ -93,6 +93,7 @@ def _run_pool(
         batch_size=ex.batch_rows,
         batch_format="pyarrow",
     )
+    ds.context.execution_no_progress_timeout_s = ex.no_progress_timeout_s
     for batch in ds.iter_batches(batch_size=ex.commit_rows, batch_format="pyarrow"):
         for text in batch.column(STATS_COLUMN).to_pylist():
             if text:
