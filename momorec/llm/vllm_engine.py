@@ -47,6 +47,8 @@ class VLLMEngine(Engine):
             # On a 2-core machine vLLM must not reserve a core for itself; the KV cache is sized in GB.
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_gb))
+            # A big prefill on busy shared cores can outlast vLLM's 300 s per-step watchdog.
+            os.environ.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
