@@ -123,7 +123,7 @@ def main() -> None:
         script = Path(tmp) / "recbole_epoch.py"
         script.write_text(RECBOLE_SCRIPT)
         proc = subprocess.Popen([args.recbole_python, str(script), tmp, str(args.epochs), str(args.threads)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp)  # its logs stay in tmp
         ready = ""
         while not ready.startswith("READY"):
             ready = proc.stdout.readline()

@@ -25,9 +25,9 @@ def ray_cfg(toy_cfg, tmp_path, **train):
 
 
 def test_two_workers_learn_the_ring(ray_local, toy_cfg, tmp_path):
-    cfg = ray_cfg(toy_cfg, tmp_path, epochs=6, patience=6)
+    cfg = ray_cfg(toy_cfg, tmp_path, epochs=3, patience=3)
     state, path = train_with_ray(cfg, seed=3, run_name="two-workers")
-    assert len(state.history) == 6
+    assert len(state.history) == 3
     assert state.best_metric > 0.6, [h["valid.full.ndcg_10"] for h in state.history]
     assert state.history[-1]["valid.full.users"] if "valid.full.users" in state.history[-1] else True
     model = model_from_checkpoint(load_checkpoint(path))
@@ -38,12 +38,12 @@ def test_resume_after_a_killed_worker(ray_local, toy_cfg, tmp_path):
     from momorec.training.config import FaultInjection
 
     marker = tmp_path / "killed.txt"
-    cfg = ray_cfg(toy_cfg, tmp_path, epochs=4, patience=10, max_failures=2)
+    cfg = ray_cfg(toy_cfg, tmp_path, epochs=3, patience=10, max_failures=2)
     cfg.train.fault_injection = FaultInjection(kill_rank=1, at_epoch=2, marker=str(marker))
     state, _ = train_with_ray(cfg, seed=4, run_name="killed-worker")
     assert marker.exists()  # the worker really died
     # restarted from the last checkpoint Ray had registered (epoch 1's, or epoch 0's when the kill
     # raced the epoch-1 report), never from scratch
     assert len(state.resumed_at) == 1 and state.resumed_at[0] in (1, 2)
-    assert [int(h["epoch"]) for h in state.history] == [0, 1, 2, 3]
+    assert [int(h["epoch"]) for h in state.history] == [0, 1, 2]
     assert os.path.isdir(tmp_path / "ray_ckpt" / "killed-worker")
