@@ -87,7 +87,11 @@ def main() -> None:
     for titles in demo_histories(args.users, 5):
         system, user = motivation_prompt(prompts, [(t, "") for t in titles], 2, 200)
         texts.append((system, user, len(titles)))
-    results = {name: run_engine(name, texts, args) for name in ("vllm", "hf")}
+    report: dict = {}
+    results: dict = {}
+    for name in ("vllm", "hf"):  # the file is rewritten after each engine, so a cut-off run keeps vLLM's figures
+        results[name] = run_engine(name, texts, args)
+        write(report | results | {"users": args.users, "max_tokens": args.max_tokens, "batch": args.batch})
     report = {
         "machine": f"{os.cpu_count()} CPU cores, no GPU",
         "model": "smollm2-135m-instruct",
@@ -99,9 +103,13 @@ def main() -> None:
         "ratio_vllm_over_hf_tokens_per_s": round(results["vllm"]["tokens_per_s"] / results["hf"]["tokens_per_s"], 2),
         "ratio_vllm_over_hf_embed": round(results["vllm"]["texts_per_s_embed"] / results["hf"]["texts_per_s_embed"], 2),
     }
+    write(report)
+    print(json.dumps(report, indent=2))
+
+
+def write(report: dict) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
