@@ -126,6 +126,20 @@ def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:
         catalog["path"] = resolve(catalog["path"])
 
 
+def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The mapping at the top of a YAML file; a missing file, bad YAML or a non-mapping is a ConfigError."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{what} {file} does not exist")
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {file} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {file} must hold a mapping at the top level")
+    return loaded
+
+
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> PlatformConfig:
     """Read a YAML config, apply `--set` overrides in order, validate the whole tree.
 
@@ -134,17 +148,8 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
     """
     tree: dict[str, Any] = {}
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file {file} does not exist")
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {file} must hold a mapping at the top level")
-        tree = loaded
-        _resolve_relative_paths(tree, file.resolve().parent)
+        tree = read_yaml_mapping(path, "config file")
+        _resolve_relative_paths(tree, Path(path).resolve().parent)
     for text in overrides or []:
         parts, value = parse_override(text)
         apply_override(tree, parts, value)

@@ -19,12 +19,9 @@ import json
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from momorec.config import ConfigError
+from momorec.config import ConfigError, read_yaml_mapping
 
 
 def _leaves(prefix: str, value: Any, out: list[str]) -> None:
@@ -37,15 +34,7 @@ def _leaves(prefix: str, value: Any, out: list[str]) -> None:
 
 def overlay_sets(path: str | os.PathLike[str]) -> list[str]:
     """The overrides (`a.b=value`) that apply the overlay file at `path`, in file order."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"overlay file {file} does not exist")
-    try:
-        tree = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"overlay file {file} is not valid YAML: {exc}") from exc
-    if not isinstance(tree, dict):
-        raise ConfigError(f"overlay file {file} must hold a mapping at the top level")
+    tree = read_yaml_mapping(path, "overlay file")
     out: list[str] = []
     _leaves("", tree, out)
     return out
