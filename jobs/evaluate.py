@@ -1,26 +1,13 @@
-"""Evaluate job entry point, for a Ray job or a cluster scheduler: `python jobs/evaluate.py -c CONFIG [--set k=v]`.
+"""Job entry point, evaluate: Leave-one-out evaluation, full ranking and sampled-100 (momorec.evaluation.stage).
 
-Prints the stage result as one JSON line. All logic lives in momorec.evaluation.stage.
+    python jobs/evaluate.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
+
+Prints the stage result as one JSON line.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from momorec.config import load_config
-from momorec.evaluation.stage import run_evaluate
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="MoMoREC evaluate")
-    parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("-s", "--set", dest="overrides", action="append", default=[], help="section.key=value")
-    args = parser.parse_args(argv)
-    result = run_evaluate(load_config(args.config, args.overrides), show_progress=False)
-    sys.stdout.write(result.model_dump_json() + "\n")
-    return 0
-
+from momorec.pipeline import job_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main("evaluate"))

@@ -1,26 +1,13 @@
-"""Ingest job entry point, for spark-submit or a Ray job: `python jobs/ingest.py -c CONFIG [--set k=v]`.
+"""Job entry point, ingest: Spark ingest of behaviour logs and the catalog into Delta tables (momorec.ingest.stage).
 
-Prints the stage result as one JSON line. All logic lives in momorec.ingest.stage.
+    python jobs/ingest.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
+
+Prints the stage result as one JSON line.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from momorec.config import load_config
-from momorec.ingest.stage import run_ingest
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="MoMoREC ingest: behaviour logs + catalog -> Delta tables")
-    parser.add_argument("-c", "--config", required=True)
-    parser.add_argument("-s", "--set", dest="overrides", action="append", default=[], help="section.key=value")
-    args = parser.parse_args(argv)
-    result = run_ingest(load_config(args.config, args.overrides), show_progress=False)
-    sys.stdout.write(result.model_dump_json() + "\n")
-    return 0
-
+from momorec.pipeline import job_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main("ingest"))

@@ -1,31 +1,13 @@
-"""Entry point for cluster submission (Ray Jobs / spark-submit): residual semantic IDs.
+"""Job entry point, quantize: Residual semantic IDs for items and users (momorec.semantic_ids.stage).
 
-    python jobs/quantize.py --config configs/beauty.yaml [--set quantize.levels=4 ...]
+    python jobs/quantize.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
 
-Prints the stage result as one JSON object on stdout.
+Prints the stage result as one JSON line.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", "-c", required=True, help="YAML config file (see configs/).")
-    parser.add_argument("--set", "-s", dest="overrides", action="append", default=[], help="section.key=value override.")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-
-    from momorec.config import load_config
-    from momorec.semantic_ids.stage import run_quantize
-
-    result = run_quantize(load_config(args.config, args.overrides), show_progress=False)
-    sys.stdout.write(result.model_dump_json() + "\n")
-    return 0
-
+from momorec.pipeline import job_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(job_main("quantize"))

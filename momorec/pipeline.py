@@ -44,6 +44,24 @@ def stage_function(name: str):
     return getattr(importlib.import_module(module_name), func_name)
 
 
+def job_main(stage: str, argv: list[str] | None = None) -> int:
+    """The body of every `jobs/<stage>.py` (spark-submit, Ray Jobs, MLproject): parse `-c CONFIG
+    [--set k=v ...]`, run the one stage, print its result as one JSON line."""
+    import argparse
+    import sys
+
+    from momorec.config import load_config
+
+    parser = argparse.ArgumentParser(description=f"MoMoREC {stage} stage")
+    parser.add_argument("-c", "--config", required=True, help="YAML config file (see configs/).")
+    parser.add_argument("-s", "--set", dest="overrides", action="append", default=[], help="section.key=value")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    result = stage_function(stage)(load_config(args.config, args.overrides), show_progress=False)
+    sys.stdout.write(result.model_dump_json() + "\n")
+    return 0
+
+
 def run_pipeline(cfg: PlatformConfig, show_progress: bool = True, stages: list[str] | None = None) -> PipelineResult:
     """Run `stages` (default: the config's `pipeline.stages`) in order under one parent run."""
     import mlflow
