@@ -59,9 +59,11 @@ def rel_error(x: np.ndarray, x_hat: np.ndarray) -> float:
     return float(((x.astype(np.float64) - x_hat) ** 2).sum() / (centred**2).sum())
 
 
-def run_faiss(x: np.ndarray, beam: int) -> dict:
-    rq = faiss.ResidualQuantizer(x.shape[1], LEVELS, int(np.log2(CODES)))
+def run_faiss(x: np.ndarray, beam: int, codes: int = CODES) -> dict:
+    rq = faiss.ResidualQuantizer(x.shape[1], LEVELS, int(np.log2(codes)))
     rq.max_beam_size = beam
+    if x.shape[0] < x.shape[1]:  # its default progressive-dim training runs a PCA that needs n >= d
+        rq.train_type = faiss.ResidualQuantizer.Train_default
     start = time.perf_counter()
     rq.train(x)
     train_s = time.perf_counter() - start
@@ -71,8 +73,8 @@ def run_faiss(x: np.ndarray, beam: int) -> dict:
             "rel_error": rel_error(x, rq.decode(codes))}
 
 
-def run_ours(x: np.ndarray, iterations: int, max_ppc: int | None, pca_dim: int | None = None) -> dict:
-    params = FitParams((CODES,) * LEVELS, iterations=iterations, max_points_per_centroid=max_ppc, pca_dim=pca_dim, seed=0)
+def run_ours(x: np.ndarray, iterations: int, max_ppc: int | None, pca_dim: int | None = None, codes: int = CODES) -> dict:
+    params = FitParams((codes,) * LEVELS, iterations=iterations, max_points_per_centroid=max_ppc, pca_dim=pca_dim, seed=0)
     start = time.perf_counter()
     out = fit_residual(LocalPool.from_array(x), params)  # fit includes the codes of every row
     seconds = time.perf_counter() - start
@@ -90,10 +92,10 @@ def best(fn, repeats: int) -> dict:
     return min(runs, key=lambda r: r["fit_and_code_s"])
 
 
-def compare(name: str, x: np.ndarray, repeats: int, ours_grid: list[tuple[int, int | None]]) -> dict:
-    print(f"[a] {name}: {x.shape[0]} x {x.shape[1]}", flush=True)
-    faiss_runs = [best(lambda b=b: run_faiss(x, b), repeats) for b in (1, 5)]
-    ours_runs = [best(lambda it=it, m=m: run_ours(x, it, m), repeats) for it, m in ours_grid]
+def compare(name: str, x: np.ndarray, repeats: int, ours_grid: list[tuple[int, int | None]], codes: int = CODES) -> dict:
+    print(f"[a] {name}: {x.shape[0]} x {x.shape[1]}, {LEVELS} x {codes} codes", flush=True)
+    faiss_runs = [best(lambda b=b: run_faiss(x, b, codes), repeats) for b in (1, 5)]
+    ours_runs = [best(lambda it=it, m=m: run_ours(x, it, m, codes=codes), repeats) for it, m in ours_grid]
     for r in faiss_runs + ours_runs:
         print(f"    {r['method']:<70} fit+codes {r['fit_and_code_s']:7.2f} s   rel_error {r['rel_error']:.5f}", flush=True)
     ratios = {}
@@ -106,7 +108,7 @@ def compare(name: str, x: np.ndarray, repeats: int, ours_grid: list[tuple[int, i
         else:
             ratios[ref["method"]] = {"ours": None, "note": "no setting of ours reached faiss's error"}
         print(f"    vs {ref['method']}: {ratios[ref['method']]}", flush=True)
-    return {"data": name, "rows": int(x.shape[0]), "dim": int(x.shape[1]), "faiss": faiss_runs, "ours": ours_runs,
+    return {"data": name, "rows": int(x.shape[0]), "dim": int(x.shape[1]), "codes": codes, "faiss": faiss_runs, "ours": ours_runs,
             "time_ratio_at_equal_or_lower_error": ratios}
 
 
@@ -152,6 +154,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Smaller data, one repeat (a smoke run).")
     parser.add_argument("--warehouse", default="warehouse", help="Where to look for beauty/item_profiles.")
     parser.add_argument("--embeddings", help="An .npz whose array `items` (n, D) is compared too.")
+    parser.add_argument("--embeddings-codes", type=int, default=CODES, help="Codes per level for --embeddings (a power of 2).")
     parser.add_argument("--parts", default="a,b", help="Which parts to run: a, b or a,b.")
     parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,7 +184,8 @@ def main() -> None:
         if args.embeddings:
             with np.load(args.embeddings) as npz:
                 extra = np.ascontiguousarray(npz["items"], dtype=np.float32)
-            results["a_vs_faiss"].append(compare(f"embeddings file {os.path.basename(args.embeddings)}", extra, repeats, grid))
+            name = f"embeddings file {os.path.basename(args.embeddings)}"
+            results["a_vs_faiss"].append(compare(name, extra, repeats, grid, args.embeddings_codes))
         machine["load_avg_at_end"] = os.getloadavg()
     if "b" in parts:
         machine = {**machine, "load_avg_at_start": os.getloadavg()}
