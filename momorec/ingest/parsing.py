@@ -190,15 +190,22 @@ def split_header(header: str, delimiter: str, recbole: bool) -> list[str]:
     return [n.split(":", 1)[0].strip() if recbole else n.strip() for n in names]
 
 
+def _unreadable_line(text: str | None, raw: str, line: int, order: int) -> dict[str, Any] | None:
+    """The reject for an event-log line that is not UTF-8 or is blank; None when it can be parsed."""
+    if text is None:
+        return record("reject", reason="invalid_utf8", line=line, raw=raw, event_order=order)
+    if not text.strip():
+        return record("reject", reason="empty_line", line=line, raw=raw, event_order=order)
+    return None
+
+
 def parse_delimited_line(raw_bytes: bytes, line: int, batch: int, columns: list[str], delimiter: str,
                          **rules: Any) -> dict[str, Any]:
     """One CSV/TSV data line -> an event or a reject."""
     text, raw = decode_line(raw_bytes)
     order = event_order(batch, line)
-    if text is None:
-        return record("reject", reason="invalid_utf8", line=line, raw=raw, event_order=order)
-    if not text.strip():
-        return record("reject", reason="empty_line", line=line, raw=raw, event_order=order)
+    if (unusable := _unreadable_line(text, raw, line, order)) is not None:
+        return unusable
     try:
         values = next(csv.reader([text], delimiter=delimiter))
     except csv.Error:
@@ -212,10 +219,8 @@ def parse_json_line(raw_bytes: bytes, line: int, batch: int, **rules: Any) -> di
     """One JSONL event line -> an event or a reject."""
     text, raw = decode_line(raw_bytes)
     order = event_order(batch, line)
-    if text is None:
-        return record("reject", reason="invalid_utf8", line=line, raw=raw, event_order=order)
-    if not text.strip():
-        return record("reject", reason="empty_line", line=line, raw=raw, event_order=order)
+    if (unusable := _unreadable_line(text, raw, line, order)) is not None:
+        return unusable
     try:
         obj = json.loads(text)
     except json.JSONDecodeError:
