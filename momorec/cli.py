@@ -76,13 +76,9 @@ _make_stage_command("evaluate", "Leave-one-out evaluation: full ranking (and lab
 _make_stage_command("recommend", "Top-K recommendations per user, explained by the user's motivation, into Delta.")
 
 
-@app.command("run")
-def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
-    """The whole pipeline (the config's pipeline.stages) under one parent MLflow run."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
-    cfg = _load(config, set_)
+def _run_pipeline_command(cfg: PlatformConfig, as_json: bool, call) -> None:
     try:
-        result = run_pipeline(cfg, show_progress=not as_json)
+        result = call()
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]pipeline failed:[/red] {exc}")
         raise typer.Exit(code=1) from exc
@@ -90,22 +86,66 @@ def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbos
         sys.stdout.write(result.model_dump_json() + "\n")
         return
     out = Console()
-    table = Table(title=f"momorec run: {cfg.dataset}")
+    table = Table(title=f"momorec {result.stage}: {cfg.dataset}")
     table.add_column("stage")
     table.add_column("result")
     table.add_column("wall s", justify="right")
     for name, stage in result.stages.items():
-        table.add_row(name, summarize(stage), f"{stage.get('wall_time_s', 0):.1f}")
+        table.add_row(name, summarize(stage), f"{stage.get('wall_time_s') or 0:.1f}")
     out.print(table)
+    out.print(f"Wall time:      {result.wall_time_s:.1f} s")
     out.print(f"Delta tables:   {result.warehouse}")
     out.print(f"MLflow run:     {result.mlflow_run_id} (experiment {result.experiment!r}, store {result.tracking_uri})")
     if result.tracking_uri.startswith("sqlite:"):
         out.print(f"Open the UI:    .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1")
 
 
+@app.command("run")
+def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
+    """The whole pipeline (the config's pipeline.stages) under one parent MLflow run; unchanged stages are skipped."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    cfg = _load(config, set_)
+    _run_pipeline_command(cfg, as_json, lambda: run_pipeline(cfg, show_progress=not as_json))
+
+
+@app.command("refresh")
+def refresh(
+    config: ConfigOpt,
+    new_logs: Annotated[list[str], typer.Option("--new-logs", "-n", help="The night's event log (file, folder or glob); repeatable.")],
+    log_format: Annotated[str, typer.Option("--format", help="auto | csv | tsv | parquet | jsonl | recbole")] = "auto",
+    user_col: Annotated[str, typer.Option(help="User column of the new logs.")] = "user",
+    item_col: Annotated[str, typer.Option(help="Item column of the new logs.")] = "item",
+    timestamp_col: Annotated[str, typer.Option(help="Timestamp column of the new logs ('' = file order).")] = "timestamp",
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The nightly job: ingest new logs, redo only what they change, warm-start, promote, re-recommend."""
+    from pydantic import ValidationError
+
+    from momorec.ingest.config import EventSource
+    from momorec.refresh import run_refresh
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    cfg = _load(config, set_)
+    try:
+        source = EventSource(path=new_logs[0], format=log_format, user_col=user_col, item_col=item_col,
+                             timestamp_col=timestamp_col or None)
+    except ValidationError as exc:
+        console.print(f"[red]bad new-log options:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    _run_pipeline_command(cfg, as_json, lambda: run_refresh(cfg, new_logs, show_progress=not as_json, source=source))
+
+
 def summarize(stage: dict) -> str:
     """The figures a person looks at first, per stage result."""
-    keys = ("users", "items", "interactions", "rows_rejected", "ok", "failed", "levels", "best_epoch", "metrics")
+    if stage.get("skipped"):
+        return f"skipped: {stage.get('reason', 'unchanged')}"
+    if stage.get("stage") == "promote":
+        return (f"v{stage.get('candidate_version')} -> @{stage.get('decision')} "
+                f"(valid NDCG@10 {stage.get('candidate_valid_ndcg_10')} vs champion {stage.get('champion_valid_ndcg_10')})")
+    keys = ("users", "items", "interactions", "rows_rejected", "users_processed", "items_processed", "users_ok",
+            "users_failed", "levels", "best_epoch", "valid", "metrics", "model_version")
     parts = []
     for key in keys:
         if key in stage and stage[key] not in (None, {}, []):

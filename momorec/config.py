@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -56,6 +56,29 @@ class PipelineConfig(StrictModel):
         default_factory=lambda: ["ingest"],
         description="Stages `momorec run` executes, in order (ingest, motivate, quantize, train, evaluate, recommend).",
     )
+    skip_unchanged: bool = Field(
+        True,
+        description="Skip a stage whose input table versions and config equal those of its last finished run "
+        "(ingest skips unchanged input files itself; motivate also skips finished rows by content hash).",
+    )
+    promote_tolerance: float = Field(
+        0.0, ge=0.0, description="A new model becomes @champion when its validation NDCG@10 >= the champion's - this."
+    )
+
+
+class RefreshConfig(StrictModel):
+    """What the nightly `momorec refresh` changes relative to a full run (everything else is shared)."""
+
+    stages: list[str] = Field(
+        default_factory=lambda: ["ingest", "motivate", "quantize", "train", "evaluate", "recommend"],
+        description="Stages of the refresh, in order; the new logs go to ingest.",
+    )
+    quantize_mode: Literal["fit", "assign", "auto"] = Field(
+        "auto", description="quantize.mode for the refresh: auto = frozen codebooks, refit when drift passes the threshold."
+    )
+    epochs: int = Field(5, ge=1, description="train.epochs for the warm-started model.")
+    patience: int = Field(2, ge=1, description="train.patience for the warm-started model.")
+    warm_start: bool = Field(True, description="Initialise training from the @champion's weights (when there is one).")
 
 
 class PlatformConfig(StrictModel):
@@ -74,6 +97,7 @@ class PlatformConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    refresh: RefreshConfig = Field(default_factory=RefreshConfig)
 
     @property
     def dataset_root(self) -> str:

@@ -1,7 +1,10 @@
 """The pipeline: stages in order under one parent MLflow run, each stage a child run.
 
 ingest -> motivate -> quantize -> train -> evaluate -> recommend. Each stage decides itself what
-is unchanged and skips that work (ingest: file hashes; motivate: content hashes per row).
+is unchanged and skips that work (ingest: file hashes; motivate: content hashes per row), and the
+pipeline skips a whole stage whose inputs and config are those of its last finished run
+(momorec.stage_state). The nightly refresh (momorec.refresh) is this pipeline with the night's logs,
+frozen codebooks and a warm start.
 """
 
 from __future__ import annotations
@@ -62,23 +65,60 @@ def job_main(stage: str, argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_pipeline(cfg: PlatformConfig, show_progress: bool = True, stages: list[str] | None = None) -> PipelineResult:
-    """Run `stages` (default: the config's `pipeline.stages`) in order under one parent run."""
+def _run_stage(cfg: PlatformConfig, name: str, func, show_progress: bool, extra_sources) -> dict:
+    """One stage, or the record of its last run when nothing it depends on changed."""
+    from momorec import registry, stage_state
+
+    if name == "ingest":
+        return func(cfg, show_progress=show_progress, extra_sources=extra_sources).model_dump(mode="json")
+    extra = {"champion": registry.alias_version(cfg)} if name == "recommend" else None
+    current = stage_state.fingerprint(cfg, name, extra)
+    last = stage_state.previous(cfg, name, current) if cfg.pipeline.skip_unchanged else None
+    if last is not None:
+        log.info("stage %s: inputs unchanged since %s, skipped", name, time.ctime(last["finished_at"]))
+        return {"stage": name, "skipped": True, "wall_time_s": 0.0, "reason": "inputs and config unchanged",
+                "inputs": current["inputs"], "last_result": last["result"]}
+    result = func(cfg, show_progress=show_progress).model_dump(mode="json")
+    stage_state.record(cfg, name, current, result)
+    return result
+
+
+def run_pipeline(
+    cfg: PlatformConfig,
+    show_progress: bool = True,
+    stages: list[str] | None = None,
+    extra_sources: list | None = None,
+    kind: str = "pipeline",
+) -> PipelineResult:
+    """Run `stages` (default: the config's `pipeline.stages`) in order under one parent run.
+
+    extra_sources: event files for ingest besides the config's (the nightly refresh's new logs).
+    After a train stage that ran, the new model competes for the registry's @champion alias
+    (momorec.registry.promote); recommend then serves the champion.
+    """
     import mlflow
+
+    from momorec import registry
 
     names = stages or list(cfg.pipeline.stages)
     functions = [(name, stage_function(name)) for name in names]  # fail fast on a bad name
     uri = tracking.configure(cfg.tracking)
     start = time.perf_counter()
     results: dict[str, dict] = {}
-    with mlflow.start_run(run_name=f"pipeline:{cfg.dataset}", tags={"momorec.stage": "pipeline"}) as parent:
+    with mlflow.start_run(run_name=f"{kind}:{cfg.dataset}", tags={"momorec.stage": kind}) as parent:
         mlflow.log_params(tracking.flat_params({"pipeline.stages": names, "dataset": cfg.dataset}))
         for name, func in functions:
             log.info("stage %s", name)
-            result = func(cfg, show_progress=show_progress)
-            results[name] = result.model_dump(mode="json")
-        mlflow.log_metric("wall_time_s", time.perf_counter() - start)
+            results[name] = _run_stage(cfg, name, func, show_progress, extra_sources)
+            if name == "train" and not results[name].get("skipped") and cfg.train.log_model:
+                promotion = registry.promote(cfg, results[name]["mlflow_run_id"], cfg.pipeline.promote_tolerance)
+                results["promote"] = {"stage": "promote", "wall_time_s": 0.0, **promotion.model_dump(mode="json")}
+                mlflow.set_tags({"momorec.promotion": promotion.decision,
+                                 "momorec.model_version": str(promotion.candidate_version)})
+        skipped = [name for name, r in results.items() if r.get("skipped")]
+        mlflow.log_metrics({"wall_time_s": time.perf_counter() - start, "stages_skipped": len(skipped)})
     return PipelineResult(
+        stage=kind,
         dataset=cfg.dataset,
         warehouse=cfg.dataset_root,
         tracking_uri=uri,

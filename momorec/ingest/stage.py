@@ -230,7 +230,8 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
         "rejects": (rejects, schemas.REJECTS),
     }
     for name, (frame, schema) in commits.items():
-        write_delta(frame, paths[name], schema, os.path.join(staging_root, name))
+        # A night whose logs change nothing (all rejected, all duplicates) leaves these versions as they are.
+        write_delta(frame, paths[name], schema, os.path.join(staging_root, name), skip_unchanged=True)
         advance(name)
     sources_rows = [row for row in known if row["path"] not in set(new_sources) | {fp.path for fp in catalog_files}]
     for batch, (source, fp) in enumerate(new_files, start=next_batch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from momorec.typed import StrictModel
@@ -10,5 +12,10 @@ from momorec.typed import StrictModel
 class RecommendConfig(StrictModel):
     top_k: int = Field(10, ge=1, le=1000, description="Items recommended per user.")
     batch_size: int = Field(512, ge=1, description="Users scored per forward pass.")
-    train_run_id: str | None = Field(None, description="Train run whose models to use; None = the latest one.")
+    model: Literal["champion", "latest"] = Field(
+        "champion",
+        description="champion: the registry's @champion version (the latest train run's best seed while none is set); "
+        "latest: the latest train run's best seed.",
+    )
+    train_run_id: str | None = Field(None, description="Train run whose best seed to use (overrides `model`).")
     exclude_seen: bool = Field(True, description="Never recommend an item the user already interacted with.")

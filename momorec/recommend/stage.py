@@ -35,15 +35,23 @@ class RecommendResult(StageResult):
     top_k: int = 0
     model_seed: int | None = None
     train_run_id: str | None = None
+    model_version: str | None = Field(None, description="Registry version served (the champion, when one is set).")
     with_motivation: int = Field(0, description="Users whose row carries a motivation text.")
     tables: dict[str, dict] = Field(default_factory=dict)
 
 
 def best_model(cfg: PlatformConfig, train_run_id: str | None) -> dict:
-    """The trained-model row with the best validation NDCG@10 in `train_run_id` (default: the latest run)."""
+    """The trained-model row to serve: the best seed (validation NDCG@10) of `train_run_id`; else the
+    registry's champion (recommend.model=champion, once one is set); else the latest run's best seed."""
     path = cfg.table_path("trained_models")
     if not delta.exists(path):
         raise FileNotFoundError(f"no trained models at {path}: run `momorec train` first")
+    if train_run_id is None and cfg.recommend.model == "champion":
+        from momorec.registry import champion_row
+
+        champion = champion_row(cfg)
+        if champion is not None:
+            return champion
     table = delta.read(path)
     if train_run_id is None:
         train_run_id = table.column("train_run_id")[int(table.column("created_at").to_numpy().argmax())].as_py()
@@ -63,16 +71,28 @@ def whole_histories(data: SequenceData, width: int) -> np.ndarray:
 
 
 def top_k_items(model, data: SequenceData, k: int, batch_size: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(items (U, k) int64, scores (U, k) float32), best first; padding and seen items never appear."""
+    """(items (U, k) int64, scores (U, k) float32), best first; padding and seen items never appear.
+
+    A model trained before the catalog or the user base grew (a champion kept by the nightly
+    refresh) still serves: items it never saw drop out of histories and are never recommended,
+    and new users get the reserved (no motivation) user code.
+    """
     history = whole_histories(data, model.cfg.max_len)
+    history[history > model.num_items] = 0
+    user_ids = data.user_ids.copy()
+    user_semantic = getattr(model, "user_semantic", None)
+    if user_semantic is not None:
+        user_ids[user_ids >= user_semantic.codes.shape[0]] = 0
     k = min(k, data.num_items)
     items = np.zeros((data.num_users, k), dtype=np.int64)
     scores = np.zeros((data.num_users, k), dtype=np.float32)
     with torch.no_grad():
         for start in range(0, data.num_users, batch_size):
             rows = slice(start, min(start + batch_size, data.num_users))
-            batch = {"user_id": torch.from_numpy(data.user_ids[rows]), "history": torch.from_numpy(history[rows])}
-            logits = model.full_sort_predict(batch)  # (B, N+1)
+            batch = {"user_id": torch.from_numpy(user_ids[rows]), "history": torch.from_numpy(history[rows])}
+            logits = model.full_sort_predict(batch)  # (B, N_model+1)
+            if logits.shape[1] < data.num_items + 1:
+                logits = torch.nn.functional.pad(logits, (0, data.num_items + 1 - logits.shape[1]), value=-torch.inf)
             logits[:, 0] = -torch.inf
             if exclude_seen:
                 for i, row in enumerate(range(rows.start, rows.stop)):
@@ -112,8 +132,11 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
         with step_progress(show_progress, "recommend", total=3) as advance:
             data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
             model = model_from_checkpoint(load_checkpoint(chosen["checkpoint"]))
-            if model.num_items != data.num_items:
-                raise ValueError(f"model knows {model.num_items} items, item_ids has {data.num_items}: retrain first")
+            if model.num_items > data.num_items:
+                raise ValueError(f"model knows {model.num_items} items, item_ids has only {data.num_items}: wrong dataset?")
+            if model.num_items < data.num_items:
+                log.warning("serving a model that knows %d of %d items: newer items are not recommended",
+                            model.num_items, data.num_items)
             advance("load")
             items, scores = top_k_items(model, data, rc.top_k, rc.batch_size, rc.exclude_seen)
             advance("score")
@@ -137,10 +160,12 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
             advance("commit")
         with_motivation = sum(1 for r in rows if r["motivation_text"])
         tracking.log_table_versions(read={"sequences": data.versions.get("sequences")}, written={"recommendations": version})
-        mlflow.log_params({"model.train_run_id": chosen["train_run_id"], "model.seed": chosen["seed"]})
+        mlflow.log_params({"model.train_run_id": chosen["train_run_id"], "model.seed": chosen["seed"],
+                           "model.registered_version": chosen.get("registered_version")})
         mlflow.log_metrics({"users": len(rows), "with_motivation": with_motivation})
         return RecommendResult(
             dataset=cfg.dataset, mlflow_run_id=run.info.run_id, wall_time_s=round(time.perf_counter() - start, 3),
             users=len(rows), top_k=items.shape[1], model_seed=chosen["seed"], train_run_id=chosen["train_run_id"],
+            model_version=chosen.get("registered_version"),
             with_motivation=with_motivation, tables={"recommendations": {"path": path, "version": version}},
         )

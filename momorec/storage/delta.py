@@ -44,6 +44,39 @@ def read_or_empty(path: str, schema: pa.Schema) -> pa.Table:
     return read(path) if exists(path) else schema.empty_table()
 
 
+def canonical(table: pa.Table) -> pa.Table:
+    """The rows of `table` in a canonical order (sorted by every column Arrow can sort by).
+
+    Two tables holding the same rows in different orders become equal; rows that tie on the
+    sortable columns but differ in a list column may still compare unequal (a false "changed").
+    """
+    keys = [(f.name, "ascending") for f in table.schema if not pa.types.is_nested(f.type)]
+    return table.sort_by(keys).combine_chunks() if keys and table.num_rows else table.combine_chunks()
+
+
+COMPARE_MAX_ROWS = 2_000_000
+
+
+def holds_rows(path: str, data: pa.Table, max_rows: int = COMPARE_MAX_ROWS) -> bool:
+    """Whether the table at `path` holds exactly the rows of `data` (in any order).
+
+    Lets an overwrite that would change nothing skip its commit, so the table's version moves only
+    when its content does (downstream stages key their skip-if-unchanged on versions). Tables over
+    `max_rows` are not compared (always "changed": a needless commit, never a lost one).
+    """
+    if not exists(path) or data.num_rows > max_rows:
+        return False
+    table = DeltaTable(path)
+    current = table.to_pyarrow_table()
+    if current.num_rows != data.num_rows or current.schema.names != data.schema.names:
+        return False
+    try:
+        current = current.cast(data.schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return canonical(current).equals(canonical(data))
+
+
 def file_uris(path: str) -> list[str]:
     """Data files of the current snapshot, for engines that read Parquet (Spark, Ray Data)."""
     return DeltaTable(path).file_uris()

@@ -50,11 +50,13 @@ def _spark_schema(spark, arrow_schema):
     return from_arrow_schema(arrow_schema)
 
 
-def write_delta(df, path: str, schema, staging: str, mode: str = "overwrite") -> int:
+def write_delta(df, path: str, schema, staging: str, mode: str = "overwrite", skip_unchanged: bool = False) -> int:
     """Commit a Spark DataFrame to the Delta table at `path` with the Arrow `schema` of its contract.
 
     Spark writes Parquet to a staging folder in parallel; delta-rs streams those files into one
     atomic commit (the driver never holds the whole table), casting each batch to the contract.
+    skip_unchanged (overwrite only): when the table already holds exactly these rows, commit
+    nothing and return the current version (see `delta.holds_rows`).
     """
     import shutil
 
@@ -76,6 +78,14 @@ def write_delta(df, path: str, schema, staging: str, mode: str = "overwrite") ->
         data = pa.RecordBatchReader.from_batches(schema, batches)
     else:
         data = schema.empty_table()
+    if skip_unchanged and mode == "overwrite":
+        staged = pads.dataset(files, format="parquet") if files else None
+        rows = staged.count_rows() if staged is not None else 0
+        if rows <= delta.COMPARE_MAX_ROWS and delta.holds_rows(
+            path, staged.to_table().cast(schema) if staged is not None else schema.empty_table()
+        ):
+            shutil.rmtree(staging, ignore_errors=True)
+            return delta.version(path)
     version = delta.write(path, data, mode=mode)
     shutil.rmtree(staging, ignore_errors=True)
     return version

@@ -85,3 +85,37 @@ def model_from_checkpoint(payload: dict, which: str = "best") -> SequentialRecom
         raise ValueError("checkpoint holds no best weights yet (no epoch finished)")
     model.load_state_dict(weights)
     return model.eval()
+
+
+def warm_start(model: SequentialRecommender, payload: dict) -> dict[str, int]:
+    """Initialise `model` from a checkpoint's best weights (the nightly refresh starts from the champion).
+
+    Tensors of equal shape are copied. A table that grew along its first axis (new items or users
+    since the champion was trained) gets the champion's rows and keeps its fresh initialisation for
+    the new rows. Buffers that describe the data rather than learned weights (semantic codes,
+    frozen codebook vectors) are left as the current tables built them. Returns counts for MLflow.
+    """
+    source = payload["train_state"]["best_state"] or payload["model_state"]
+    target = model.state_dict()
+    learned = {name for name, _ in model.named_parameters()}
+    copied = grown = skipped = 0
+    with torch.no_grad():
+        for name, value in source.items():
+            if name not in target or name not in learned:
+                skipped += 1
+                continue
+            current = target[name]
+            if current.shape == value.shape:
+                current.copy_(value)
+                copied += 1
+            elif current.dim() == value.dim() and current.shape[1:] == value.shape[1:] and current.shape[0] > value.shape[0]:
+                # Special tokens (BERT4Rec's mask) sit after the items: they stay at the end.
+                tail = getattr(model, "extra_tokens", 0) if name == "item_id_embedding.weight" else 0
+                head = value.shape[0] - tail
+                current[:head].copy_(value[:head])
+                if tail:
+                    current[-tail:].copy_(value[-tail:])
+                grown += 1
+            else:
+                skipped += 1
+    return {"warm_start.copied": copied, "warm_start.grown": grown, "warm_start.skipped": skipped}

@@ -64,4 +64,9 @@ class TrainConfig(StrictModel):
     registered_model_name: str | None = Field(
         None, description="MLflow registry name for the logged models; None = momorec-<dataset>-<architecture>."
     )
+    warm_start: str | None = Field(
+        None,
+        description="Checkpoint (file or folder) whose best weights initialise every seed's model; tables that grew keep "
+        "the old rows (the nightly refresh passes the champion's checkpoint). None = fresh initialisation.",
+    )
     fault_injection: FaultInjection | None = Field(None, description="Testing only: kill a worker once (see FaultInjection).")

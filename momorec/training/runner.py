@@ -19,7 +19,7 @@ from momorec.config import PlatformConfig
 from momorec.evaluation.evaluator import rank_users
 from momorec.evaluation.metrics import metric_sums, sums_to_metrics
 from momorec.models import SemanticInputs, SequentialRecommender, build_model
-from momorec.training.checkpoint import save_checkpoint
+from momorec.training.checkpoint import load_checkpoint, save_checkpoint, warm_start
 from momorec.training.data import SequenceData, load_sequences, training_arrays
 from momorec.training.loop import LossModule, TrainState, fit
 from momorec.training.semantic import load_semantic_inputs
@@ -63,7 +63,11 @@ def _codebook_dir(cfg: PlatformConfig, entity: str) -> str:
 
 def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> SequentialRecommender:
     torch.manual_seed(seed)
-    return build_model(cfg.train.model, inputs.data.num_items, inputs.item_semantic, inputs.user_semantic, seed=seed)
+    model = build_model(cfg.train.model, inputs.data.num_items, inputs.item_semantic, inputs.user_semantic, seed=seed)
+    if cfg.train.warm_start:
+        counts = warm_start(model, load_checkpoint(cfg.train.warm_start))
+        log.info("warm start from %s: %s", cfg.train.warm_start, counts)
+    return model
 
 
 def local_batches(

@@ -1,0 +1,63 @@
+"""The nightly refresh: the pipeline again, on the night's new logs, doing only what they change.
+
+1. ingest the new event files next to the configured ones (a file already ingested, by SHA-256,
+   adds nothing: running the same night twice changes no table);
+2. motivate only users whose recent training history changed and items that are new or changed
+   (per-row content hashes);
+3. quantize with the frozen codebooks (`refresh.quantize_mode`, default auto: refit only when
+   the drift measure passes `quantize.drift_threshold`);
+4. train warm-started from the @champion's weights, with the refresh's shorter epoch budget;
+5. evaluate; the new model becomes @champion only if it is not worse on validation, else
+   @challenger (momorec.registry);
+6. rewrite `recommendations` from the champion.
+Every stage whose inputs did not change is skipped (momorec.stage_state).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from momorec.config import PlatformConfig
+from momorec.ingest.config import EventSource
+from momorec.pipeline import PipelineResult, run_pipeline
+
+log = logging.getLogger(__name__)
+
+
+def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
+    """The config a refresh runs with: the full run's, with the refresh's quantize mode, epoch budget
+    and warm start from the current champion."""
+    from momorec.registry import champion_row
+
+    r = cfg.refresh
+    train = {"epochs": r.epochs, "patience": min(r.patience, r.epochs)}
+    champion = champion_row(cfg) if r.warm_start else None
+    if champion is not None and os.path.exists(champion["checkpoint"]):
+        train["warm_start"] = champion["checkpoint"]
+    elif r.warm_start:
+        log.warning("no @champion checkpoint to warm-start from: the refresh trains from scratch")
+    return cfg.model_copy(
+        update={
+            "quantize": cfg.quantize.model_copy(update={"mode": r.quantize_mode}),
+            "train": cfg.train.model_copy(update=train),
+        }
+    )
+
+
+def new_log_sources(paths: list[str], template: EventSource | None = None) -> list[EventSource]:
+    """Event sources for the night's files (columns and format as `template`, default CSV/JSONL events
+    with user, item, timestamp columns)."""
+    missing = [p for p in paths if not (os.path.exists(p) or any(ch in p for ch in "*?["))]
+    if missing:
+        raise FileNotFoundError(f"new logs not found: {missing}")
+    base = template or EventSource(path=paths[0])
+    return [base.model_copy(update={"path": os.path.abspath(p)}) for p in paths]
+
+
+def run_refresh(
+    cfg: PlatformConfig, new_logs: list[str], show_progress: bool = True, source: EventSource | None = None
+) -> PipelineResult:
+    """One nightly refresh on `new_logs` (files, folders or globs); see the module docstring."""
+    sources = new_log_sources(new_logs, source)
+    return run_pipeline(refresh_config(cfg), show_progress, stages=list(cfg.refresh.stages), extra_sources=sources, kind="refresh")

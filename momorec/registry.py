@@ -1,0 +1,136 @@
+"""The serving model: MLflow registry aliases `champion` and `challenger`, and the promotion rule.
+
+The train stage registers every seed's best model as a version of `momorec-<dataset>-<architecture>`.
+After a train run, `promote` rescores the run's best seed and the current champion on the SAME
+current validation split (full ranking, NDCG@10) and moves `champion` to the new version only if
+it is not worse; otherwise the new version becomes `challenger`. `recommend` serves the champion.
+The test split never takes part in this decision.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow.compute as pc
+from pydantic import Field
+
+from momorec.config import PlatformConfig
+from momorec.storage import delta
+from momorec.typed import StrictModel
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class Promotion(StrictModel):
+    model_name: str
+    decision: str = Field(description="champion (promoted) | challenger (kept out) | none (nothing registered).")
+    candidate_version: str | None = None
+    previous_champion_version: str | None = None
+    candidate_valid_ndcg_10: float | None = None
+    champion_valid_ndcg_10: float | None = Field(None, description="The old champion on the current validation split.")
+    basis: str = Field("", description="How the two were compared (protocol, split, or why the recorded value was used).")
+
+
+def model_name(cfg: PlatformConfig) -> str:
+    return cfg.train.registered_model_name or f"momorec-{cfg.dataset}-{cfg.train.model.architecture}"
+
+
+def _client(cfg: PlatformConfig):
+    from mlflow import MlflowClient
+
+    from momorec.tracking import tracking_uri
+
+    uri = tracking_uri(cfg.tracking)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def alias_version(cfg: PlatformConfig, alias: str = CHAMPION) -> str | None:
+    """The registry version that holds `alias`, or None (no model, or no such alias yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(cfg).get_model_version_by_alias(model_name(cfg), alias).version)
+    except MlflowException:
+        return None
+
+
+def model_row(cfg: PlatformConfig, version: str) -> dict | None:
+    """The `trained_models` row registered as `version` (checkpoint, seed, metrics), or None."""
+    path = cfg.table_path("trained_models")
+    if not delta.exists(path):
+        return None
+    table = delta.read(path)
+    rows = table.filter(pc.equal(table.column("registered_version"), version)).to_pylist()
+    # Versions are per registered name; the newest row wins if a table ever held two names.
+    return max(rows, key=lambda r: r["created_at"]) if rows else None
+
+
+def champion_row(cfg: PlatformConfig) -> dict | None:
+    version = alias_version(cfg, CHAMPION)
+    return None if version is None else model_row(cfg, version)
+
+
+def valid_ndcg(cfg: PlatformConfig, checkpoint: str) -> tuple[float | None, str]:
+    """NDCG@10 of a checkpoint's best weights on the current validation split (full ranking).
+
+    A model trained before the catalog or the user base grew cannot score the new ids; then
+    (None, reason) and the caller falls back to the metric recorded at training time.
+    """
+    import torch
+
+    from momorec.evaluation.evaluator import rank_users
+    from momorec.evaluation.metrics import metric_sums, sums_to_metrics
+    from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from momorec.training.data import load_sequences
+
+    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+    payload = load_checkpoint(checkpoint)
+    if payload["num_items"] != data.num_items:
+        return None, f"catalog changed ({payload['num_items']} -> {data.num_items} items)"
+    user_semantic = payload.get("user_semantic")
+    if user_semantic is not None and len(user_semantic["codes"]) <= int(data.user_ids.max(initial=0)):
+        return None, "new users since the model was trained"
+    model = model_from_checkpoint(payload)
+    with torch.no_grad():
+        _, ranks = rank_users(model, data, "valid", "full", model.cfg.max_len, cfg.train.eval_batch_size)
+    return float(sums_to_metrics(metric_sums(torch.from_numpy(np.asarray(ranks))))["ndcg_10"]), "rescored"
+
+
+def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> Promotion:
+    """Give the best seed of `train_run_id` the champion alias if it is not worse than the champion
+    (candidate >= champion - tolerance on validation NDCG@10); otherwise the challenger alias."""
+    name = model_name(cfg)
+    table = delta.read(cfg.table_path("trained_models"))
+    rows = [r for r in table.filter(pc.equal(table.column("train_run_id"), train_run_id)).to_pylist() if r["registered_version"]]
+    if not rows:
+        return Promotion(model_name=name, decision="none", basis="the train run registered no model (train.log_model off)")
+    candidate = max(rows, key=lambda r: r["valid_ndcg_10"])
+    previous = champion_row(cfg)
+    cand_score, cand_basis = valid_ndcg(cfg, candidate["checkpoint"])
+    cand_score = candidate["valid_ndcg_10"] if cand_score is None else cand_score
+    result = Promotion(model_name=name, decision=CHAMPION, candidate_version=candidate["registered_version"],
+                       candidate_valid_ndcg_10=cand_score, basis="no champion yet")
+    if previous is not None and previous["registered_version"] != candidate["registered_version"]:
+        champ_score, champ_basis = valid_ndcg(cfg, previous["checkpoint"])
+        if champ_score is None:
+            champ_score = previous["valid_ndcg_10"]
+            basis = f"champion's recorded validation NDCG@10 ({champ_basis})"
+        else:
+            basis = "both rescored: validation split, full ranking, NDCG@10"
+        result.previous_champion_version = previous["registered_version"]
+        result.champion_valid_ndcg_10 = champ_score
+        result.basis = basis
+        if cand_score < champ_score - tolerance:
+            result.decision = CHALLENGER
+    client = _client(cfg)
+    client.set_registered_model_alias(name, result.decision, candidate["registered_version"])
+    if result.decision == CHAMPION:
+        # The version that was challenger (if it is the new champion) loses that alias.
+        if alias_version(cfg, CHALLENGER) == candidate["registered_version"]:
+            client.delete_registered_model_alias(name, CHALLENGER)
+    log.info("promotion: %s", result.model_dump_json())
+    return result
