@@ -21,7 +21,7 @@ from momorec.agents.parsing import parse_motivations
 from momorec.agents.prompts import load_prompts, motivation_prompt
 from momorec.agents.schemas import motivations_schema
 from momorec.llm.base import build_engine
-from momorec.llm.config import LLMConfig
+from momorec.llm.config import LLMConfig, resolved_dtype
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "llm_engines.json"
@@ -40,7 +40,7 @@ def demo_histories(users: int, history: int) -> list[list[str]]:
 
 
 def run_engine(kind: str, texts: list[tuple[str, str, int]], args) -> dict:
-    cfg = LLMConfig(engine=kind, batch_size=args.batch, max_model_len=1024, dtype="bfloat16" if kind == "vllm" else args.hf_dtype)
+    cfg = LLMConfig(engine=kind, batch_size=args.batch, max_model_len=1024, dtype=args.vllm_dtype if kind == "vllm" else args.hf_dtype)
     start = time.perf_counter()
     engine = build_engine(cfg, default_seed=0)
     prompts = [engine.chat_prompt(system, user) for system, user, _ in texts]
@@ -61,7 +61,7 @@ def run_engine(kind: str, texts: list[tuple[str, str, int]], args) -> dict:
     tokens_out = sum(o.completion_tokens for o in outs)
     return {
         "engine": kind,
-        "dtype": cfg.dtype,
+        "dtype": resolved_dtype(cfg),
         "prompts": len(prompts),
         "tokens_in": sum(o.prompt_tokens for o in outs),
         "tokens_out": tokens_out,
@@ -80,7 +80,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--hf-dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--hf-dtype", default="float32", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--vllm-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="auto = float32 on an AVX2-only CPU (bf16 is emulated there), bfloat16 with native bf16")
     args = parser.parse_args()
     prompts = load_prompts("v1")
     texts = []

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # scripts/make_new_logs.py
 RESULTS = REPO / "benchmarks" / "results" / "refresh.json"
 
 
@@ -36,6 +39,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="momorec-refresh-bench-"))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     from momorec.config import load_config

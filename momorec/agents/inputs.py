@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from momorec.agents.config import MotivateConfig
+from momorec.llm.config import resolved_dtype
 
 ITEM_FIELDS = ("title", "categories", "brand", "price", "description")
 
@@ -30,7 +31,7 @@ def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: st
         "prompt_version": a.prompt_version,
         "prompts": prompt_digest,
         "model": model_name,
-        "dtype": llm.dtype,
+        "dtype": resolved_dtype(llm),
         "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
         "tokens": [a.item_max_tokens, a.motivation_max_tokens, a.review_max_tokens, a.max_field_chars],
         "agents": [a.history_items, a.max_motivations, a.max_review_rounds],

