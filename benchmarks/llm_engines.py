@@ -1,6 +1,6 @@
 """vLLM vs HF transformers on this machine: the same motivation-analyst prompts through both engines.
 
-Prompts are the real agent prompts (template v1) for the first N demo users: each user's 5 most
+Prompts are the real agent prompts (the default template version) for the first N demo users: each user's 5 most
 recent training items (train = items[:-2]), titles only. Both engines decode greedily under the
 same JSON schema (vLLM natively, HF through xgrammar's logits processor) with the same token limit,
 so they do the same work. Reported: output tokens/s (aggregate, generation only), engine start
@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from momorec.agents.config import AgentsConfig
 from momorec.agents.parsing import parse_motivations
 from momorec.agents.prompts import load_prompts, motivation_prompt
 from momorec.agents.schemas import motivations_schema
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--vllm-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="auto = float32 on an AVX2-only CPU (bf16 is emulated there), bfloat16 with native bf16")
     args = parser.parse_args()
-    prompts = load_prompts("v1")
+    prompts = load_prompts(AgentsConfig().prompt_version)
     texts = []
     for titles in demo_histories(args.users, 5):
         system, user = motivation_prompt(prompts, [(t, "") for t in titles], 2, 200)

@@ -76,7 +76,10 @@ class RefreshConfig(StrictModel):
     quantize_mode: Literal["fit", "assign", "auto"] = Field(
         "auto", description="quantize.mode for the refresh: auto = frozen codebooks, refit when drift passes the threshold."
     )
-    epochs: int = Field(5, ge=1, description="train.epochs for the warm-started model.")
+    epochs: int = Field(3, ge=1, description="train.epochs for the warm-started model.")
+    seeds: list[int] | None = Field(
+        None, description="train.seeds of the refresh; None = the champion's seed only (one warm-started model)."
+    )
     patience: int = Field(2, ge=1, description="train.patience for the warm-started model.")
     warm_start: bool = Field(True, description="Initialise training from the @champion's weights (when there is one).")
 

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
-    """The config a refresh runs with: the full run's, with the refresh's quantize mode, epoch budget
-    and warm start from the current champion."""
+    """The config a refresh runs with: the full run's, with the refresh's quantize mode, epoch budget,
+    seeds (default: the champion's) and warm start from the current champion."""
     from momorec.registry import champion_row
 
     r = cfg.refresh
@@ -35,6 +35,10 @@ def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
     champion = champion_row(cfg) if r.warm_start else None
     if champion is not None and os.path.exists(champion["checkpoint"]):
         train["warm_start"] = champion["checkpoint"]
+    if r.seeds is not None:
+        train["seeds"] = list(r.seeds)
+    elif champion is not None:
+        train["seeds"] = [champion["seed"]]
     elif r.warm_start:
         log.warning("no @champion checkpoint to warm-start from: the refresh trains from scratch")
     return cfg.model_copy(

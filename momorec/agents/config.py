@@ -11,7 +11,11 @@ from momorec.typed import StrictModel
 class AgentsConfig(StrictModel):
     """How the three agents prompt, decode, retry and review."""
 
-    prompt_version: str = Field("v1", description="Prompt templates momorec/agents/prompts/<agent>.<version>.txt.")
+    prompt_version: str = Field(
+        "v2",
+        description="Prompt templates momorec/agents/prompts/<agent>.<version>.txt. v2 drops v1's in-prompt example "
+        "answers: SmolLM2-135M copied them (4 of 10 demo users 'cook at home'), collapsing distinct users onto one text.",
+    )
     history_items: int = Field(10, ge=1, description="The user's most recent N training items shown to the motivation analyst.")
     max_motivations: int = Field(3, ge=1, le=5, description="At most this many motivations per user.")
     max_review_rounds: int = Field(1, ge=0, description="Revision rounds the reviewer may ask for (0 = no reviewer).")

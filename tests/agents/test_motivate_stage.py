@@ -36,7 +36,7 @@ def test_stage_fills_both_tables_without_leakage_and_reruns_for_free(motivate_cf
     for table in (profiles, users):
         for row in table.to_pylist():
             assert row["status"] in {"ok", "failed"}
-            assert row["model"] == "smollm2-135m-instruct" and row["prompt_version"] == "v1"
+            assert row["model"] == "smollm2-135m-instruct" and row["prompt_version"] == cfg.motivate.agents.prompt_version
             assert len(row["content_hash"]) == 64 and row["attempts"] >= 0
             if row["status"] == "ok":
                 vector = np.asarray(row["embedding"], dtype=np.float32)
@@ -60,7 +60,8 @@ def test_stage_fills_both_tables_without_leakage_and_reruns_for_free(motivate_cf
     run = mlflow.get_run(result.mlflow_run_id)
     assert run.data.metrics["item_analyst.tokens_out"] > 0 and "motivation_analyst.tokens_per_s" in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.mlflow_run_id, "prompts")}
-    assert "prompts/item_analyst.v1.txt" in artifacts and "prompts/reviewer.v1.txt" in artifacts
+    version = cfg.motivate.agents.prompt_version
+    assert f"prompts/item_analyst.{version}.txt" in artifacts and f"prompts/reviewer.{version}.txt" in artifacts
 
     # a re-run on unchanged data does no LLM work and commits nothing
     versions = (delta.version(cfg.table_path("item_profiles")), delta.version(cfg.table_path("user_motivations")))
