@@ -67,7 +67,7 @@ def test_quickstart_runs_the_pipeline_and_compare_plots_baseline_vs_momorec(tmp_
             run_evaluate(cfg, show_progress=False)
 
     compare = _execute("compare", f"TRACKING_URI = {tracking_env!r}")
-    plotted = ast.literal_eval(next(o for o in _outputs(compare, "execute_result") if "baseline" in o["data"]["text/plain"])
-                               ["data"]["text/plain"])
+    last = [c for c in compare.cells if c.cell_type == "code"][-1]
+    plotted = ast.literal_eval(next(o for o in last.outputs if o["output_type"] == "execute_result")["data"]["text/plain"])
     assert plotted == {"baseline": ["bert4rec", "gru4rec", "sasrec"], "MoMoREC": ["bert4rec", "gru4rec", "sasrec"]}
     assert _outputs(compare, "image/png"), "the comparison was not plotted"
