@@ -39,7 +39,12 @@ class LLMConfig(StrictModel):
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (GPUs per engine) on a cluster.")
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM: share of a GPU's memory an engine may take.")
     cpu_kvcache_gb: int = Field(1, ge=1, description="vLLM on CPU: KV-cache size in GB (VLLM_CPU_KVCACHE_SPACE).")
-    cpu_threads: int | None = Field(None, ge=1, description="Torch threads per engine on CPU; None = torch's default.")
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch threads per engine on CPU; None = every core this process may use (Ray sets "
+        "OMP_NUM_THREADS=1 in fractional-CPU actors, which would leave the LLM on one core).",
+    )
 
 
 def native_bf16() -> bool:
@@ -64,3 +69,15 @@ def resolved_dtype(cfg: LLMConfig) -> str:
     if cfg.dtype != "auto":
         return cfg.dtype
     return "bfloat16" if native_bf16() else "float32"
+
+
+def cpu_threads(cfg: LLMConfig) -> int:
+    """Threads an engine computes with on CPU (see `LLMConfig.cpu_threads`)."""
+    import os
+
+    if cfg.cpu_threads:
+        return cfg.cpu_threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

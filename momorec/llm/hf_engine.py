@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from momorec.llm.base import Engine, Generation, pool_hidden
-from momorec.llm.config import LLMConfig, resolved_dtype
+from momorec.llm.config import LLMConfig, cpu_threads, resolved_dtype
 from momorec.llm.model_cache import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,12 @@ class HFEngine(Engine):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if cfg.cpu_threads:
-            torch.set_num_threads(cfg.cpu_threads)
         self.cfg = cfg
         self.seed = seed
         self.model_name = model.name
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":
+            torch.set_num_threads(cpu_threads(cfg))
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

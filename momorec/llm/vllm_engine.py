@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from momorec.llm.base import Engine, Generation
-from momorec.llm.config import LLMConfig, resolved_dtype
+from momorec.llm.config import LLMConfig, cpu_threads, resolved_dtype
 from momorec.llm.model_cache import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,11 @@ class VLLMEngine(Engine):
             # One CPU engine needs no engine-core process of its own: each spawned process re-imports
             # vLLM and torch (~16 s here), so in-process starts take ~5 s instead of ~37 s.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            # In-process, the model computes with this process's torch threads, which a fractional-CPU
+            # Ray actor has set to one (OMP_NUM_THREADS=1).
+            import torch
+
+            torch.set_num_threads(cpu_threads(cfg))
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
