@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.01, help="Share of users with new events.")
     parser.add_argument("--workdir", default=None, help="Work folder (default: a new temporary one).")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--next-night", action="store_true",
+                        help="Reuse --workdir's warehouse and the full-run time measured there (in --out): time one more "
+                             "night on other users, without a second full run.")
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
@@ -49,12 +52,19 @@ def main() -> None:
     from scripts.make_new_logs import new_events, write_csv
 
     cfg = load_config(args.config, [f"warehouse={work / 'warehouse'}", *args.overrides])
-    t = time.perf_counter()
-    full = run_pipeline(cfg, show_progress=False)
-    full_s = time.perf_counter() - t
+    nights = 1
+    if args.next_night:
+        previous = json.loads(Path(args.out).read_text())
+        if previous["workdir"] != str(work):
+            raise SystemExit(f"--next-night needs the workdir of {args.out}: {previous['workdir']}")
+        full_s, full, nights = previous["full_run_s"], None, previous.get("nights", 1) + 1
+    else:
+        t = time.perf_counter()
+        full = run_pipeline(cfg, show_progress=False)
+        full_s = time.perf_counter() - t
     users = delta.read(cfg.table_path("user_ids"), columns=["user_id"]).num_rows
     changed = max(1, math.ceil(args.share * users))
-    logs = write_csv(new_events(cfg, changed, events=2, seed=cfg.seed), str(work / "night.csv"))
+    logs = write_csv(new_events(cfg, changed, events=2, seed=cfg.seed + nights), str(work / f"night{nights}.csv"))
 
     t = time.perf_counter()
     night = run_refresh(cfg, [logs], show_progress=False)
@@ -81,7 +91,8 @@ def main() -> None:
         "refresh_users_motivated": motivate.get("users_processed"),
         "refresh_items_profiled": motivate.get("items_processed"),
         "promotion": night.stages.get("promote", {}).get("decision"),
-        "full_stages_s": stage_walls(full),
+        "nights": nights,
+        "full_stages_s": stage_walls(full) if full is not None else previous["full_stages_s"],
         "refresh_stages_s": stage_walls(night),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         "workdir": str(work),

@@ -82,6 +82,12 @@ class RefreshConfig(StrictModel):
     )
     patience: int = Field(2, ge=1, description="train.patience for the warm-started model.")
     warm_start: bool = Field(True, description="Initialise training from the @champion's weights (when there is one).")
+    retry_failed: bool = Field(
+        False,
+        description="Re-run LLM rows that failed before. Off: a night redoes only what its logs change (a retried item "
+        "profile changes the hash of every user who bought it: 8 retried items re-ran 30 more users on the demo); "
+        "the full run retries failures.",
+    )
 
 
 class PlatformConfig(StrictModel):

@@ -41,8 +41,10 @@ def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
         train["seeds"] = [champion["seed"]]
     elif r.warm_start:
         log.warning("no @champion checkpoint to warm-start from: the refresh trains from scratch")
+    execution = cfg.motivate.execution.model_copy(update={"retry_failed": r.retry_failed})
     return cfg.model_copy(
         update={
+            "motivate": cfg.motivate.model_copy(update={"execution": execution}),
             "quantize": cfg.quantize.model_copy(update={"mode": r.quantize_mode}),
             "train": cfg.train.model_copy(update=train),
         }
