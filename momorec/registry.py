@@ -10,6 +10,7 @@ The test split never takes part in this decision.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow.compute as pc
@@ -18,6 +19,9 @@ from pydantic import Field
 from momorec.config import PlatformConfig
 from momorec.storage import delta
 from momorec.typed import StrictModel
+
+if TYPE_CHECKING:
+    from momorec.training.data import SequenceData
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ def champion_row(cfg: PlatformConfig) -> dict | None:
     return None if version is None else model_row(cfg, version)
 
 
-def valid_ndcg(cfg: PlatformConfig, checkpoint: str) -> tuple[float | None, str]:
+def valid_ndcg(cfg: PlatformConfig, checkpoint: str, data: "SequenceData") -> tuple[float | None, str]:
     """NDCG@10 of a checkpoint's best weights on the current validation split (full ranking).
 
     A model trained before the catalog or the user base grew cannot score the new ids; then
@@ -85,9 +89,7 @@ def valid_ndcg(cfg: PlatformConfig, checkpoint: str) -> tuple[float | None, str]
     from momorec.evaluation.evaluator import rank_users
     from momorec.evaluation.metrics import metric_sums, sums_to_metrics
     from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
-    from momorec.training.data import load_sequences
 
-    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     payload = load_checkpoint(checkpoint)
     if payload["num_items"] != data.num_items:
         return None, f"catalog changed ({payload['num_items']} -> {data.num_items} items)"
@@ -109,13 +111,16 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
     if not rows:
         return Promotion(model_name=name, decision="none", basis="the train run registered no model (train.log_model off)")
     candidate = max(rows, key=lambda r: r["valid_ndcg_10"])
+    from momorec.training.data import load_sequences
+
     previous = champion_row(cfg)
-    cand_score, cand_basis = valid_ndcg(cfg, candidate["checkpoint"])
+    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))  # one read for both models
+    cand_score, _ = valid_ndcg(cfg, candidate["checkpoint"], data)
     cand_score = candidate["valid_ndcg_10"] if cand_score is None else cand_score
     result = Promotion(model_name=name, decision=CHAMPION, candidate_version=candidate["registered_version"],
                        candidate_valid_ndcg_10=cand_score, basis="no champion yet")
     if previous is not None and previous["registered_version"] != candidate["registered_version"]:
-        champ_score, champ_basis = valid_ndcg(cfg, previous["checkpoint"])
+        champ_score, champ_basis = valid_ndcg(cfg, previous["checkpoint"], data)
         if champ_score is None:
             champ_score = previous["valid_ndcg_10"]
             basis = f"champion's recorded validation NDCG@10 ({champ_basis})"
