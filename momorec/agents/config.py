@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from momorec.llm.config import LLMConfig
@@ -15,6 +17,12 @@ class AgentsConfig(StrictModel):
         "v2",
         description="Prompt templates momorec/agents/prompts/<agent>.<version>.txt. v2 drops v1's in-prompt example "
         "answers: SmolLM2-135M copied them (4 of 10 demo users 'cook at home'), collapsing distinct users onto one text.",
+    )
+    item_profiles: Literal["analyst", "catalog"] = Field(
+        "analyst",
+        description="analyst: the item analyst writes each profile and its text is embedded (the method; about 1 s an item "
+        "on a 2-core CPU). catalog: no generation: the item's embedding is the LLM's hidden states of its sanitized catalog "
+        "entry, and the motivation analyst sees purchase titles only (about 100 items/s here: whole catalogs on a CPU).",
     )
     history_items: int = Field(10, ge=1, description="The user's most recent N training items shown to the motivation analyst.")
     max_motivations: int = Field(3, ge=1, le=5, description="At most this many motivations per user.")
@@ -40,7 +48,15 @@ class ExecutionConfig(StrictModel):
     )
     retry_failed: bool = Field(True, description="Re-run rows whose last result failed (ok rows with the same hash are always skipped).")
     limit_items: int | None = Field(None, ge=1, description="Process only the first N items needed (by id): a slice for tests.")
-    limit_users: int | None = Field(None, ge=1, description="Process only the first N users (by id): a slice for tests and demos.")
+    limit_users: int | None = Field(
+        None, ge=1, description="Process only the first N users (by id), and only the items their prompts show: a slice for tests and demos."
+    )
+    sample_users: int | None = Field(
+        None,
+        ge=1,
+        description="Process a uniform random sample of N users, drawn with the platform seed (the same N and seed give the "
+        "same users), and every item: a documented fixed user sample for benchmarks on catalogs too large to motivate whole.",
+    )
 
 
 class MotivateConfig(StrictModel):

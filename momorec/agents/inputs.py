@@ -34,7 +34,10 @@ def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: st
         "dtype": resolved_dtype(llm),
         "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
         "tokens": [a.item_max_tokens, a.motivation_max_tokens, a.review_max_tokens, a.max_field_chars],
-        "agents": [a.history_items, a.max_motivations, a.max_review_rounds],
+        # item_profiles joins only when not the default, so warehouses motivated before the option
+        # existed keep their hashes (and are not re-motivated by an upgrade).
+        "agents": [a.history_items, a.max_motivations, a.max_review_rounds]
+        + ([a.item_profiles] if a.item_profiles != "analyst" else []),
         "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
     }
 

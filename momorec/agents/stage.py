@@ -16,6 +16,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
@@ -112,11 +113,17 @@ def _run_pool(
     return counts
 
 
-def _scope(cfg: MotivateConfig, items: pa.Table, sequences: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """The users and items of this run: all, or a slice by id for tests and demos."""
+def _scope(cfg: MotivateConfig, items: pa.Table, sequences: pa.Table, seed: int) -> tuple[pa.Table, pa.Table]:
+    """The users and items of this run: all, a slice by id (tests, demos), or a seeded user sample."""
     ex = cfg.execution
+    if ex.limit_users is not None and ex.sample_users is not None:
+        raise ValueError("motivate.execution: set limit_users or sample_users, not both")
     sequences = sequences.sort_by("user_id")
     items = items.sort_by("item_id")
+    if ex.sample_users is not None and ex.sample_users < sequences.num_rows:
+        # a prefix of one seeded permutation: a larger sample keeps every user of a smaller one
+        order = np.random.default_rng(seed).permutation(sequences.num_rows)
+        sequences = sequences.take(np.sort(order[: ex.sample_users]))
     if ex.limit_users is not None:
         sequences = sequences.slice(0, ex.limit_users)
         needed = {i for row in sequences.column("train_items").to_pylist() for i in (row or [])[-cfg.agents.history_items :]}
@@ -166,7 +173,9 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         if not delta.exists(paths[name]):
             raise FileNotFoundError(f"Delta table {paths[name]} does not exist: run `momorec ingest` first")
     read_versions = {name: delta.version(paths[name]) for name in ("items", "sequences")}
-    items, sequences = _scope(m, delta.read(paths["items"]), delta.read(paths["sequences"], columns=["user_id", "train_items"]))
+    items, sequences = _scope(
+        m, delta.read(paths["items"]), delta.read(paths["sequences"], columns=["user_id", "train_items"]), cfg.seed
+    )
     stats = {name: AgentStats() for name in AGENT_NAMES}
 
     with stage_run(cfg, "motivate", {"motivate": m.model_dump(mode="json")}) as run, _progress(show_progress) as progress:
@@ -179,6 +188,8 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
         ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
         profile_by_id = dict(zip(ok.column("item_id").to_pylist(), ok.column("profile_text").to_pylist(), strict=True))
+        if m.agents.item_profiles == "catalog":
+            profile_by_id = {}  # the "profile" is the catalog entry itself: prompts show titles, not the entry twice
         all_items_table = delta.read(paths["items"], columns=["item_id", "title"])
         titles = dict(zip(all_items_table.column("item_id").to_pylist(), all_items_table.column("title").to_pylist(), strict=True))
         all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)

@@ -21,7 +21,14 @@ import numpy as np
 
 from momorec.agents.config import AgentsConfig
 from momorec.agents.parsing import parse_item_profile, parse_motivations, parse_review
-from momorec.agents.prompts import PromptSet, item_analyst_prompt, motivation_prompt, reviewer_prompt, sanitize
+from momorec.agents.prompts import (
+    PromptSet,
+    item_analyst_prompt,
+    item_catalog_text,
+    motivation_prompt,
+    reviewer_prompt,
+    sanitize,
+)
 from momorec.agents.runner import AgentStats, Decoding, Outcome, Request, run_requests
 from momorec.agents.schemas import ItemProfile, Motivations, item_profile_schema, motivations_schema, review_schema
 from momorec.llm.base import Engine
@@ -74,6 +81,8 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
     embedding (list[float] | None), attempts.
     """
     a = ctx.agents
+    if a.item_profiles == "catalog":
+        return catalog_profiles(ctx, items)
     requests = [
         Request(
             ctx.engine.chat_prompt(*item_analyst_prompt(ctx.prompts, item, a.max_field_chars)),
@@ -101,6 +110,25 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
         for row, vector in zip(ok, ctx.embed([r["profile_text"] for r in ok]), strict=True):
             row["embedding"] = vector.tolist()
     return rows
+
+
+def catalog_profiles(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`item_profiles: catalog`: no item analyst; each item's text is its sanitized catalog entry
+    (one line), and its embedding the LLM's pooled hidden states of that text."""
+    texts = [item_catalog_text(item, ctx.agents.max_field_chars).replace("\n", ". ") for item in items]
+    vectors = ctx.embed(texts)
+    return [
+        {
+            "item_id": int(item["item_id"]),
+            "attempts": 0,
+            "status": "ok",
+            "failure_reason": "",
+            "profile_text": text,
+            "profile_json": "",
+            "embedding": vector.tolist(),
+        }
+        for item, text, vector in zip(items, texts, vectors, strict=True)
+    ]
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 import pytest
 
 from momorec.agents import stage as stage_module
+from momorec.agents.prompts import sanitize
 from momorec.agents.stage import run_motivate
 from momorec.storage import delta
 from momorec.storage.schemas import ITEM_PROFILES, USER_MOTIVATIONS
@@ -98,3 +99,37 @@ def test_interrupted_run_resumes_without_duplicate_work(motivate_cfg, ray_local,
     again = profiles.filter(pc.equal(profiles.column("item_id"), first))
     assert again.column("content_hash").to_pylist() == kept.column("content_hash").to_pylist()
     assert resumed.users_processed == 1
+
+
+def test_catalog_profiles_and_a_seeded_user_sample(motivate_cfg, ray_local):
+    """item_profiles=catalog embeds every item's catalog entry without generating; sample_users
+    motivates a fixed random sample (the same seed gives the same users) and user prompts show titles."""
+    overrides = ("motivate.agents.item_profiles=catalog", "motivate.execution.sample_users=3",
+                 "motivate.agents.max_review_rounds=0")
+    cfg = motivate_cfg(*overrides)
+    result = run_motivate(cfg, show_progress=False)
+
+    items = delta.read(cfg.table_path("items"))
+    profiles = delta.read(cfg.table_path("item_profiles"))
+    assert result.items_needed == items.num_rows == profiles.num_rows  # a user sample keeps the whole catalog
+    assert result.items_ok == items.num_rows and result.items_failed == 0
+    assert set(profiles.column("status").to_pylist()) == {"ok"}
+    title = dict(zip(items.column("item_id").to_pylist(), items.column("title").to_pylist(), strict=True))
+    for row in profiles.to_pylist():
+        assert row["profile_text"].startswith("Title: ") and row["profile_json"] == "" and row["attempts"] == 0
+        assert "\n" not in row["profile_text"] and np.isfinite(np.asarray(row["embedding"])).all()
+        assert sanitize(title[row["item_id"]], 20).rstrip("…") in row["profile_text"]
+    run = mlflow.get_run(result.mlflow_run_id)
+    assert run.data.metrics["item_analyst.requests"] == 0 and run.data.metrics["embedding.requests"] >= items.num_rows
+
+    users = delta.read(cfg.table_path("user_motivations"))
+    sampled = sorted(users.column("user_id").to_pylist())
+    all_users = sorted(delta.read(cfg.table_path("sequences"), columns=["user_id"]).column("user_id").to_pylist())
+    assert len(sampled) == 3 and sampled != all_users[:3]  # a random draw, not the first ids
+    order = np.random.default_rng(cfg.seed).permutation(len(all_users))
+    assert sampled == sorted(all_users[k] for k in order[:3])
+
+    again = run_motivate(motivate_cfg(*overrides, "motivate.execution.retry_failed=false"), show_progress=False)
+    assert (again.items_processed, again.users_processed) == (0, 0)  # same seed, same sample: nothing to do
+    with pytest.raises(ValueError, match="limit_users or sample_users"):
+        run_motivate(motivate_cfg(*overrides, "motivate.execution.limit_users=2"), show_progress=False)

@@ -1,0 +1,124 @@
+"""MoMoREC's LLM semantic IDs for Amazon Beauty on a 2-core CPU: every item, and a fixed user sample.
+
+The real motivate and quantize stages on the ingested Beauty warehouse (configs/beauty.yaml), with:
+- `motivate.agents.item_profiles=catalog`: an item's embedding is SmolLM2's mean-pooled hidden states
+  of its sanitized catalog entry (title, category path, brand, price, description). The item analyst
+  would cost ~1 s an item here (12,101 items: 3.4 h); the catalog embedding costs ~10 ms.
+- `motivate.execution.sample_users=N`: the motivation analyst -> reviewer -> revision loop on a
+  uniform random sample of N users, drawn with the platform seed 2026 (a prefix of one seeded
+  permutation of the user ids, so a larger N keeps every user of a smaller one). All 22,363 users
+  would take ~20 h on this CPU. Prompts show each user's last 10 TRAINING purchases only.
+- quantize: PCA 64 + residual k-means 3 x 256, items fit on training items only, users on the sample.
+Users outside the sample have no motivation IDs; the recommenders map them to the reserved code.
+
+    python benchmarks/beauty_llm_ids.py --users 1000          # results: benchmarks/results/beauty_llm_ids.json
+    python benchmarks/train_quality.py --variants plain item_frozen item_trainable item_user_frozen ...
+
+It also exports the item and user IDs as .npz (--npz-dir) for train_quality.py --data-npz runs on a
+GPU machine without Delta.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results" / "beauty_llm_ids.json"
+
+
+def export_npz(cfg, folder: Path) -> dict[str, str]:
+    """Frozen-mode SemanticInputs of items and users (reserved code for users outside the sample)."""
+    from momorec.models.config import SemanticInputConfig
+    from momorec.semantic_ids.codebook import latest_codebook_dir
+    from momorec.training.data import load_sequences
+    from momorec.training.semantic import load_semantic_inputs
+
+    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for entity, size, wanted in (("item", data.num_items, np.unique(data.items)), ("user", data.max_user_id, data.user_ids)):
+        inputs, facts = load_semantic_inputs(
+            cfg.table_path("semantic_ids"), entity, size, wanted,
+            SemanticInputConfig(mode="frozen", on_missing="reserved"), latest_codebook_dir(cfg, entity),
+        )
+        path = folder / f"beauty_{entity}_llm.npz"
+        np.savez_compressed(path, codes=inputs.codes.numpy(), num_codes=inputs.num_codes,
+                            centroids=inputs.centroids.numpy(), version=str(inputs.version))
+        written[entity] = str(path)
+        logging.info("wrote %s: %s", path, facts)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "beauty.yaml"))
+    parser.add_argument("--warehouse", default=str(ROOT / "warehouse"))
+    parser.add_argument("--users", type=int, default=1000, help="size of the fixed user sample")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides")
+    parser.add_argument("--skip-quantize", action="store_true", help="only the motivate stage (e.g. to time a small sample)")
+    parser.add_argument("--npz-dir", default=str(ROOT / ".bench"))
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from momorec.config import load_config
+    from momorec.storage import delta
+
+    overrides = [f"warehouse={args.warehouse}", "motivate.agents.item_profiles=catalog",
+                 f"motivate.execution.sample_users={args.users}", *args.overrides]
+    cfg = load_config(args.config, overrides)
+    if not delta.exists(cfg.table_path("sequences")):
+        from momorec.ingest.stage import run_ingest
+
+        run_ingest(cfg, show_progress=False)
+
+    from momorec.agents.stage import run_motivate
+
+    start = time.perf_counter()
+    motivate = run_motivate(cfg, show_progress=False)
+    motivate_s = time.perf_counter() - start
+    users = delta.read(cfg.table_path("user_motivations"))
+    sample = sorted(users.column("user_id").to_pylist())
+    ok = users.filter(pc.equal(users.column("status"), "ok"))
+    examples = ok.slice(0, 5).select(["user_id", "motivation_text", "accepted"]).to_pylist()
+    out = {
+        "machine": f"{os.cpu_count()} CPU cores, no GPU",
+        "config": os.path.relpath(args.config, ROOT),
+        "overrides": overrides[1:],
+        "user_sample": {
+            "rule": "uniform random: the first N of numpy default_rng(seed).permutation over the users sorted by id",
+            "seed": cfg.seed, "size": len(sample),
+            "user_ids_sha256": hashlib.sha256(json.dumps(sample).encode()).hexdigest(),
+        },
+        "motivate": motivate.model_dump(mode="json"),
+        "motivate_s": round(motivate_s, 1),
+        "users_ok": ok.num_rows,
+        "example_motivations": examples,
+    }
+    if not args.skip_quantize:
+        from momorec.semantic_ids.stage import run_quantize
+
+        start = time.perf_counter()
+        quantize = run_quantize(cfg, show_progress=False)
+        out["quantize"] = quantize.model_dump(mode="json")
+        out["quantize_s"] = round(time.perf_counter() - start, 1)
+        out["npz"] = export_npz(cfg, Path(args.npz_dir))
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(out, indent=2, sort_keys=True, default=str))
+    print(json.dumps(out, indent=2, sort_keys=True, default=str))
+
+
+if __name__ == "__main__":
+    main()
