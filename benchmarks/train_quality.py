@@ -77,22 +77,25 @@ def semantic_available(cfg, variant: str) -> bool:
 
 
 def semantic_from_npz(path: str) -> SemanticInputs:
-    """Item SemanticInputs saved by train_semantic_proxy.py (codes shifted by one, centroids)."""
+    """SemanticInputs saved by train_semantic_proxy.py or beauty_llm_ids.py (codes shifted by one, centroids)."""
     with np.load(path) as npz:
         return SemanticInputs(torch.from_numpy(npz["codes"]), int(npz["num_codes"]),
                               torch.from_numpy(npz["centroids"]), str(npz["version"]))
 
 
 def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path, data_npz: str | None, key: str,
-                semantic_npz: str | None = None) -> None:
+                semantic_npz: str | None = None, user_semantic_npz: str | None = None) -> None:
     if data_npz:
-        item_semantic = None
-        if cfg.train.model.item_semantic.mode != "none":
-            if semantic_npz is None:
-                raise SystemExit(f"variant {variant} needs --semantic-npz with --data-npz")
-            item_semantic = semantic_from_npz(semantic_npz)
-            out.setdefault("semantic_ids", {})["item"] = {"source": semantic_npz, "version": item_semantic.version}
-        inputs = TrainingInputs(SequenceData.load_npz(data_npz), item_semantic, None)
+        semantic = {}
+        for entity, section, path, flag in (("item", cfg.train.model.item_semantic, semantic_npz, "--semantic-npz"),
+                                            ("user", cfg.train.model.user_semantic, user_semantic_npz, "--user-semantic-npz")):
+            semantic[entity] = None
+            if section.mode != "none":
+                if path is None:
+                    raise SystemExit(f"variant {variant} needs {flag} with --data-npz")
+                semantic[entity] = semantic_from_npz(path)
+                out.setdefault("semantic_ids", {})[entity] = {"source": path, "version": semantic[entity].version}
+        inputs = TrainingInputs(SequenceData.load_npz(data_npz), semantic["item"], semantic["user"])
     else:
         inputs = TrainingInputs.load(cfg)
     max_len = cfg.train.model.max_len
@@ -175,7 +178,8 @@ def main() -> None:
     parser.add_argument("--export-npz", help="write the ingested Beauty split to this .npz and stop (for a GPU box)")
     parser.add_argument("--data-npz", help="read the split from this .npz instead of the Delta tables (plain variant only)")
     parser.add_argument("--results", default=str(RESULTS), help="result file (JSON); merged with what it already holds")
-    parser.add_argument("--semantic-npz", help="item semantic IDs for --data-npz runs (from train_semantic_proxy.py)")
+    parser.add_argument("--semantic-npz", help="item semantic IDs for --data-npz runs (train_semantic_proxy.py, beauty_llm_ids.py)")
+    parser.add_argument("--user-semantic-npz", help="user motivation IDs for --data-npz runs (beauty_llm_ids.py)")
     parser.add_argument("--merge", nargs="+", help="merge these result files (parallel runs) into --results, then stop")
     args = parser.parse_args()
     if args.merge:
@@ -206,13 +210,13 @@ def main() -> None:
         arch = vcfg.train.model.architecture
         key = variant if arch == "sasrec" else f"{arch}_{variant}"
         plain_key = "plain" if arch == "sasrec" else f"{arch}_plain"
-        if args.data_npz and (variant.startswith("item_user") or (variant != "plain" and not args.semantic_npz)):
-            continue  # user motivation IDs are not in the .npz export
+        if args.data_npz and ((variant != "plain" and not args.semantic_npz) or ("user" in variant and not args.user_semantic_npz)):
+            continue  # no IDs of that kind were given for the .npz run
         if not args.data_npz and not semantic_available(cfg, variant):
             out["variants"][key] = {"skipped": "no semantic_ids table (item/user) in the warehouse yet"}
             save(out)
             continue
-        run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key, args.semantic_npz)
+        run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key, args.semantic_npz, args.user_semantic_npz)
         if variant != "plain" and "seeds" in out["variants"].get(plain_key, {}):
             seeds = sorted(set(out["variants"][plain_key]["seeds"]) & set(out["variants"][key]["seeds"]))
             ua, a = per_user_ndcg10(out["variants"][plain_key], seeds)

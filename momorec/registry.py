@@ -18,6 +18,7 @@ from pydantic import Field
 
 from momorec.config import PlatformConfig
 from momorec.storage import delta
+from momorec.training.trained_models import best_seed, run_models
 from momorec.typed import StrictModel
 
 if TYPE_CHECKING:
@@ -106,11 +107,10 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
     """Give the best seed of `train_run_id` the champion alias if it is not worse than the champion
     (candidate >= champion - tolerance on validation NDCG@10); otherwise the challenger alias."""
     name = model_name(cfg)
-    table = delta.read(cfg.table_path("trained_models"))
-    rows = [r for r in table.filter(pc.equal(table.column("train_run_id"), train_run_id)).to_pylist() if r["registered_version"]]
+    rows = [r for r in run_models(cfg, train_run_id).to_pylist() if r["registered_version"]]
     if not rows:
         return Promotion(model_name=name, decision="none", basis="the train run registered no model (train.log_model off)")
-    candidate = max(rows, key=lambda r: r["valid_ndcg_10"])
+    candidate = best_seed(rows)
     from momorec.training.data import load_sequences
 
     previous = champion_row(cfg)

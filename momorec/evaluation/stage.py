@@ -26,6 +26,7 @@ from momorec.evaluation.significance import align_users, mean_std, paired_test
 from momorec.storage import delta, schemas
 from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
 from momorec.training.data import SequenceData, load_sequences
+from momorec.training.trained_models import run_models
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -44,20 +45,6 @@ class EvaluateResult(StageResult):
     per_seed: dict[str, dict[str, float]] = Field(default_factory=dict, description="seed -> test.<protocol>.<metric>.")
     significance: dict[str, dict[str, float]] = Field(default_factory=dict, description="vs compare_with, per metric.")
     tables: dict[str, dict] = Field(default_factory=dict)
-
-
-def _models_of(cfg: PlatformConfig, train_run_id: str | None) -> pa.Table:
-    path = cfg.table_path("trained_models")
-    if not delta.exists(path):
-        raise FileNotFoundError(f"no trained models at {path}: run `momorec train` first")
-    table = delta.read(path)
-    if train_run_id is None:
-        latest = table.column("created_at").to_numpy().argmax()
-        train_run_id = table.column("train_run_id")[int(latest)].as_py()
-    table = table.filter(pc.equal(table.column("train_run_id"), train_run_id))
-    if table.num_rows == 0:
-        raise ValueError(f"train run {train_run_id} has no models in {path}")
-    return table
 
 
 def _score_run(cfg: PlatformConfig, models: pa.Table, data: SequenceData, eval_run_id: str, progress) -> tuple[list[dict], dict]:
@@ -122,7 +109,7 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
 
     start = time.perf_counter()
     ev = cfg.evaluate
-    models = _models_of(cfg, ev.train_run_id)
+    models = run_models(cfg, ev.train_run_id)
     train_run_id = models.column("train_run_id")[0].as_py()
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     trained_on = set(models.column("sequences_version").to_pylist())

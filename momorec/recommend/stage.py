@@ -23,6 +23,7 @@ from momorec.progress import step_progress
 from momorec.storage import delta, schemas
 from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
 from momorec.training.data import SequenceData, load_sequences
+from momorec.training.trained_models import best_seed, run_models
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -43,22 +44,13 @@ class RecommendResult(StageResult):
 def best_model(cfg: PlatformConfig, train_run_id: str | None) -> dict:
     """The trained-model row to serve: the best seed (validation NDCG@10) of `train_run_id`; else the
     registry's champion (recommend.model=champion, once one is set); else the latest run's best seed."""
-    path = cfg.table_path("trained_models")
-    if not delta.exists(path):
-        raise FileNotFoundError(f"no trained models at {path}: run `momorec train` first")
     if train_run_id is None and cfg.recommend.model == "champion":
         from momorec.registry import champion_row
 
         champion = champion_row(cfg)
         if champion is not None:
             return champion
-    table = delta.read(path)
-    if train_run_id is None:
-        train_run_id = table.column("train_run_id")[int(table.column("created_at").to_numpy().argmax())].as_py()
-    rows = table.filter(pc.equal(table.column("train_run_id"), train_run_id)).to_pylist()
-    if not rows:
-        raise ValueError(f"train run {train_run_id} has no models in {path}")
-    return max(rows, key=lambda r: r["valid_ndcg_10"])
+    return best_seed(run_models(cfg, train_run_id).to_pylist())
 
 
 def whole_histories(data: SequenceData, width: int) -> np.ndarray:
