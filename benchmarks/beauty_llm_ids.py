@@ -8,7 +8,8 @@ The real motivate and quantize stages on the ingested Beauty warehouse (configs/
   uniform random sample of N users, drawn with the platform seed 2026 (a prefix of one seeded
   permutation of the user ids, so a larger N keeps every user of a smaller one). All 22,363 users
   would take ~20 h on this CPU. Prompts show each user's last 10 TRAINING purchases only.
-- quantize: PCA 64 + residual k-means 3 x 256, items fit on training items only, users on the sample.
+- quantize: PCA 64 + residual k-means, 3 x 256 codes for items (fit on training items only) and
+  3 x --user-codes (32) for the sampled users (256 codes would leave ~4 of 1,000 users per code).
 Users outside the sample have no motivation IDs; the recommenders map them to the reserved code.
 
     python benchmarks/beauty_llm_ids.py --users 1000          # results: benchmarks/results/beauty_llm_ids.json
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--warehouse", default=str(ROOT / "warehouse"))
     parser.add_argument("--users", type=int, default=1000, help="size of the fixed user sample")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides")
+    parser.add_argument("--user-codes", type=int, default=32, help="codes per level of the user codebook")
     parser.add_argument("--skip-quantize", action="store_true", help="only the motivate stage (e.g. to time a small sample)")
     parser.add_argument("--npz-dir", default=str(ROOT / ".bench"))
     parser.add_argument("--results", default=str(RESULTS))
@@ -111,8 +113,10 @@ def main() -> None:
         from momorec.semantic_ids.stage import run_quantize
 
         start = time.perf_counter()
-        quantize = run_quantize(cfg, show_progress=False)
-        out["quantize"] = quantize.model_dump(mode="json")
+        out["quantize"] = {}
+        for entity, extra in (("item", []), ("user", [f"quantize.codes={args.user_codes}"])):
+            qcfg = load_config(args.config, [*overrides, f"quantize.entities=[{entity}]", *extra])
+            out["quantize"][entity] = run_quantize(qcfg, show_progress=False).model_dump(mode="json")
         out["quantize_s"] = round(time.perf_counter() - start, 1)
         out["npz"] = export_npz(cfg, Path(args.npz_dir))
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,12 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
         inputs = TrainingInputs.load(cfg)
     max_len = cfg.train.model.max_len
     record = out["variants"].setdefault(key, {"overrides": VARIANTS[variant], "seeds": {}})
+    if inputs.user_semantic is not None:  # users with motivation IDs (the others hold the reserved code 0)
+        motivated = np.flatnonzero(inputs.user_semantic.codes.numpy().any(axis=1))
+        record["motivated_users_file"] = str(ckpt_root / key / "motivated_users.npy")
+        record["motivated_users"] = int(motivated.size)
+        (ckpt_root / key).mkdir(parents=True, exist_ok=True)
+        np.save(record["motivated_users_file"], motivated)
     record["device"] = "cuda" if cfg.train.use_gpu and torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     record["architecture"] = cfg.train.model.architecture
     for seed in seeds:
@@ -135,6 +141,22 @@ def per_user_ndcg10(record: dict, seeds: list[str]) -> tuple[np.ndarray, np.ndar
     return users, np.mean([ndcg_at_k(r[1], 10) for r in runs], axis=0)
 
 
+def compare_with_plain(plain: dict, record: dict) -> None:
+    """Paired t-test / Wilcoxon of per-user test NDCG@10 (mean over the shared seeds) against plain;
+    for variants with user motivation IDs also on the users who have them (the motivated sample)."""
+    seeds = sorted(set(plain["seeds"]) & set(record["seeds"]))
+    if not seeds:
+        return
+    ua, a = per_user_ndcg10(plain, seeds)
+    ub, b = per_user_ndcg10(record, seeds)
+    if not np.array_equal(ua, ub):
+        return
+    record["vs_plain_ndcg10"] = {"seeds": seeds, **paired_test(a, b)}
+    if record.get("motivated_users_file"):
+        keep = np.isin(ua, np.load(record["motivated_users_file"]))
+        record["vs_plain_ndcg10_motivated_users"] = {"seeds": seeds, "users": int(keep.sum()), **paired_test(a[keep], b[keep])}
+
+
 def merge(files: list[str], target: Path) -> None:
     """Union the variants/seeds of several result files (runs made in parallel), recompute the
     summaries, and the paired tests of every variant against its architecture's plain baseline."""
@@ -151,12 +173,7 @@ def merge(files: list[str], target: Path) -> None:
         record["summary"] = mean_std([{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in record["seeds"].values()])
         plain_key = "plain" if record.get("architecture", "sasrec") == "sasrec" else f"{record['architecture']}_plain"
         if key != plain_key and plain_key in out["variants"]:
-            seeds = sorted(set(out["variants"][plain_key]["seeds"]) & set(record["seeds"]))
-            if seeds:
-                ua, a = per_user_ndcg10(out["variants"][plain_key], seeds)
-                ub, b = per_user_ndcg10(record, seeds)
-                if np.array_equal(ua, ub):
-                    record["vs_plain_ndcg10"] = {"seeds": seeds, **paired_test(a, b)}
+            compare_with_plain(out["variants"][plain_key], record)
     RESULTS_PATH[0] = target
     save(out)
     print(json.dumps({k: v.get("summary", {}).get("test.full.ndcg_10") for k, v in out["variants"].items()}, indent=2))
@@ -218,11 +235,7 @@ def main() -> None:
             continue
         run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key, args.semantic_npz, args.user_semantic_npz)
         if variant != "plain" and "seeds" in out["variants"].get(plain_key, {}):
-            seeds = sorted(set(out["variants"][plain_key]["seeds"]) & set(out["variants"][key]["seeds"]))
-            ua, a = per_user_ndcg10(out["variants"][plain_key], seeds)
-            ub, b = per_user_ndcg10(out["variants"][key], seeds)
-            if np.array_equal(ua, ub):
-                out["variants"][key]["vs_plain_ndcg10"] = paired_test(a, b)
+            compare_with_plain(out["variants"][plain_key], out["variants"][key])
         save(out)
     print(json.dumps(out, indent=2, sort_keys=True))
 

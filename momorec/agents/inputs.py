@@ -47,6 +47,11 @@ def content_hash(fingerprint: dict[str, Any], inputs: Any) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def user_fingerprint(cfg: MotivateConfig, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The settings fingerprint plus what changes only users' outputs (items keep their hashes)."""
+    return {**fingerprint, "reason_pattern": cfg.agents.reason_pattern}
+
+
 def item_inputs(items: pa.Table, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
     """One dict per item: item_id, the catalog fields, and its content_hash."""
     rows = []

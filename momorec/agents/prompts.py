@@ -99,6 +99,18 @@ def item_catalog_text(item: dict[str, Any], max_chars: int) -> str:
     return "\n".join(lines)
 
 
+def catalog_hint(item: dict[str, Any]) -> str:
+    """What a purchase line shows besides the title when items have no analyst profile: the most
+    specific levels of the category path, and the brand ("" when the catalog has neither)."""
+    parts = []
+    categories = [c for c in (item.get("categories") or []) if c]
+    if categories:
+        parts.append("category: " + " > ".join(str(c) for c in categories[-2:]))
+    if item.get("brand"):
+        parts.append(f"brand: {item['brand']}")
+    return "; ".join(parts)
+
+
 def item_analyst_prompt(prompts: PromptSet, item: dict[str, Any], max_chars: int) -> tuple[str, str]:
     """(system, user) for one item."""
     return prompts["item_analyst"].render(item=item_catalog_text(item, max_chars))

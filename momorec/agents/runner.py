@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from momorec.agents.parsing import Parsed
-from momorec.llm.base import Engine
+from momorec.llm.base import Constraint, Engine
 
 
 @dataclass
@@ -61,10 +61,11 @@ class AgentStats:
 
 @dataclass(frozen=True)
 class Request:
-    """One logical agent call: a formatted prompt, its JSON schema, and how to read the answer."""
+    """One logical agent call: a formatted prompt, its decoding constraint (JSON schema or Regex), and
+    how to read the answer."""
 
     prompt: str
-    schema: dict[str, Any] | None
+    schema: Constraint
     parse: Callable[[str, str], Parsed]  # (text, finish_reason) -> Parsed
 
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from momorec.llm.base import Regex
+
 SHORT = 100  # characters per free-text field: one short sentence (a small model rambles otherwise)
 
 
@@ -75,6 +77,21 @@ def motivations_schema(n_history: int, max_motivations: int) -> dict[str, Any]:
         "required": ["motivations"],
         "additionalProperties": False,
     }
+
+
+def motivations_regex(n_history: int, max_motivations: int, reason_pattern: str) -> Regex:
+    """The motivations JSON (compact, keys in schema order) as one regular expression, so that each
+    reason can be held to `reason_pattern`: a sentence opener and plain words. SmolLM2-135M under the
+    plain schema wrote "buynail art.", "desireToSucceed" or a product name for 61 of 64 Beauty users;
+    with "(Wants to|Needs to|Cares about) <words>" it wrote e.g. "Needs to make their hair more attractive".
+
+    reason_pattern must not match '"' or '\\' (the reason is a JSON string) and stays within SHORT chars.
+    """
+    n = max(1, min(n_history, 10))
+    number = "(10|[1-9])" if n == 10 else f"[1-{n}]"
+    evidence = rf"\[{number}(,{number}){{0,{min(n, 10) - 1}}}\]"
+    one = rf'\{{"reason":"(?:{reason_pattern})","evidence":{evidence}\}}'
+    return Regex(rf'\{{"motivations":\[{one}(,{one}){{0,{max_motivations - 1}}}\]\}}')
 
 
 def review_schema() -> dict[str, Any]:

@@ -23,8 +23,8 @@ from pydantic import Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from momorec.agents.config import MotivateConfig
-from momorec.agents.inputs import item_inputs, pending, settings_fingerprint, user_inputs
-from momorec.agents.prompts import PromptSet, load_prompts
+from momorec.agents.inputs import item_inputs, pending, settings_fingerprint, user_fingerprint, user_inputs
+from momorec.agents.prompts import PromptSet, catalog_hint, load_prompts
 from momorec.agents.ray_workers import STATS_COLUMN, ItemWorker, UserWorker
 from momorec.agents.runner import AgentStats
 from momorec.agents.workers import AGENT_NAMES
@@ -188,11 +188,13 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
         ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
         profile_by_id = dict(zip(ok.column("item_id").to_pylist(), ok.column("profile_text").to_pylist(), strict=True))
-        if m.agents.item_profiles == "catalog":
-            profile_by_id = {}  # the "profile" is the catalog entry itself: prompts show titles, not the entry twice
-        all_items_table = delta.read(paths["items"], columns=["item_id", "title"])
+        all_items_table = delta.read(paths["items"])
         titles = dict(zip(all_items_table.column("item_id").to_pylist(), all_items_table.column("title").to_pylist(), strict=True))
-        all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)
+        if m.agents.item_profiles == "catalog":
+            # no analyst profile: a purchase line shows its title and category path / brand (titles
+            # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
+            profile_by_id = {row["item_id"]: catalog_hint(row) for row in all_items_table.to_pylist()}
+        all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, user_fingerprint(m, fingerprint))
         existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
         todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
         if todo_users:

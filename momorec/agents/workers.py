@@ -30,7 +30,14 @@ from momorec.agents.prompts import (
     sanitize,
 )
 from momorec.agents.runner import AgentStats, Decoding, Outcome, Request, run_requests
-from momorec.agents.schemas import ItemProfile, Motivations, item_profile_schema, motivations_schema, review_schema
+from momorec.agents.schemas import (
+    ItemProfile,
+    Motivations,
+    item_profile_schema,
+    motivations_regex,
+    motivations_schema,
+    review_schema,
+)
 from momorec.llm.base import Engine
 
 AGENT_NAMES = ("item_analyst", "motivation_analyst", "reviewer", "embedding")
@@ -153,9 +160,12 @@ def _motivation_requests(ctx: AgentContext, states: list[_UserState], critiques:
             critique = critiques[k]
         system, user = motivation_prompt(ctx.prompts, s.entries, a.max_motivations, a.max_field_chars, previous, critique)
         n = len(s.entries)
-        requests.append(
-            Request(ctx.engine.chat_prompt(system, user), motivations_schema(n, a.max_motivations), partial(_parse_mot, n=n))
+        constraint = (
+            motivations_schema(n, a.max_motivations)
+            if a.reason_pattern is None
+            else motivations_regex(n, a.max_motivations, a.reason_pattern)
         )
+        requests.append(Request(ctx.engine.chat_prompt(system, user), constraint, partial(_parse_mot, n=n)))
     return requests
 
 

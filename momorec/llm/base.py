@@ -1,7 +1,8 @@
 """The one engine interface every agent talks to, and what a generation returns.
 
 An engine holds one model. `generate` turns already-formatted prompts into completions (optionally
-constrained to a JSON schema where the engine can); `embed` pools hidden states into float32 vectors.
+constrained to a JSON schema or a `Regex` where the engine can); `embed` pools hidden states into
+float32 vectors.
 Agents never branch on the engine kind.
 """
 
@@ -24,6 +25,19 @@ class Generation:
     finish_reason: str
 
 
+@dataclass(frozen=True)
+class Regex:
+    """A decoding constraint over the whole output, for shapes JSON schema cannot give: xgrammar's
+    JSON schema has no string `pattern`, and a forced sentence opener is what keeps a small model's
+    free-text fields readable (momorec.agents.schemas.motivations_regex)."""
+
+    pattern: str
+
+
+#: One prompt's decoding constraint: a JSON schema, a Regex, or None (unconstrained).
+Constraint = dict[str, Any] | Regex | None
+
+
 class Engine(abc.ABC):
     """A loaded LLM. Subclasses: momorec.llm.vllm_engine.VLLMEngine, momorec.llm.hf_engine.HFEngine."""
 
@@ -41,14 +55,15 @@ class Engine(abc.ABC):
         self,
         prompts: list[str],
         *,
-        json_schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        json_schema: Constraint | list[Constraint] = None,
         max_tokens: int = 128,
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> list[Generation]:
         """One completion per prompt, in order. temperature 0 = greedy.
 
-        json_schema: one schema for all prompts, or one per prompt (None = unconstrained); honoured
+        json_schema: one constraint (a JSON schema or a Regex) for all prompts, or one per prompt
+        (None = unconstrained); honoured
         during decoding when `supports_structured_output`, else only a hint for the caller's validation.
         """
 

@@ -10,11 +10,10 @@ embeddings pool `hidden_states[layer]` (the last entry is after the final norm, 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
-from momorec.llm.base import Engine, Generation, pool_hidden
+from momorec.llm.base import Constraint, Engine, Generation, Regex, pool_hidden
 from momorec.llm.config import LLMConfig, cpu_threads, resolved_dtype
 from momorec.llm.model_cache import ResolvedModel
 
@@ -56,8 +55,9 @@ class HFEngine(Engine):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _grammar_processor(self, schemas: list[dict[str, Any] | None]):
-        """xgrammar's logits processor with one compiled JSON-schema grammar per row (None = any JSON)."""
+    def _grammar_processor(self, schemas: list[Constraint]):
+        """xgrammar's logits processor with one compiled grammar per row: a JSON schema, a Regex, or
+        None (any JSON)."""
         import json
 
         xgr = self._xgr
@@ -65,7 +65,9 @@ class HFEngine(Engine):
             info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=int(self.model.config.vocab_size))
             self._compiler = xgr.GrammarCompiler(info)
         grammars = [
-            self._compiler.compile_json_schema(json.dumps(s), any_whitespace=False)
+            self._compiler.compile_regex(s.pattern)
+            if isinstance(s, Regex)
+            else self._compiler.compile_json_schema(json.dumps(s), any_whitespace=False)
             if s is not None
             else self._compiler.compile_builtin_json_grammar()
             for s in schemas
@@ -85,7 +87,7 @@ class HFEngine(Engine):
         self,
         prompts: list[str],
         *,
-        json_schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        json_schema: Constraint | list[Constraint] = None,
         max_tokens: int = 128,
         temperature: float = 0.0,
         seed: int | None = None,

