@@ -25,7 +25,7 @@ ITEM_FIELDS = ("title", "categories", "brand", "price", "description")
 
 
 def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
-    """The settings that change outputs (not the engine kind, batch sizes or actor counts)."""
+    """The settings that change a user's outputs (not the engine kind, batch sizes or actor counts)."""
     llm, a = cfg.llm, cfg.agents
     return {
         "prompt_version": a.prompt_version,
@@ -34,10 +34,23 @@ def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: st
         "dtype": resolved_dtype(llm),
         "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
         "tokens": [a.item_max_tokens, a.motivation_max_tokens, a.review_max_tokens, a.max_field_chars],
-        # item_profiles joins only when not the default, so warehouses motivated before the option
-        # existed keep their hashes (and are not re-motivated by an upgrade).
-        "agents": [a.history_items, a.max_motivations, a.max_review_rounds]
-        + ([a.item_profiles] if a.item_profiles != "analyst" else []),
+        "agents": [a.history_items, a.max_motivations, a.max_review_rounds, a.item_profiles, a.reason_pattern],
+        "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
+    }
+
+
+def item_fingerprint(cfg: MotivateConfig, item_prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
+    """The settings that change an item's profile and embedding. The user agents' settings stay out:
+    tuning the reviewer re-motivates users, never re-profiles (or re-embeds) the whole catalog."""
+    llm, a = cfg.llm, cfg.agents
+    return {
+        "prompt_version": a.prompt_version,
+        "prompts": item_prompt_digest,
+        "model": model_name,
+        "dtype": resolved_dtype(llm),
+        "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
+        "tokens": [a.item_max_tokens, a.max_field_chars],
+        "item_profiles": a.item_profiles,
         "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
     }
 
@@ -45,11 +58,6 @@ def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: st
 def content_hash(fingerprint: dict[str, Any], inputs: Any) -> str:
     payload = json.dumps({"settings": fingerprint, "inputs": inputs}, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def user_fingerprint(cfg: MotivateConfig, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The settings fingerprint plus what changes only users' outputs (items keep their hashes)."""
-    return {**fingerprint, "reason_pattern": cfg.agents.reason_pattern}
 
 
 def item_inputs(items: pa.Table, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:

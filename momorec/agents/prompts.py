@@ -45,9 +45,13 @@ class PromptSet:
 
     @property
     def digest(self) -> str:
-        """sha256 of every template's text: a changed template changes every content hash."""
+        """sha256 of every template's text: a changed template changes every user's content hash."""
+        return self.digest_of(*sorted(self.templates))
+
+    def digest_of(self, *names: str) -> str:
+        """sha256 of the named templates' text (items hash only the item analyst's)."""
         h = hashlib.sha256()
-        for name in sorted(self.templates):
+        for name in names:
             h.update(name.encode() + b"\0" + self.templates[name].text.encode() + b"\0")
         return h.hexdigest()
 

@@ -23,7 +23,7 @@ from pydantic import Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from momorec.agents.config import MotivateConfig
-from momorec.agents.inputs import item_inputs, pending, settings_fingerprint, user_fingerprint, user_inputs
+from momorec.agents.inputs import item_fingerprint, item_inputs, pending, settings_fingerprint, user_inputs
 from momorec.agents.prompts import PromptSet, catalog_hint, load_prompts
 from momorec.agents.ray_workers import STATS_COLUMN, ItemWorker, UserWorker
 from momorec.agents.runner import AgentStats
@@ -168,6 +168,7 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
     model = resolve_model(m.llm.model, m.llm.cache_dir)  # converts once here, not in every actor
     seed = m.llm.seed if m.llm.seed is not None else cfg.seed
     fingerprint = settings_fingerprint(m, prompts.digest, model.name, seed)
+    item_settings = item_fingerprint(m, prompts.digest_of("item_analyst"), model.name, seed)
     paths = {name: cfg.table_path(name) for name in ("items", "sequences", "item_profiles", "user_motivations")}
     for name in ("items", "sequences"):
         if not delta.exists(paths[name]):
@@ -179,7 +180,7 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
     stats = {name: AgentStats() for name in AGENT_NAMES}
 
     with stage_run(cfg, "motivate", {"motivate": m.model_dump(mode="json")}) as run, _progress(show_progress) as progress:
-        all_items = item_inputs(items, fingerprint)
+        all_items = item_inputs(items, item_settings)
         todo = pending(all_items, delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES), "item_id", m.execution.retry_failed)
         if todo:
             init_ray(cfg.ray)
@@ -194,7 +195,7 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
             # no analyst profile: a purchase line shows its title and category path / brand (titles
             # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
             profile_by_id = {row["item_id"]: catalog_hint(row) for row in all_items_table.to_pylist()}
-        all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, user_fingerprint(m, fingerprint))
+        all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)
         existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
         todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
         if todo_users:

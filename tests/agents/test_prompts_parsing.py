@@ -8,7 +8,15 @@ import pyarrow as pa
 import pytest
 
 from momorec.agents.config import MotivateConfig
-from momorec.agents.inputs import content_hash, item_inputs, pending, recent_history, settings_fingerprint, user_inputs
+from momorec.agents.inputs import (
+    content_hash,
+    item_fingerprint,
+    item_inputs,
+    pending,
+    recent_history,
+    settings_fingerprint,
+    user_inputs,
+)
 from momorec.agents.parsing import extract_json, parse_item_profile, parse_motivations, parse_review
 from momorec.agents.prompts import (
     item_analyst_prompt,
@@ -184,6 +192,19 @@ def test_content_hash_changes_with_inputs_and_settings_only():
     engine_only = MotivateConfig.model_validate({"llm": {"engine": "hf", "batch_size": 3}, "execution": {"num_actors": 2}})
     assert settings_fingerprint(engine_only, "digest", "model-a", 1) == fp  # engine and sharding do not change outputs' identity
     assert content_hash(fp, [1]) != content_hash(fp, [2])
+
+
+def test_user_agent_settings_change_user_hashes_but_never_item_hashes():
+    """Tuning the reviewer or the reason pattern re-motivates users; it must not re-profile the catalog."""
+    base = MotivateConfig()
+    tuned = MotivateConfig.model_validate({"agents": {"max_review_rounds": 0, "reason_pattern": None, "history_items": 3,
+                                                      "motivation_max_tokens": 99}})
+    assert item_fingerprint(tuned, "d", "m", 1) == item_fingerprint(base, "d", "m", 1)
+    assert settings_fingerprint(tuned, "d", "m", 1) != settings_fingerprint(base, "d", "m", 1)
+    for change in ({"agents": {"item_profiles": "catalog"}}, {"agents": {"item_max_tokens": 50}}, {"llm": {"embed_pooling": "last"}}):
+        assert item_fingerprint(MotivateConfig.model_validate(change), "d", "m", 1) != item_fingerprint(base, "d", "m", 1)
+    prompts = load_prompts("v2")
+    assert prompts.digest_of("item_analyst") != prompts.digest  # the item hash reads its own template only
 
 
 def test_pending_skips_ok_rows_with_the_same_hash():
