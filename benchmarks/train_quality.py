@@ -157,10 +157,10 @@ def compare_with_plain(plain: dict, record: dict) -> None:
         record["vs_plain_ndcg10_motivated_users"] = {"seeds": seeds, "users": int(keep.sum()), **paired_test(a[keep], b[keep])}
 
 
-def merge(files: list[str], target: Path) -> None:
+def merge(files: list[str], target: Path, note: str | None = None) -> None:
     """Union the variants/seeds of several result files (runs made in parallel), recompute the
     summaries, and the paired tests of every variant against its architecture's plain baseline."""
-    out: dict = {"variants": {}}
+    out: dict = {"variants": {}, **({"note": note} if note else {})}
     for name in files:
         part = json.loads(Path(name).read_text())
         for key, value in part.items():
@@ -197,10 +197,11 @@ def main() -> None:
     parser.add_argument("--results", default=str(RESULTS), help="result file (JSON); merged with what it already holds")
     parser.add_argument("--semantic-npz", help="item semantic IDs for --data-npz runs (train_semantic_proxy.py, beauty_llm_ids.py)")
     parser.add_argument("--user-semantic-npz", help="user motivation IDs for --data-npz runs (beauty_llm_ids.py)")
+    parser.add_argument("--note", help="what this result file holds (stored as its 'note')")
     parser.add_argument("--merge", nargs="+", help="merge these result files (parallel runs) into --results, then stop")
     args = parser.parse_args()
     if args.merge:
-        merge(args.merge, Path(args.results))
+        merge(args.merge, Path(args.results), args.note)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -216,6 +217,7 @@ def main() -> None:
         return
     out = json.loads(RESULTS_PATH[0].read_text()) if RESULTS_PATH[0].exists() else {}
     out.setdefault("variants", {})
+    out["common_overrides"] = base[1:]
     out["protocol"] = ("leave-one-out on Amazon Beauty 5-core; test.full = all items ranked, history excluded; "
                        "test.sampled100 = 100 uniform unseen negatives (labelled, optimistic)")
     out["reference"] = {"published_sasrec": {"test.full.ndcg_10": 0.0318, "test.full.hr_10": 0.0605},
