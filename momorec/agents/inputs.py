@@ -24,8 +24,8 @@ from momorec.llm.config import resolved_dtype
 ITEM_FIELDS = ("title", "categories", "brand", "price", "description")
 
 
-def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
-    """The settings that change a user's outputs (not the engine kind, batch sizes or actor counts)."""
+def _model_settings(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
+    """What changes every output of the engine: templates, weights, decoding and pooling."""
     llm, a = cfg.llm, cfg.agents
     return {
         "prompt_version": a.prompt_version,
@@ -33,25 +33,28 @@ def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: st
         "model": model_name,
         "dtype": resolved_dtype(llm),
         "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
+        "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
+    }
+
+
+def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
+    """The settings that change a user's outputs (not the engine kind, batch sizes or actor counts)."""
+    a = cfg.agents
+    return {
+        **_model_settings(cfg, prompt_digest, model_name, seed),
         "tokens": [a.item_max_tokens, a.motivation_max_tokens, a.review_max_tokens, a.max_field_chars],
         "agents": [a.history_items, a.max_motivations, a.max_review_rounds, a.item_profiles, a.reason_pattern],
-        "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
     }
 
 
 def item_fingerprint(cfg: MotivateConfig, item_prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
     """The settings that change an item's profile and embedding. The user agents' settings stay out:
     tuning the reviewer re-motivates users, never re-profiles (or re-embeds) the whole catalog."""
-    llm, a = cfg.llm, cfg.agents
+    a = cfg.agents
     return {
-        "prompt_version": a.prompt_version,
-        "prompts": item_prompt_digest,
-        "model": model_name,
-        "dtype": resolved_dtype(llm),
-        "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
+        **_model_settings(cfg, item_prompt_digest, model_name, seed),
         "tokens": [a.item_max_tokens, a.max_field_chars],
         "item_profiles": a.item_profiles,
-        "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
     }
 
 
