@@ -89,7 +89,7 @@ def motivations_regex(n_history: int, max_motivations: int, reason_pattern: str)
     """
     n = max(1, min(n_history, 10))
     number = "(10|[1-9])" if n == 10 else f"[1-{n}]"
-    evidence = rf"\[{number}(,{number}){{0,{min(n, 10) - 1}}}\]"
+    evidence = rf"\[{number}(,{number}){{0,{n - 1}}}\]"
     one = rf'\{{"reason":"(?:{reason_pattern})","evidence":{evidence}\}}'
     return Regex(rf'\{{"motivations":\[{one}(,{one}){{0,{max_motivations - 1}}}\]\}}')
 

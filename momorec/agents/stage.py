@@ -174,9 +174,8 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         if not delta.exists(paths[name]):
             raise FileNotFoundError(f"Delta table {paths[name]} does not exist: run `momorec ingest` first")
     read_versions = {name: delta.version(paths[name]) for name in ("items", "sequences")}
-    items, sequences = _scope(
-        m, delta.read(paths["items"]), delta.read(paths["sequences"], columns=["user_id", "train_items"]), cfg.seed
-    )
+    catalog = delta.read(paths["items"])  # read once: the run's items, and every title / hint for user prompts
+    items, sequences = _scope(m, catalog, delta.read(paths["sequences"], columns=["user_id", "train_items"]), cfg.seed)
     stats = {name: AgentStats() for name in AGENT_NAMES}
 
     with stage_run(cfg, "motivate", {"motivate": m.model_dump(mode="json")}) as run, _progress(show_progress) as progress:
@@ -189,12 +188,11 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
         ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
         profile_by_id = dict(zip(ok.column("item_id").to_pylist(), ok.column("profile_text").to_pylist(), strict=True))
-        all_items_table = delta.read(paths["items"])
-        titles = dict(zip(all_items_table.column("item_id").to_pylist(), all_items_table.column("title").to_pylist(), strict=True))
+        titles = dict(zip(catalog.column("item_id").to_pylist(), catalog.column("title").to_pylist(), strict=True))
         if m.agents.item_profiles == "catalog":
             # no analyst profile: a purchase line shows its title and category path / brand (titles
             # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
-            profile_by_id = {row["item_id"]: catalog_hint(row) for row in all_items_table.to_pylist()}
+            profile_by_id = {row["item_id"]: catalog_hint(row) for row in catalog.to_pylist()}
         all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)
         existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
         todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
