@@ -76,13 +76,6 @@ def semantic_available(cfg, variant: str) -> bool:
     return "item" in kinds and ("user" in kinds or "user" not in variant)
 
 
-def semantic_from_npz(path: str) -> SemanticInputs:
-    """SemanticInputs saved by train_semantic_proxy.py or beauty_llm_ids.py (codes shifted by one, centroids)."""
-    with np.load(path) as npz:
-        return SemanticInputs(torch.from_numpy(npz["codes"]), int(npz["num_codes"]),
-                              torch.from_numpy(npz["centroids"]), str(npz["version"]))
-
-
 def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path, data_npz: str | None, key: str,
                 semantic_npz: str | None = None, user_semantic_npz: str | None = None) -> None:
     if data_npz:
@@ -93,8 +86,9 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
             if section.mode != "none":
                 if path is None:
                     raise SystemExit(f"variant {variant} needs {flag} with --data-npz")
-                semantic[entity] = semantic_from_npz(path)
-                out.setdefault("semantic_ids", {})[entity] = {"source": path, "version": semantic[entity].version}
+                semantic[entity] = SemanticInputs.load_npz(path)
+                ids = out["variants"].setdefault(key, {"overrides": VARIANTS[variant], "seeds": {}}).setdefault("semantic_ids", {})
+                ids[entity] = {"source": path, "version": semantic[entity].version}
         inputs = TrainingInputs(SequenceData.load_npz(data_npz), semantic["item"], semantic["user"])
     else:
         inputs = TrainingInputs.load(cfg)
@@ -106,7 +100,8 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
         record["motivated_users"] = int(motivated.size)
         (ckpt_root / key).mkdir(parents=True, exist_ok=True)
         np.save(record["motivated_users_file"], motivated)
-    record["device"] = "cuda" if cfg.train.use_gpu and torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    threads = cfg.train.torch_threads or torch.get_num_threads()  # the loop sets torch_threads only once it starts
+    record["device"] = "cuda" if cfg.train.use_gpu and torch.cuda.is_available() else f"cpu ({threads} threads)"
     record["architecture"] = cfg.train.model.architecture
     for seed in seeds:
         if str(seed) in record["seeds"]:
@@ -198,6 +193,7 @@ def main() -> None:
     parser.add_argument("--semantic-npz", help="item semantic IDs for --data-npz runs (train_semantic_proxy.py, beauty_llm_ids.py)")
     parser.add_argument("--user-semantic-npz", help="user motivation IDs for --data-npz runs (beauty_llm_ids.py)")
     parser.add_argument("--note", help="what this result file holds (stored as its 'note')")
+    parser.add_argument("--label", help="suffix of the result key (e.g. whiten128): the same variant with other semantic IDs")
     parser.add_argument("--merge", nargs="+", help="merge these result files (parallel runs) into --results, then stop")
     args = parser.parse_args()
     if args.merge:
@@ -227,7 +223,7 @@ def main() -> None:
     for variant in args.variants:
         vcfg = load_config(args.config, base + VARIANTS[variant])
         arch = vcfg.train.model.architecture
-        key = variant if arch == "sasrec" else f"{arch}_{variant}"
+        key = (variant if arch == "sasrec" else f"{arch}_{variant}") + (f"_{args.label}" if args.label else "")
         plain_key = "plain" if arch == "sasrec" else f"{arch}_plain"
         if args.data_npz and ((variant != "plain" and not args.semantic_npz) or ("user" in variant and not args.user_semantic_npz)):
             continue  # no IDs of that kind were given for the .npz run

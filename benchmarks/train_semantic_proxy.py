@@ -88,8 +88,7 @@ def main() -> None:
         SemanticInputConfig(mode="frozen", on_missing="reserved"), latest_codebook_dir(cfg, "item"),
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, codes=inputs.codes.numpy(), num_codes=inputs.num_codes,
-                        centroids=inputs.centroids.numpy(), version=str(inputs.version))
+    inputs.save_npz(args.out)
     logging.info("wrote %s: %s", args.out, facts)
 
 

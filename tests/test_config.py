@@ -39,6 +39,12 @@ def test_bad_keys_and_types_are_clear_errors(override, message):
         load_config(REPO / "configs/demo.yaml", [override])
 
 
+def test_whitening_without_pca_is_a_clear_error():
+    with pytest.raises(ConfigError, match="pca_whiten needs PCA"):
+        load_config(REPO / "configs/demo.yaml", ["quantize.pca_whiten=true", "quantize.pca_dim=null"])
+    assert load_config(REPO / "configs/demo.yaml", ["quantize.pca_whiten=true"]).quantize.pca_whiten
+
+
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

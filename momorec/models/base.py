@@ -27,6 +27,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,6 +59,17 @@ class SemanticInputs:
     num_codes: int
     centroids: torch.Tensor | None = None
     version: str | None = None
+
+    def save_npz(self, path: str) -> None:
+        """A portable snapshot, beside SequenceData.save_npz (for a machine without the Delta tables)."""
+        extra = {} if self.centroids is None else {"centroids": self.centroids.numpy()}
+        np.savez_compressed(path, codes=self.codes.numpy(), num_codes=self.num_codes, version=str(self.version), **extra)
+
+    @classmethod
+    def load_npz(cls, path: str) -> "SemanticInputs":
+        with np.load(path) as npz:
+            centroids = torch.from_numpy(npz["centroids"]) if "centroids" in npz.files else None
+            return cls(torch.from_numpy(npz["codes"]), int(npz["num_codes"]), centroids, str(npz["version"]))
 
 
 class SequentialRecommender(nn.Module, ABC):

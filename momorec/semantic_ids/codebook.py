@@ -9,6 +9,7 @@ codebook.npz arrays:
   codes_per_level  (L,) int64         K_l of each level (levels may differ)
   pca_mean         (D,) float32       subtracted before projecting
   pca_components   (d, D) float32     orthonormal rows; absent when PCA is off (identity)
+  pca_scale        (d,) float32       per-component standard deviation; present only when whitened
   fit_entity_ids   (n_fit,) int64     the entities the codebook was fit on
   coded_entity_ids (n,) int64         every entity coded when it was made (fit + assigned); later
                                       rows outside it are "new" for the drift measure
@@ -63,8 +64,9 @@ class Codebook:
         digest = hashlib.sha256()
         for array in (self.centroids, self.codes_per_level, self.projection.mean):
             digest.update(np.ascontiguousarray(array).tobytes())
-        if self.projection.components is not None:
-            digest.update(np.ascontiguousarray(self.projection.components).tobytes())
+        for optional in (self.projection.components, self.projection.scale):
+            if optional is not None:
+                digest.update(np.ascontiguousarray(optional).tobytes())
         return digest.hexdigest()[:12]
 
 
@@ -82,6 +84,8 @@ def save_codebook(codebook: Codebook, root: str) -> str:
     }
     if codebook.projection.components is not None:
         arrays["pca_components"] = codebook.projection.components.astype(np.float32)
+    if codebook.projection.scale is not None:
+        arrays["pca_scale"] = codebook.projection.scale.astype(np.float32)
     np.savez(os.path.join(folder, "codebook.npz"), **arrays)
     meta = {**codebook.meta, "version": version, "pca_explained_variance": codebook.projection.explained_variance}
     with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as fh:
@@ -103,7 +107,8 @@ def load_codebook(folder: str) -> Codebook:
     with open(os.path.join(folder, "meta.json"), encoding="utf-8") as fh:
         meta = json.load(fh)
     projection = Projection(
-        arrays["pca_mean"], arrays.get("pca_components"), float(meta.get("pca_explained_variance", 1.0))
+        arrays["pca_mean"], arrays.get("pca_components"), float(meta.get("pca_explained_variance", 1.0)),
+        arrays.get("pca_scale"),
     )
     return Codebook(
         centroids=arrays["centroids"],

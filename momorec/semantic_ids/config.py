@@ -24,6 +24,12 @@ class QuantizeConfig(StrictModel):
     pca_dim: int | None = Field(
         64, ge=1, description="PCA to this many dimensions before clustering (fit on training entities); None = off."
     )
+    pca_whiten: bool = Field(
+        False,
+        description="Divide each principal component by its standard deviation before clustering, so k-means "
+        "weighs every kept direction alike (LLM hidden states put most variance in a few surface-form "
+        "directions). Needs pca_dim.",
+    )
     pca_max_rows: int | None = Field(
         131_072, ge=2, description="PCA covariance from a seeded sample of at most this many rows (None = all rows)."
     )
@@ -82,6 +88,8 @@ class QuantizeConfig(StrictModel):
             raise ValueError("codes must be >= 1")
         if not self.entities:
             raise ValueError("entities must name at least one of item, user")
+        if self.pca_whiten and self.pca_dim is None:
+            raise ValueError("pca_whiten needs PCA: set pca_dim")
         return self
 
     def codes_per_level(self) -> list[int]:

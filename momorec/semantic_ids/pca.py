@@ -3,6 +3,13 @@
 Pass 1 sums rows (-> mean); pass 2 sums the centred scatter (x - mean)^T (x - mean). Centring before
 the scatter avoids the cancellation of X^T X - n mu mu^T, which is large for LLM hidden states (they
 share a big common direction). The components are the top eigenvectors of the covariance.
+
+Whitening (optional) divides each component by its standard deviation, so k-means weighs every kept
+direction alike. LLM hidden states are anisotropic: a few directions hold most of the variance and
+mostly encode surface form (length, wording), so plain PCA + k-means splits on those. On Amazon
+Beauty (SmolLM2-135M catalog embeddings, 3 x 256 codes) whitening raised the share of consecutive
+training purchases that share a level-1 code from 0.058 to 0.087 (pca 64) and 0.102 (pca 128);
+TF-IDF codes reach 0.074 (benchmarks/semantic_id_coherence.py).
 """
 
 from __future__ import annotations
@@ -16,15 +23,17 @@ from momorec.semantic_ids.blocks import CHUNK_ROWS
 
 @dataclass(frozen=True)
 class Projection:
-    """x -> (x - mean) @ components.T; components None means centring only (PCA off).
+    """x -> (x - mean) @ components.T / scale; components None means centring only (PCA off).
 
     mean: (D,) float32; components: (d, D) float32 with orthonormal rows, or None.
     explained_variance: fraction of the total variance the d components keep (1.0 when off).
+    scale: (d,) float32 standard deviation of each component when whitened, else None.
     """
 
     mean: np.ndarray
     components: np.ndarray | None
     explained_variance: float = 1.0
+    scale: np.ndarray | None = None
 
     @property
     def input_dim(self) -> int:
@@ -40,10 +49,14 @@ class Projection:
         for start in range(0, x.shape[0], CHUNK_ROWS):
             block = x[start : start + CHUNK_ROWS].astype(np.float32) - self.mean
             out[start : start + CHUNK_ROWS] = block if self.components is None else block @ self.components.T
+        if self.scale is not None:
+            out /= self.scale
         return out
 
     def invert(self, z: np.ndarray) -> np.ndarray:
         """(n, d) reduced vectors back to the input space (n, D) float32 (the PCA reconstruction)."""
+        if self.scale is not None:
+            z = z * self.scale
         back = z if self.components is None else z @ self.components
         return (back + self.mean).astype(np.float32)
 
@@ -68,14 +81,19 @@ def centred_scatter(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return scatter
 
 
-def fit_projection(count: int, mean: np.ndarray, scatter: np.ndarray | None, dim: int | None) -> Projection:
-    """The top-`dim` principal components from the reduced statistics (dim None = centring only).
+def fit_projection(
+    count: int, mean: np.ndarray, scatter: np.ndarray | None, dim: int | None, whiten: bool = False
+) -> Projection:
+    """The top-`dim` principal components from the reduced statistics (dim None = centring only),
+    each divided by its standard deviation when `whiten`.
 
     Signs are fixed (largest-magnitude coordinate of each component positive) so the same data give
     the same components on any sharding.
     """
     mean32 = mean.astype(np.float32)
     if dim is None:
+        if whiten:
+            raise ValueError("whitening needs PCA (set pca_dim)")
         return Projection(mean32, None, 1.0)
     input_dim = mean.shape[0]
     if dim > input_dim:
@@ -92,4 +110,9 @@ def fit_projection(count: int, mean: np.ndarray, scatter: np.ndarray | None, dim
     comps *= np.where(flip == 0, 1.0, flip)[:, None]
     total = float(np.clip(eigval, 0, None).sum())
     kept = float(np.clip(eigval[order], 0, None).sum())
-    return Projection(mean32, comps.astype(np.float32), kept / total if total > 0 else 1.0)
+    scale = None
+    if whiten:
+        std = np.sqrt(np.clip(eigval[order], 0, None))
+        # a direction with (numerically) no variance is left unscaled rather than blown up
+        scale = np.where(std > std.max() * 1e-6, std, 1.0).astype(np.float32) if std.max() > 0 else np.ones(dim, np.float32)
+    return Projection(mean32, comps.astype(np.float32), kept / total if total > 0 else 1.0, scale)

@@ -41,6 +41,7 @@ class FitParams:
     codes_per_level: tuple[int, ...]
     iterations: int = 20
     pca_dim: int | None = None
+    pca_whiten: bool = False
     pca_max_rows: int | None = 131_072
     init: str = "kmeans++"
     init_points_per_centroid: int = 16
@@ -122,7 +123,7 @@ def fit_residual(pool: ShardPool, params: FitParams, progress: Progress | None =
         else:
             rows = np.sort(rng.choice(n, size=params.pca_max_rows, replace=False))
             scatter, scatter_rows = sum(pool.each("centred_scatter", [(mean, *a) for a in _split_by_shard(rows, offsets)])), rows.size
-    projection = fit_projection(scatter_rows, mean, scatter, params.pca_dim)
+    projection = fit_projection(scatter_rows, mean, scatter, params.pca_dim, params.pca_whiten)
     pool.map("project", projection)
 
     # 2. the rows the Lloyd iterations run on

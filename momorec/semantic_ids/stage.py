@@ -50,6 +50,7 @@ def fit_params(cfg: PlatformConfig) -> FitParams:
         codes_per_level=tuple(q.codes_per_level()),
         iterations=q.iterations,
         pca_dim=q.pca_dim,
+        pca_whiten=q.pca_whiten,
         pca_max_rows=q.pca_max_rows,
         init=q.init,
         init_points_per_centroid=q.init_points_per_centroid,

@@ -68,3 +68,36 @@ def test_vllm_and_hf_give_the_same_embedding(vllm_engine, hf_engine):
     # of the states' common direction (mean-pooled states of different texts are also similar)
     dist = np.linalg.norm(v[:, None, :] - h[None, :, :], axis=2)
     assert (dist.argmin(axis=1) == np.arange(4)).all()
+
+
+def _reason_answers(engine):
+    """The agents' whole-output regex (motivations JSON with pattern-held reasons), mixed in one batch
+    with a JSON-schema row: each row keeps its own constraint."""
+    from momorec.agents.config import AgentsConfig
+    from momorec.agents.schemas import motivations_regex
+
+    regex = motivations_regex(3, 2, AgentsConfig().reason_pattern)
+    history = "[1] Nail polish, pink\n[2] Nail polish remover\n[3] Cuticle oil"
+    prompts = [engine.chat_prompt("Say why this shopper buys, as JSON.", history),
+               engine.chat_prompt("Answer in JSON.", "Is water wet?")]
+    outs = engine.generate(prompts, json_schema=[regex, YES_NO], max_tokens=96, temperature=0.0, seed=3)
+    return regex, outs
+
+
+def _assert_reason_answers(regex, outs):
+    import re
+
+    reasons, yes_no = outs
+    assert reasons.finish_reason == "stop" and re.fullmatch(regex.pattern, reasons.text), reasons.text
+    for m in json.loads(reasons.text)["motivations"]:
+        assert re.match(r"(Wants to|Needs to|Cares about) [a-z]", m["reason"]) and set(m["evidence"]) <= {1, 2, 3}
+    assert json.loads(yes_no.text)["answer"] in {"yes", "no"}
+
+
+def test_hf_regex_generation_matches_the_whole_output(hf_engine):
+    _assert_reason_answers(*_reason_answers(hf_engine))
+
+
+@pytest.mark.slow
+def test_vllm_regex_generation_matches_the_whole_output(vllm_engine):
+    _assert_reason_answers(*_reason_answers(vllm_engine))

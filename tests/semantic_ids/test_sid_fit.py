@@ -94,6 +94,18 @@ def test_assign_new_points_oracle_and_drift(make_clustered, tmp_path):
     assert result.residual_norm.shape == (1000,) and (result.residual_norm >= 0).all()
 
 
+def test_whitened_codebook_round_trips_and_gets_its_own_version(make_clustered, tmp_path):
+    x = make_clustered(1500, 12, 10, seed=5)
+    plain = fit(x, pca_dim=6)
+    white = fit(x, pca_dim=6, pca_whiten=True)
+    assert plain.codebook.projection.scale is None and white.codebook.projection.scale.shape == (6,)
+    assert plain.codebook.version() != white.codebook.version()
+    book = load_codebook(save_codebook(white.codebook, str(tmp_path / "cb")))
+    np.testing.assert_array_equal(book.projection.scale, white.codebook.projection.scale)
+    np.testing.assert_array_equal(encode(book, x).codes, white.coded.codes)
+    assert book.version() == white.codebook.version()
+
+
 def test_balanced_assignment_evens_out_codes():
     rng = np.random.default_rng(0)
     weights = 0.6 ** np.arange(10)

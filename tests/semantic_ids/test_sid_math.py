@@ -104,6 +104,19 @@ def test_pca_matches_numpy_svd():
         fit_projection(n, mean, None, dim=7)
 
 
+def test_whitened_pca_gives_unit_variance_and_inverts():
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(2000, 5)) * [50, 10, 3, 1, 0.2] + 7).astype(np.float32)
+    n, total = row_sum(x)
+    mean = total / n
+    proj = fit_projection(n, mean, centred_scatter(x, mean), dim=5, whiten=True)
+    z = proj.apply(x)
+    np.testing.assert_allclose(z.std(axis=0, ddof=1), 1.0, rtol=1e-3)
+    np.testing.assert_allclose(proj.invert(z), x, rtol=1e-3, atol=1e-3)  # all 5 components kept
+    with pytest.raises(ValueError, match="needs PCA"):
+        fit_projection(n, mean, None, dim=None, whiten=True)
+
+
 def test_metrics_hand_computed():
     codes = np.array([[0, 1], [0, 2], [1, 1], [1, 1]])
     sq_norm = np.array([4.0, 4.0, 4.0, 4.0])

@@ -73,3 +73,17 @@ def test_codes_matrix_shifts_codes_and_handles_missing_entities():
         codes_matrix(ids, codes, 3, np.array([1, 2, 3]), "error", "item")
     with pytest.raises(ValueError, match="different numbers of levels"):
         codes_matrix(np.array([1, 2]), [[0, 1], [0]], 3, np.array([1]), "error", "item")
+
+
+@pytest.mark.parametrize("with_centroids", [True, False])
+def test_semantic_inputs_npz_round_trip(tmp_path, with_centroids):
+    import torch
+
+    from momorec.models.base import SemanticInputs
+
+    codes = torch.tensor([[0, 0], [1, 3], [4, 2]])
+    centroids = torch.rand(2, 4, 5) if with_centroids else None
+    SemanticInputs(codes, 4, centroids, "v7").save_npz(str(tmp_path / "s.npz"))
+    back = SemanticInputs.load_npz(str(tmp_path / "s.npz"))
+    assert torch.equal(back.codes, codes) and back.num_codes == 4 and back.version == "v7"
+    assert (back.centroids is None) if centroids is None else torch.equal(back.centroids, centroids)
