@@ -30,6 +30,12 @@ class AgentsConfig(StrictModel):
         "opener and plain words (see momorec.agents.schemas.motivations_regex). None = the plain JSON schema, under "
         "which SmolLM2-135M wrote unreadable reasons for 61 of 64 Beauty users. Must not match '\"' or '\\\\'.",
     )
+    critique_pattern: str | None = Field(
+        "(Cite|Name|Make|Replace|Remove|Explain) [a-z][a-z ,'-]{6,60}",
+        description="Regular expression the reviewer's critique must match when it asks for a revision: one imperative "
+        "sentence in plain words, which the revision prompt then shows (momorec.agents.schemas.review_regex). "
+        "An accept carries an empty critique. None = the plain JSON schema. Must not match '\"' or '\\\\'.",
+    )
     history_items: int = Field(10, ge=1, description="The user's most recent N training items shown to the motivation analyst.")
     max_motivations: int = Field(3, ge=1, le=5, description="At most this many motivations per user.")
     max_review_rounds: int = Field(1, ge=0, description="Revision rounds the reviewer may ask for (0 = no reviewer).")

@@ -40,10 +40,13 @@ def _model_settings(cfg: MotivateConfig, prompt_digest: str, model_name: str, se
 def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
     """The settings that change a user's outputs (not the engine kind, batch sizes or actor counts)."""
     a = cfg.agents
+    agents = [a.history_items, a.max_motivations, a.max_review_rounds, a.item_profiles, a.reason_pattern]
+    if a.max_review_rounds > 0:  # a reviewer setting that cannot act leaves the users' hashes alone
+        agents.append(a.critique_pattern)
     return {
         **_model_settings(cfg, prompt_digest, model_name, seed),
         "tokens": [a.item_max_tokens, a.motivation_max_tokens, a.review_max_tokens, a.max_field_chars],
-        "agents": [a.history_items, a.max_motivations, a.max_review_rounds, a.item_profiles, a.reason_pattern],
+        "agents": agents,
     }
 
 

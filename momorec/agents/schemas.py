@@ -94,6 +94,13 @@ def motivations_regex(n_history: int, max_motivations: int, reason_pattern: str)
     return Regex(rf'\{{"motivations":\[{one}(,{one}){{0,{max_motivations - 1}}}\]\}}')
 
 
+def review_regex(critique_pattern: str) -> Regex:
+    """The reviewer's JSON (compact, verdict first) as one regular expression: an accept with an empty
+    critique, or a revise whose critique matches `critique_pattern` (what the revision prompt shows).
+    Same reason as motivations_regex: under the bare schema a small model's critique is free text."""
+    return Regex(rf'(?:\{{"verdict":"accept","critique":""\}}|\{{"verdict":"revise","critique":"(?:{critique_pattern})"\}})')
+
+
 def review_schema() -> dict[str, Any]:
     return {
         "type": "object",

@@ -36,6 +36,7 @@ from momorec.agents.schemas import (
     item_profile_schema,
     motivations_regex,
     motivations_schema,
+    review_regex,
     review_schema,
 )
 from momorec.llm.base import Engine
@@ -180,7 +181,7 @@ def _review(ctx: AgentContext, states: list[_UserState]) -> list[Outcome]:
             ctx.engine.chat_prompt(
                 *reviewer_prompt(ctx.prompts, s.entries, s.draft.model_dump()["motivations"], a.max_field_chars)
             ),
-            review_schema(),
+            review_schema() if a.critique_pattern is None else review_regex(a.critique_pattern),
             parse_review,
         )
         for s in states

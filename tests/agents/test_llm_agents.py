@@ -9,7 +9,7 @@ import pytest
 from momorec.agents.config import AgentsConfig
 from momorec.agents.prompts import load_prompts
 from momorec.agents.schemas import ItemProfile
-from momorec.agents.workers import AgentContext, profile_items
+from momorec.agents.workers import AgentContext, motivate_users, profile_items
 
 pytestmark = pytest.mark.llm
 
@@ -70,3 +70,26 @@ def test_tiny_token_limit_gives_recorded_failures_not_a_crash(agent_engine):
     assert all(r["attempts"] == 2 and r["embedding"] is None for r in rows)
     stats = ctx.stats["item_analyst"]
     assert stats.failures["truncated"] == 3 and stats.retries == 3 and stats.tokens_out == 3 * 2 * 4
+
+
+def test_regex_held_agents_only_ever_fail_by_truncation(agent_engine):
+    """Drafts and reviews under the default patterns (v2 prompts, reviewer on): every answer that is
+    not cut by the token limit parses, and the reasons read as the pattern says."""
+    import re
+
+    agents = AgentsConfig(history_items=3, max_attempts=2, motivation_max_tokens=80, review_max_tokens=48)
+    ctx = AgentContext(agent_engine, load_prompts("v2"), agents, temperature=0.0, seed=5)
+    users = [
+        {"user_id": 1, "history_item_ids": [1, 2, 3], "profiles": ["", "", ""],
+         "titles": ["Essie Nail Polish, Marshmallow", "Cuticle oil pen", "Nail polish remover pads"]},
+        {"user_id": 2, "history_item_ids": [4, 5, 6], "profiles": ["", "", ""],
+         "titles": ["Dry shampoo spray", "Wet Brush detangler", "Argan oil hair mask"]},
+    ]
+    rows = motivate_users(ctx, users)
+    assert [r["user_id"] for r in rows] == [1, 2]
+    for agent in ("motivation_analyst", "reviewer"):
+        assert set(ctx.stats[agent].attempt_failures) <= {"truncated"}, (agent, ctx.stats[agent].attempt_failures)
+    assert ctx.stats["reviewer"].requests >= sum(r["status"] == "ok" for r in rows) > 0
+    for row in rows:
+        if row["status"] == "ok":
+            assert all(re.fullmatch(agents.reason_pattern, m["reason"]) for m in json.loads(row["motivations_json"]))

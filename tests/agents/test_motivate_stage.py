@@ -60,6 +60,7 @@ def test_stage_fills_both_tables_without_leakage_and_reruns_for_free(motivate_cf
 
     run = mlflow.get_run(result.mlflow_run_id)
     assert run.data.metrics["item_analyst.tokens_out"] > 0 and "motivation_analyst.tokens_per_s" in run.data.metrics
+    assert run.data.metrics["reviewer.requests"] >= sum(r["status"] == "ok" for r in users.to_pylist())  # every draft reviewed
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.mlflow_run_id, "prompts")}
     version = cfg.motivate.agents.prompt_version
     assert f"prompts/item_analyst.{version}.txt" in artifacts and f"prompts/reviewer.{version}.txt" in artifacts

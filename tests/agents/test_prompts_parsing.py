@@ -32,6 +32,7 @@ from momorec.agents.schemas import (
     item_profile_schema,
     motivations_regex,
     motivations_schema,
+    review_regex,
     review_schema,
 )
 
@@ -194,6 +195,23 @@ def test_content_hash_changes_with_inputs_and_settings_only():
     assert content_hash(fp, [1]) != content_hash(fp, [2])
 
 
+def test_review_regex_gives_an_empty_accept_or_a_readable_critique():
+    import re
+
+    from momorec.agents.config import AgentsConfig
+
+    rx = re.compile(review_regex(AgentsConfig().critique_pattern).pattern)
+    for good in ('{"verdict":"accept","critique":""}', '{"verdict":"revise","critique":"Cite the purchases of hair dye"}'):
+        assert rx.fullmatch(good) and parse_review(good).ok
+    for bad in (
+        '{"verdict":"accept","critique":"fine"}',  # an accept says nothing
+        '{"verdict":"revise","critique":""}',  # a revise says what to fix
+        '{"verdict":"revise","critique":"whyBuy()."}',  # not an imperative in plain words
+        '{"verdict":"maybe","critique":""}',
+    ):
+        assert not rx.fullmatch(bad), bad
+
+
 def test_user_agent_settings_change_user_hashes_but_never_item_hashes():
     """Tuning the reviewer or the reason pattern re-motivates users; it must not re-profile the catalog."""
     base = MotivateConfig()
@@ -205,6 +223,11 @@ def test_user_agent_settings_change_user_hashes_but_never_item_hashes():
         assert item_fingerprint(MotivateConfig.model_validate(change), "d", "m", 1) != item_fingerprint(base, "d", "m", 1)
     prompts = load_prompts("v2")
     assert prompts.digest_of("item_analyst") != prompts.digest  # the item hash reads its own template only
+    critique = {"critique_pattern": "(Fix) [a-z ]{6,80}"}
+    no_reviewer = MotivateConfig.model_validate({"agents": {"max_review_rounds": 0}})
+    assert settings_fingerprint(MotivateConfig.model_validate({"agents": critique}), "d", "m", 1) != settings_fingerprint(base, "d", "m", 1)
+    assert settings_fingerprint(MotivateConfig.model_validate({"agents": {**critique, "max_review_rounds": 0}}), "d", "m", 1) \
+        == settings_fingerprint(no_reviewer, "d", "m", 1)  # no reviewer: its pattern cannot change an output
 
 
 def test_pending_skips_ok_rows_with_the_same_hash():
