@@ -27,8 +27,8 @@ class QuantizeConfig(StrictModel):
     pca_whiten: bool = Field(
         False,
         description="Divide each principal component by its standard deviation before clustering, so k-means "
-        "weighs every kept direction alike (LLM hidden states put most variance in a few surface-form "
-        "directions). Needs pca_dim.",
+        "weighs every kept direction alike (LLM hidden states put most variance in a few directions). Needs pca_dim "
+        "and many more rows than pca_dim (768 users in 128 dims collapsed onto a few codes).",
     )
     pca_max_rows: int | None = Field(
         131_072, ge=2, description="PCA covariance from a seeded sample of at most this many rows (None = all rows)."

@@ -5,8 +5,8 @@ the scatter avoids the cancellation of X^T X - n mu mu^T, which is large for LLM
 share a big common direction). The components are the top eigenvectors of the covariance.
 
 Whitening (optional) divides each component by its standard deviation, so k-means weighs every kept
-direction alike. LLM hidden states are anisotropic: a few directions hold most of the variance and
-mostly encode surface form (length, wording), so plain PCA + k-means splits on those. On Amazon
+direction alike. LLM hidden states are anisotropic (on Beauty's catalog embeddings the top 5 of 576
+components hold 49 % of the variance), so plain PCA + k-means splits mostly along those few. On Amazon
 Beauty (SmolLM2-135M catalog embeddings, 3 x 256 codes) whitening raised the share of consecutive
 training purchases that share a level-1 code from 0.059 to 0.090 (pca 64) and 0.105 (pca 128);
 TF-IDF codes reach 0.074 (benchmarks/semantic_id_coherence.py).
