@@ -78,6 +78,7 @@ def semantic_available(cfg, variant: str) -> bool:
 
 def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path, data_npz: str | None, key: str,
                 semantic_npz: str | None = None, user_semantic_npz: str | None = None) -> None:
+    record = out["variants"].setdefault(key, {"overrides": VARIANTS[variant], "seeds": {}})
     if data_npz:
         semantic = {}
         for entity, section, path, flag in (("item", cfg.train.model.item_semantic, semantic_npz, "--semantic-npz"),
@@ -87,13 +88,11 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
                 if path is None:
                     raise SystemExit(f"variant {variant} needs {flag} with --data-npz")
                 semantic[entity] = SemanticInputs.load_npz(path)
-                ids = out["variants"].setdefault(key, {"overrides": VARIANTS[variant], "seeds": {}}).setdefault("semantic_ids", {})
-                ids[entity] = {"source": path, "version": semantic[entity].version}
+                record.setdefault("semantic_ids", {})[entity] = {"source": path, "version": semantic[entity].version}
         inputs = TrainingInputs(SequenceData.load_npz(data_npz), semantic["item"], semantic["user"])
     else:
         inputs = TrainingInputs.load(cfg)
     max_len = cfg.train.model.max_len
-    record = out["variants"].setdefault(key, {"overrides": VARIANTS[variant], "seeds": {}})
     if inputs.user_semantic is not None:  # users with motivation IDs (the others hold the reserved code 0)
         motivated = np.flatnonzero(inputs.user_semantic.codes.numpy().any(axis=1))
         record["motivated_users_file"] = str(ckpt_root / key / "motivated_users.npy")
