@@ -36,13 +36,14 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "semantic_id_coherence.json"
 
 
+def training_prefixes(data) -> list[np.ndarray]:
+    """Each user's training items, oldest first (never the validation or test item)."""
+    return [data.items[data.offsets[u] : data.offsets[u] + data.train_len[u]] for u in range(data.num_users)]
+
+
 def consecutive_training_pairs(data) -> np.ndarray:
     """(P, 2) item ids of every consecutive pair inside each user's training prefix."""
-    pairs = []
-    for u in range(data.num_users):
-        seq = data.items[data.offsets[u] : data.offsets[u] + data.train_len[u]]
-        pairs.append(np.stack([seq[:-1], seq[1:]], axis=1))
-    return np.concatenate(pairs)
+    return np.concatenate([np.stack([seq[:-1], seq[1:]], axis=1) for seq in training_prefixes(data)])
 
 
 def prefix_keys(codes: np.ndarray, length: int) -> np.ndarray:
@@ -78,8 +79,7 @@ def sweep(cfg, data, pairs: np.ndarray, dims: list[int]) -> dict:
     from momorec.storage import delta
 
     emb = embeddings_from_arrow(delta.read(cfg.table_path("item_profiles"), columns=["item_id", "status", "embedding"]), "item_id")
-    train_items = np.unique(np.concatenate([data.items[data.offsets[u] : data.offsets[u] + data.train_len[u]]
-                                            for u in range(data.num_users)]))
+    train_items = np.unique(np.concatenate(training_prefixes(data)))
     fit_rows = np.flatnonzero(np.isin(emb.ids, train_items))
     results = {}
     for dim in dims:
