@@ -28,4 +28,4 @@ test: install
 	$(BIN)/python -m pytest -q -rs || [ $$? -eq 5 ]
 
 clean:
-	rm -rf warehouse mlflow.db mlartifacts .pytest_cache
+	rm -rf warehouse mlflow.db mlartifacts logs .pytest_cache

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,11 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from momorec import progress
 from momorec.config import ConfigError, PlatformConfig, load_config
-from momorec.pipeline import run_pipeline, stage_function
+from momorec.pipeline import PipelineResult, run_pipeline, stage_function
+from momorec.progress import stage_summary
+from momorec.run_log import RunOutput, StageFailed, captured, one_line, record_failure
 from momorec.typed import StageResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="MoMoREC: motivation- and semantic-ID-aware recommendation.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="MoMoREC: motivation- and semantic-ID-aware recommendation.")
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file (see configs/).")]
@@ -25,7 +27,9 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a config key, e.g. --set ingest.kcore=5 (repeatable, applied in order)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show Spark, Ray and LLM output and INFO logs here (else only in the log file).")
+]
 
 
 def _load(config: Path, overrides: list[str] | None) -> PlatformConfig:
@@ -36,27 +40,69 @@ def _load(config: Path, overrides: list[str] | None) -> PlatformConfig:
         raise typer.Exit(code=2) from exc
 
 
-def _print_result(result: StageResult, as_json: bool) -> None:
+def _fail(as_json: bool, command: str, error: BaseException, out: RunOutput) -> typer.Exit:
+    """One line (or one JSON object) saying what failed and why; the traceback is in the log file."""
+    record_failure(error)
+    stage = error.stage if isinstance(error, StageFailed) else command
+    reason = one_line(error)
     if as_json:
-        sys.stdout.write(result.model_dump_json() + "\n")
+        out.out.write(json.dumps({"error": reason, "stage": stage, "log": out.log_path}) + "\n")
+    else:
+        said = progress.console()
+        said.print(f"[red]momorec {command} failed[/red] at {stage}: {reason}", highlight=False, soft_wrap=True)
+        said.print(f"Full log: {out.log_path}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def _execute(command: str, cfg: PlatformConfig, as_json: bool, verbose: bool, call) -> tuple[StageResult, RunOutput]:
+    """Run `call()` with the libraries' output in the command's log file; print the result or one failure line."""
+    with captured(cfg.log_dir, command, verbose=verbose, show_progress=not as_json) as out:
+        try:
+            result = call()
+        except Exception as exc:  # every failure: one line here, the traceback in the log
+            raise _fail(as_json, command, exc, out) from exc
+        if as_json:
+            out.out.write(result.model_dump_json() + "\n")
+        else:
+            _print_result(result, out)
+        return result, out
+
+
+def _print_result(result: StageResult, out: RunOutput) -> None:
+    console_out = Console(file=out.out)
+    if isinstance(result, PipelineResult):
+        _print_pipeline(result, console_out, out.log_path)
         return
     table = Table(title=f"momorec {result.stage}", show_header=False)
     for key, value in result.model_dump().items():
         shown = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
         table.add_row(key, shown)
-    Console().print(table)
+    console_out.print(table)
+    console_out.print(f"Full log:       {out.log_path}", highlight=False, soft_wrap=True)
+
+
+def _print_pipeline(result: PipelineResult, out: Console, log_path: str) -> None:
+    table = Table(title=f"momorec {result.stage}: {result.dataset}")
+    table.add_column("stage")
+    table.add_column("result")
+    table.add_column("wall s", justify="right")
+    for name, stage in result.stages.items():
+        table.add_row(name, stage_summary(stage), f"{stage.get('wall_time_s') or 0:.1f}")
+    out.print(table)
+    out.print(f"Wall time:      {result.wall_time_s:.1f} s", highlight=False, soft_wrap=True)
+    out.print(f"Delta tables:   {result.warehouse}", highlight=False, soft_wrap=True)
+    out.print(f"MLflow run:     {result.mlflow_run_id} (experiment {result.experiment!r}, store {result.tracking_uri})",
+              highlight=False, soft_wrap=True)
+    if result.tracking_uri.startswith("sqlite:"):
+        out.print(f"Open the UI:    .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1",
+                  highlight=False, soft_wrap=True)
+    out.print(f"Full log:       {log_path}", highlight=False, soft_wrap=True)
 
 
 def run_stage(name: str, config: Path, overrides: list[str] | None, as_json: bool, verbose: bool) -> StageResult:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
     cfg = _load(config, overrides)
     func = stage_function(name)
-    try:
-        result = func(cfg, show_progress=not as_json)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]{name} failed:[/red] {exc}")
-        raise typer.Exit(code=1) from exc
-    _print_result(result, as_json)
+    result, _ = _execute(name, cfg, as_json, verbose, lambda: func(cfg, show_progress=not as_json))
     return result
 
 
@@ -76,36 +122,11 @@ _make_stage_command("evaluate", "Leave-one-out evaluation: full ranking (and lab
 _make_stage_command("recommend", "Top-K recommendations per user, explained by the user's motivation, into Delta.")
 
 
-def _run_pipeline_command(cfg: PlatformConfig, as_json: bool, call) -> None:
-    try:
-        result = call()
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]pipeline failed:[/red] {exc}")
-        raise typer.Exit(code=1) from exc
-    if as_json:
-        sys.stdout.write(result.model_dump_json() + "\n")
-        return
-    out = Console()
-    table = Table(title=f"momorec {result.stage}: {cfg.dataset}")
-    table.add_column("stage")
-    table.add_column("result")
-    table.add_column("wall s", justify="right")
-    for name, stage in result.stages.items():
-        table.add_row(name, summarize(stage), f"{stage.get('wall_time_s') or 0:.1f}")
-    out.print(table)
-    out.print(f"Wall time:      {result.wall_time_s:.1f} s")
-    out.print(f"Delta tables:   {result.warehouse}")
-    out.print(f"MLflow run:     {result.mlflow_run_id} (experiment {result.experiment!r}, store {result.tracking_uri})")
-    if result.tracking_uri.startswith("sqlite:"):
-        out.print(f"Open the UI:    .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1")
-
-
 @app.command("run")
 def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """The whole pipeline (the config's pipeline.stages) under one parent MLflow run; unchanged stages are skipped."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
     cfg = _load(config, set_)
-    _run_pipeline_command(cfg, as_json, lambda: run_pipeline(cfg, show_progress=not as_json))
+    _execute("run", cfg, as_json, verbose, lambda: run_pipeline(cfg, show_progress=not as_json))
 
 
 @app.command("refresh")
@@ -126,7 +147,6 @@ def refresh(
     from momorec.ingest.config import EventSource
     from momorec.refresh import run_refresh
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
     cfg = _load(config, set_)
     try:
         source = EventSource(path=new_logs[0], format=log_format, user_col=user_col, item_col=item_col,
@@ -134,28 +154,8 @@ def refresh(
     except ValidationError as exc:
         console.print(f"[red]bad new-log options:[/red] {exc}")
         raise typer.Exit(code=2) from exc
-    _run_pipeline_command(cfg, as_json, lambda: run_refresh(cfg, new_logs, show_progress=not as_json, source=source))
-
-
-def summarize(stage: dict) -> str:
-    """The figures a person looks at first, per stage result."""
-    if stage.get("skipped"):
-        return f"skipped: {stage.get('reason', 'unchanged')}"
-    if stage.get("stage") == "promote":
-        return (f"v{stage.get('candidate_version')} -> @{stage.get('decision')} "
-                f"(valid NDCG@10 {stage.get('candidate_valid_ndcg_10')} vs champion {stage.get('champion_valid_ndcg_10')})")
-    keys = ("users", "items", "interactions", "rows_rejected", "users_processed", "items_processed", "users_ok",
-            "users_failed", "levels", "best_epoch", "valid", "metrics", "model_version")
-    parts = []
-    for key in keys:
-        if key in stage and stage[key] not in (None, {}, []):
-            value = stage[key]
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in list(value.items())[:6])
-            parts.append(f"{key}={value}")
-    if stage.get("unchanged"):
-        parts.append("unchanged")
-    return "; ".join(parts)
+    _execute("refresh", cfg, as_json, verbose,
+             lambda: run_refresh(cfg, new_logs, show_progress=not as_json, source=source))
 
 
 @app.command("config")

@@ -19,6 +19,7 @@ from momorec.evaluation.config import EvaluateConfig
 from momorec.ingest.config import IngestConfig
 from momorec.recommend.config import RecommendConfig
 from momorec.semantic_ids.config import QuantizeConfig
+from momorec.storage.locations import resolve_optional, resolve_path, resolve_tracking_uri
 from momorec.training.config import TrainConfig
 from momorec.typed import StrictModel
 
@@ -94,7 +95,15 @@ class PlatformConfig(StrictModel):
     """Everything one pipeline run needs."""
 
     dataset: str = Field(description="Dataset name: tables go to <warehouse>/<dataset>/.")
-    warehouse: str = Field("warehouse", description="Root folder (or object-store URI) of the Delta tables.")
+    warehouse: str = Field(
+        "warehouse",
+        description="Root folder (or object-store URI) of the Delta tables; a relative folder is relative to the folder "
+        "the command was started in (resolved when the config is loaded).",
+    )
+    log_dir: str = Field(
+        "logs", description="Where `momorec run`/`refresh` and the stage commands write their full log (relative: to the "
+        "folder the command was started in)."
+    )
     seed: int = Field(2026, description="Global seed; each stage derives its own from it unless it sets one.")
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -142,21 +151,39 @@ def apply_override(tree: dict[str, Any], parts: list[str], value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _resolve_relative_paths(tree: dict[str, Any], base: Path) -> None:
-    """Input paths in a YAML file are relative to that file, so configs work from any working folder."""
-
-    def resolve(p: str) -> str:
-        if "://" in p or os.path.isabs(p):
-            return p
-        return str((base / p).resolve())
-
+def _input_locations(tree: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(mapping, key) of every input path in a config tree: the event sources and the catalog."""
     ingest = tree.get("ingest") or {}
-    for source in ingest.get("sources") or []:
-        if isinstance(source, dict) and isinstance(source.get("path"), str):
-            source["path"] = resolve(source["path"])
-    catalog = ingest.get("catalog")
-    if isinstance(catalog, dict) and isinstance(catalog.get("path"), str):
-        catalog["path"] = resolve(catalog["path"])
+    found = [(source, "path") for source in ingest.get("sources") or [] if isinstance(source, dict)]
+    if isinstance(ingest.get("catalog"), dict):
+        found.append((ingest["catalog"], "path"))
+    return [(node, key) for node, key in found if isinstance(node.get(key), str)]
+
+
+def _output_locations(tree: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(mapping, key) of every other location: warehouse, staging, checkpoints, caches, markers, logs."""
+    train = tree["train"]
+    found = [(tree, "warehouse"), (tree, "log_dir"), (tree["ingest"], "staging_dir"),
+             (tree["motivate"]["llm"], "cache_dir"), (train, "checkpoint_dir"), (train, "warm_start"),
+             (tree["tracking"], "artifact_location")]
+    if train.get("fault_injection"):
+        found.append((train["fault_injection"], "marker"))
+    return found
+
+
+def resolve_locations(cfg: PlatformConfig, cwd: str | None = None) -> PlatformConfig:
+    """The same config with every location absolute (or a URI), relative ones against `cwd`.
+
+    Input paths written in a config file were already resolved against that file's folder by
+    `load_config`; what is still relative here came from `--set` or code and means the working folder.
+    """
+    base = os.path.abspath(cwd or os.getcwd())
+    tree = cfg.model_dump(mode="json")
+    for node, key in [*_input_locations(tree), *_output_locations(tree)]:
+        node[key] = resolve_optional(node.get(key), base)
+    if tree["tracking"].get("tracking_uri"):
+        tree["tracking"]["tracking_uri"] = resolve_tracking_uri(tree["tracking"]["tracking_uri"], base)
+    return PlatformConfig.model_validate(tree)
 
 
 def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
@@ -176,18 +203,21 @@ def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> PlatformConfig:
     """Read a YAML config, apply `--set` overrides in order, validate the whole tree.
 
-    Input paths inside the file resolve against the file's folder; the warehouse and tracking store
-    stay relative to the working folder (where a user expects their outputs).
+    Input paths inside the file resolve against the file's folder; every other location (warehouse,
+    staging, checkpoints, tracking store, and any path given with `--set`) against the working folder,
+    where a user expects their outputs. The returned config holds only absolute paths and URIs.
     """
     tree: dict[str, Any] = {}
     if path is not None:
         tree = read_yaml_mapping(path, "config file")
-        _resolve_relative_paths(tree, Path(path).resolve().parent)
+        folder = str(Path(path).resolve().parent)
+        for node, key in _input_locations(tree):
+            node[key] = resolve_path(node[key], folder)
     for text in overrides or []:
         parts, value = parse_override(text)
         apply_override(tree, parts, value)
     try:
-        return PlatformConfig.model_validate(tree)
+        return resolve_locations(PlatformConfig.model_validate(tree))
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigError("invalid config:\n" + "\n".join(lines)) from exc

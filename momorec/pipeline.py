@@ -15,8 +15,9 @@ import time
 
 from pydantic import Field
 
-from momorec import tracking
+from momorec import progress, tracking
 from momorec.config import PlatformConfig
+from momorec.run_log import StageFailed
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,17 @@ def _run_stage(cfg: PlatformConfig, name: str, func, show_progress: bool, extra_
     return result
 
 
+def _promote(cfg: PlatformConfig, train_run_id: str) -> dict:
+    """The new model against the @champion (momorec.registry.promote), tagged on the parent run."""
+    import mlflow
+
+    from momorec import registry
+
+    promotion = registry.promote(cfg, train_run_id, cfg.pipeline.promote_tolerance)
+    mlflow.set_tags({"momorec.promotion": promotion.decision, "momorec.model_version": str(promotion.candidate_version)})
+    return {"stage": "promote", "wall_time_s": 0.0, **promotion.model_dump(mode="json")}
+
+
 def run_pipeline(
     cfg: PlatformConfig,
     show_progress: bool = True,
@@ -98,8 +110,6 @@ def run_pipeline(
     """
     import mlflow
 
-    from momorec import registry
-
     names = stages or list(cfg.pipeline.stages)
     functions = [(name, stage_function(name)) for name in names]  # fail fast on a bad name
     uri = tracking.configure(cfg.tracking)
@@ -107,14 +117,21 @@ def run_pipeline(
     results: dict[str, dict] = {}
     with mlflow.start_run(run_name=f"{kind}:{cfg.dataset}", tags={"momorec.stage": kind}) as parent:
         mlflow.log_params(tracking.flat_params({"pipeline.stages": names, "dataset": cfg.dataset}))
-        for name, func in functions:
-            log.info("stage %s", name)
-            results[name] = _run_stage(cfg, name, func, show_progress, extra_sources)
-            if name == "train" and not results[name].get("skipped") and cfg.train.log_model:
-                promotion = registry.promote(cfg, results[name]["mlflow_run_id"], cfg.pipeline.promote_tolerance)
-                results["promote"] = {"stage": "promote", "wall_time_s": 0.0, **promotion.model_dump(mode="json")}
-                mlflow.set_tags({"momorec.promotion": promotion.decision,
-                                 "momorec.model_version": str(promotion.candidate_version)})
+        for number, (name, func) in enumerate(functions, start=1):
+            position = f"[{number}/{len(functions)}]"
+            log.info("stage %s %s", position, name)
+            if show_progress:
+                progress.stage_started(position, name)
+            try:
+                results[name] = _run_stage(cfg, name, func, show_progress, extra_sources)
+                if show_progress:
+                    progress.stage_finished(position, name, results[name])
+                if name == "train" and not results[name].get("skipped") and cfg.train.log_model:
+                    results["promote"] = _promote(cfg, results[name]["mlflow_run_id"])
+                    if show_progress:
+                        progress.stage_finished(position, "promote", results["promote"])
+            except Exception as exc:
+                raise StageFailed(name, exc) from exc  # the CLI prints it as one line
         skipped = [name for name, r in results.items() if r.get("skipped")]
         mlflow.log_metrics({"wall_time_s": time.perf_counter() - start, "stages_skipped": len(skipped)})
     return PipelineResult(

@@ -1,4 +1,10 @@
-"""Progress bars for long stage steps (rich, on stderr so `--json` stdout stays one JSON object)."""
+"""What a person sees while the platform runs: one line per stage, and a bar inside long stages.
+
+Everything is drawn on one console (stderr by default, so `--json` stdout stays one JSON object).
+The CLI points it at the real terminal when it sends the libraries' own output (Spark, Ray, vLLM)
+to the run's log file (momorec.run_log); stages draw their bars with `progress_bar()` so those bars
+stay visible there. In a pipe the bars are off and the stage lines remain.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,26 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+
+_console = Console(stderr=True)
+
+
+def console() -> Console:
+    """The console progress is drawn on."""
+    return _console
+
+
+def use_console(target: Console) -> Console:
+    """Draw progress on `target` from now on; returns the console used before."""
+    global _console
+    previous, _console = _console, target
+    return previous
+
+
+def progress_bar(*columns: ProgressColumn | str, show: bool = True, transient: bool = True) -> Progress:
+    """A rich Progress on the progress console; drawn only on a terminal (a pipe gets the stage lines)."""
+    return Progress(*columns, console=_console, transient=transient, disable=not (show and _console.is_terminal))
 
 
 @contextlib.contextmanager
@@ -15,9 +40,9 @@ def step_progress(show: bool, description: str, total: int) -> Iterator[Callable
     if not show:
         yield lambda label: None
         return
-    progress = Progress(
+    progress = progress_bar(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[step]}"), TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+        TextColumn("{task.fields[step]}"), TimeElapsedColumn(),
     )
     with progress:
         task = progress.add_task(description, total=total, step="")
@@ -26,3 +51,34 @@ def step_progress(show: bool, description: str, total: int) -> Iterator[Callable
             progress.update(task, advance=1, step=label)
 
         yield advance
+
+
+def stage_started(position: str, name: str) -> None:
+    _console.print(f"[bold]{position}[/bold] {name} ...", highlight=False, soft_wrap=True)
+
+
+def stage_finished(position: str, name: str, result: dict) -> None:
+    seconds = result.get("wall_time_s") or 0.0
+    _console.print(f"[green]done[/green] {position} {name} in {seconds:.1f} s: {stage_summary(result)}", highlight=False,
+                   soft_wrap=True)
+
+
+def stage_summary(stage: dict) -> str:
+    """The figures a person looks at first, per stage result."""
+    if stage.get("skipped"):
+        return f"skipped: {stage.get('reason', 'unchanged')}"
+    if stage.get("stage") == "promote":
+        return (f"v{stage.get('candidate_version')} -> @{stage.get('decision')} "
+                f"(valid NDCG@10 {stage.get('candidate_valid_ndcg_10')} vs champion {stage.get('champion_valid_ndcg_10')})")
+    keys = ("users", "items", "interactions", "rows_rejected", "users_processed", "items_processed", "users_ok",
+            "users_failed", "levels", "best_epoch", "valid", "metrics", "model_version")
+    parts = []
+    for key in keys:
+        if key in stage and stage[key] not in (None, {}, []):
+            value = stage[key]
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in list(value.items())[:6])
+            parts.append(f"{key}={value}")
+    if stage.get("unchanged"):
+        parts.append("unchanged")
+    return "; ".join(parts)

@@ -42,7 +42,7 @@ QUICKSTART = [
     new_code_cell(
         "import logging\n\n"
         "import pandas as pd\n\n"
-        "from momorec.cli import summarize\n"
+        "from momorec.progress import stage_summary as summarize\n"
         "from momorec.config import load_config\n"
         "from momorec.pipeline import run_pipeline\n\n"
         "logging.basicConfig(level=logging.WARNING)\n"

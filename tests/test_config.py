@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from momorec.config import ConfigError, load_config, parse_override
+from tests.conftest import DEMO_CONFIG as DEMO
 from tests.conftest import REPO
 
 
@@ -52,3 +55,46 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_every_location_is_resolved_once_at_load(tmp_path, monkeypatch):
+    """Relative inputs in the file: against the file's folder; everything else: against the working folder."""
+    conf = tmp_path / "conf"
+    work = tmp_path / "work"
+    conf.mkdir()
+    work.mkdir()
+    (conf / "c.yaml").write_text(
+        "dataset: d\nwarehouse: wh\ningest:\n  sources: [{path: ../data/ev.csv}]\n  catalog: {path: items.jsonl}\n"
+        "train:\n  checkpoint_dir: ckpt\n  fault_injection: {marker: m.flag}\n"
+        "tracking: {tracking_uri: 'sqlite:///ml.db', artifact_location: art}\n"
+    )
+    monkeypatch.chdir(work)
+    cfg = load_config(conf / "c.yaml", ["ingest.staging_dir=stage", "train.warm_start=~/w.pt",
+                                        "motivate.llm.cache_dir=cache"])
+    assert cfg.ingest.sources[0].path == str(tmp_path / "data" / "ev.csv")
+    assert cfg.ingest.catalog.path == str(conf / "items.jsonl")
+    assert cfg.warehouse == str(work / "wh") and cfg.dataset_root == str(work / "wh" / "d")
+    assert cfg.ingest.staging_dir == str(work / "stage")
+    assert cfg.train.checkpoint_dir == str(work / "ckpt")
+    assert cfg.train.fault_injection.marker == str(work / "m.flag")
+    assert cfg.train.warm_start == os.path.expanduser("~/w.pt")
+    assert cfg.motivate.llm.cache_dir == str(work / "cache")
+    assert cfg.tracking.tracking_uri == f"sqlite:///{work / 'ml.db'}"
+    assert cfg.tracking.artifact_location == str(work / "art")
+    assert cfg.log_dir == str(work / "logs")
+    # An override of an input path means the working folder, like every other --set path.
+    assert load_config(conf / "c.yaml", ["ingest.catalog.path=cat.jsonl"]).ingest.catalog.path == str(work / "cat.jsonl")
+
+
+def test_uris_are_left_as_they_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(DEMO, ["warehouse=s3://bucket/wh", "tracking.tracking_uri=http://127.0.0.1:5000",
+                             "tracking.artifact_location=s3://bucket/mlartifacts", "train.checkpoint_dir=gs://b/ck"])
+    assert cfg.warehouse == "s3://bucket/wh" and cfg.dataset_root == "s3://bucket/wh/demo"
+    assert cfg.tracking.tracking_uri == "http://127.0.0.1:5000"
+    assert cfg.tracking.artifact_location == "s3://bucket/mlartifacts"
+    assert cfg.train.checkpoint_dir == "gs://b/ck"
+    # Loading a resolved config again (as a worker or a submitted job does) changes nothing.
+    from momorec.config import resolve_locations
+
+    assert resolve_locations(cfg, cwd="/somewhere/else") == cfg

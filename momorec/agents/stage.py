@@ -30,6 +30,7 @@ from momorec.agents.runner import AgentStats
 from momorec.agents.workers import AGENT_NAMES
 from momorec.config import PlatformConfig
 from momorec.llm.model_cache import resolve_model
+from momorec.progress import progress_bar
 from momorec.storage import delta
 from momorec.storage.schemas import ITEM_PROFILES, USER_MOTIVATIONS
 from momorec.typed import StageResult
@@ -60,7 +61,7 @@ class MotivateResult(StageResult):
 def _progress(show: bool) -> Progress | nullcontext:
     if not show:
         return nullcontext()
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+    return progress_bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
 
 
 def _run_pool(

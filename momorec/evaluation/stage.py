@@ -16,13 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
-from rich.progress import Progress
 
 from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.evaluation.evaluator import protocol_label, rank_users
 from momorec.evaluation.metrics import hit_at_k, ndcg_at_k, summarize
 from momorec.evaluation.significance import align_users, mean_std, paired_test
+from momorec.progress import progress_bar
 from momorec.storage import delta, schemas
 from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
 from momorec.training.data import SequenceData, load_sequences
@@ -117,7 +117,7 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
         log.warning("models were trained on sequences version(s) %s, evaluating on version %s", trained_on, data.versions.get("sequences"))
     ranks_path = cfg.table_path("evaluation_ranks")
     params = {"evaluate": ev.model_dump(mode="json"), "train_run_id": train_run_id}
-    with tracking.stage_run(cfg, "evaluate", params=params) as run, Progress(disable=not show_progress, transient=True) as progress:
+    with tracking.stage_run(cfg, "evaluate", params=params) as run, progress_bar(show=show_progress) as progress:
         tracking.log_table_versions(
             read={"sequences": data.versions.get("sequences"), "item_ids": data.versions.get("item_ids"),
                   "trained_models": delta.version(cfg.table_path("trained_models"))},

@@ -21,8 +21,10 @@ from rich.markup import escape
 
 from momorec.config import ConfigError, TrackingConfig, load_config
 from momorec.platform import auth, compare as comparing, overlay as overlays, submit as submitting
+from momorec.storage.locations import is_uri
 
 console = Console(stderr=True)
+log = logging.getLogger(__name__)
 NOT_SUBMITTABLE = {"submit", "compare"}
 
 
@@ -109,7 +111,11 @@ def submit(
         if remote_config:
             job_config = str(config)
         else:
-            load_config(config, overrides)  # fail here, not on the cluster
+            checked = load_config(config, overrides)  # fail here, not on the cluster
+            if not is_uri(checked.warehouse):
+                log.warning("warehouse %r is a path: the job resolves it on the cluster, against the job's own working "
+                            "folder, which is gone when the job ends; use an object-store URI (s3://, gs://, abfss://) "
+                            "or a path every node mounts", checked.warehouse)
             job_config = submitting.job_config_path(config, upload_dir)
         token = auth.resolve_token(token_file)
     except (ConfigError, auth.TokenError, submitting.SubmitError) as exc:

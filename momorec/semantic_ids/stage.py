@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from momorec import tracking
 from momorec.config import PlatformConfig
+from momorec.progress import console as progress_console
+from momorec.progress import progress_bar
 from momorec.semantic_ids.assign import drift_ratio
 from momorec.semantic_ids.codebook import Codebook, codebook_root, latest_codebook_dir, load_codebook, save_codebook
 from momorec.semantic_ids.inputs import Embeddings, embeddings_from_arrow
@@ -268,7 +269,7 @@ def _progress(show: bool) -> contextlib.AbstractContextManager[Progress | None]:
     if not show:
         return contextlib.nullcontext(None)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, console=Console(stderr=True), transient=True)
+    return progress_bar(*columns)
 
 
 def run_quantize(cfg: PlatformConfig, show_progress: bool = True) -> QuantizeResult:
@@ -315,5 +316,5 @@ def run_quantize(cfg: PlatformConfig, show_progress: bool = True) -> QuantizeRes
             entities=summaries,
         )
     if show_progress:
-        Console(stderr=True).print(metrics_table(result))
+        progress_console().print(metrics_table(result))
     return result

@@ -18,11 +18,12 @@ import numpy as np
 import pyarrow as pa
 import torch
 from pydantic import Field
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.evaluation.significance import mean_std
+from momorec.progress import progress_bar
 from momorec.storage import delta, schemas
 from momorec.training.checkpoint import FILE, load_checkpoint, model_from_checkpoint
 from momorec.training.data import training_arrays
@@ -110,8 +111,8 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
         tracking.log_table_versions(read=read_versions, written={})
         mlflow.log_params({k: str(v) for k, v in semantic_facts.items()})
         mlflow.log_metrics({"users": inputs.data.num_users, "items": inputs.data.num_items, "train_rows": rows_trainable})
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
-                            TimeElapsedColumn(), disable=not show_progress, transient=True)
+        progress = progress_bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
+                                TimeElapsedColumn(), show=show_progress)
         with progress:
             for seed in seeds:
                 task = progress.add_task(f"seed {seed}", total=train.epochs)
