@@ -27,7 +27,7 @@ MOMOREC = Path(sys.executable).parent / "momorec"
 SLICE = [
     "spark.master=local[2]", "motivate.execution.limit_users=4", "motivate.llm.engine=hf", "motivate.llm.dtype=float32",
     "motivate.agents.item_max_tokens=48", "motivate.agents.motivation_max_tokens=64", "motivate.agents.review_max_tokens=32",
-    "motivate.agents.max_attempts=1", "motivate.agents.max_review_rounds=0", "quantize.codes=4", "quantize.pca_dim=8",
+    "motivate.agents.max_attempts=1", "motivate.agents.max_review_rounds=0", "quantize.codes=2", "quantize.pca_dim=4",
     "train.epochs=2", "train.seeds=[2026]", "train.launcher=ray", "train.num_workers=2", "evaluate.protocols=[full]",
 ]
 
