@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.momorec-installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install run test bench clean
+.PHONY: install run test lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/momorec run --config $(CONFIG)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install
 	# pytest exits 5 when it collects no tests; that is not a broken build.

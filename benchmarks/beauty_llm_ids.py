@@ -49,10 +49,17 @@ def export_npz(cfg, folder: Path) -> dict[str, str]:
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for entity, size, wanted in (("item", data.num_items, np.unique(data.items)), ("user", data.max_user_id, data.user_ids)):
+    for entity, size, wanted in (
+        ("item", data.num_items, np.unique(data.items)),
+        ("user", data.max_user_id, data.user_ids),
+    ):
         inputs, facts = load_semantic_inputs(
-            cfg.table_path("semantic_ids"), entity, size, wanted,
-            SemanticInputConfig(mode="frozen", on_missing="reserved"), latest_codebook_dir(cfg, entity),
+            cfg.table_path("semantic_ids"),
+            entity,
+            size,
+            wanted,
+            SemanticInputConfig(mode="frozen", on_missing="reserved"),
+            latest_codebook_dir(cfg, entity),
         )
         path = folder / f"beauty_{entity}_llm.npz"
         inputs.save_npz(str(path))
@@ -68,9 +75,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000, help="size of the fixed user sample")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides")
     parser.add_argument("--user-codes", type=int, default=32, help="codes per level of the user codebook")
-    parser.add_argument("--skip-quantize", action="store_true", help="only the motivate stage (e.g. to time a small sample)")
-    parser.add_argument("--quantize-only", action="store_true",
-                        help="refit the codebooks on the motivate outputs already in the warehouse (e.g. other quantize settings)")
+    parser.add_argument(
+        "--skip-quantize", action="store_true", help="only the motivate stage (e.g. to time a small sample)"
+    )
+    parser.add_argument(
+        "--quantize-only",
+        action="store_true",
+        help="refit the codebooks on the motivate outputs already in the warehouse (e.g. other quantize settings)",
+    )
     parser.add_argument("--npz-dir", default=str(ROOT / ".bench"))
     parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
@@ -79,8 +91,12 @@ def main() -> None:
     from momorec.config import load_config
     from momorec.storage import delta
 
-    overrides = [f"warehouse={args.warehouse}", "motivate.agents.item_profiles=catalog",
-                 f"motivate.execution.sample_users={args.users}", *args.overrides]
+    overrides = [
+        f"warehouse={args.warehouse}",
+        "motivate.agents.item_profiles=catalog",
+        f"motivate.execution.sample_users={args.users}",
+        *args.overrides,
+    ]
     cfg = load_config(args.config, overrides)
     if not delta.exists(cfg.table_path("sequences")):
         from momorec.ingest.stage import run_ingest
@@ -104,7 +120,8 @@ def main() -> None:
         "overrides": overrides[1:],
         "user_sample": {
             "rule": "uniform random: the first N of numpy default_rng(seed).permutation over the users sorted by id",
-            "seed": cfg.seed, "size": len(sample),
+            "seed": cfg.seed,
+            "size": len(sample),
             "user_ids_sha256": hashlib.sha256(json.dumps(sample).encode()).hexdigest(),
         },
         "motivate": motivate or "not run (--quantize-only): the warehouse's item_profiles and user_motivations",

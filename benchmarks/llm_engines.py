@@ -41,7 +41,12 @@ def demo_histories(users: int, history: int) -> list[list[str]]:
 
 
 def run_engine(kind: str, texts: list[tuple[str, str, int]], args) -> dict:
-    cfg = LLMConfig(engine=kind, batch_size=args.batch, max_model_len=1024, dtype=args.vllm_dtype if kind == "vllm" else args.hf_dtype)
+    cfg = LLMConfig(
+        engine=kind,
+        batch_size=args.batch,
+        max_model_len=1024,
+        dtype=args.vllm_dtype if kind == "vllm" else args.hf_dtype,
+    )
     start = time.perf_counter()
     engine = build_engine(cfg, default_seed=0)
     prompts = [engine.chat_prompt(system, user) for system, user, _ in texts]
@@ -82,8 +87,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--hf-dtype", default="float32", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--vllm-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="auto = float32 on an AVX2-only CPU (bf16 is emulated there), bfloat16 with native bf16")
+    parser.add_argument(
+        "--vllm-dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="auto = float32 on an AVX2-only CPU (bf16 is emulated there), bfloat16 with native bf16",
+    )
     args = parser.parse_args()
     prompts = load_prompts(AgentsConfig().prompt_version)
     texts = []

@@ -69,21 +69,33 @@ def run_faiss(x: np.ndarray, beam: int, codes: int = CODES) -> dict:
     train_s = time.perf_counter() - start
     codes = rq.compute_codes(x)
     total_s = time.perf_counter() - start
-    return {"method": f"faiss.ResidualQuantizer(beam={beam})", "fit_s": train_s, "fit_and_code_s": total_s,
-            "rel_error": rel_error(x, rq.decode(codes))}
+    return {
+        "method": f"faiss.ResidualQuantizer(beam={beam})",
+        "fit_s": train_s,
+        "fit_and_code_s": total_s,
+        "rel_error": rel_error(x, rq.decode(codes)),
+    }
 
 
-def run_ours(x: np.ndarray, iterations: int, max_ppc: int | None, pca_dim: int | None = None, codes: int = CODES) -> dict:
-    params = FitParams((codes,) * LEVELS, iterations=iterations, max_points_per_centroid=max_ppc, pca_dim=pca_dim, seed=0)
+def run_ours(
+    x: np.ndarray, iterations: int, max_ppc: int | None, pca_dim: int | None = None, codes: int = CODES
+) -> dict:
+    params = FitParams(
+        (codes,) * LEVELS, iterations=iterations, max_points_per_centroid=max_ppc, pca_dim=pca_dim, seed=0
+    )
     start = time.perf_counter()
     out = fit_residual(LocalPool.from_array(x), params)  # fit includes the codes of every row
     seconds = time.perf_counter() - start
     from momorec.semantic_ids.residual import decode
 
     x_hat = decode(out.codebook, out.coded.codes, to_input=True)
-    return {"method": f"momorec(iterations={iterations}, max_points_per_centroid={max_ppc}, pca_dim={pca_dim})",
-            "fit_s": seconds, "fit_and_code_s": seconds, "rel_error": rel_error(x, x_hat),
-            "rel_error_reported": out.coded.rel_error()}
+    return {
+        "method": f"momorec(iterations={iterations}, max_points_per_centroid={max_ppc}, pca_dim={pca_dim})",
+        "fit_s": seconds,
+        "fit_and_code_s": seconds,
+        "rel_error": rel_error(x, x_hat),
+        "rel_error_reported": out.coded.rel_error(),
+    }
 
 
 def best(fn, repeats: int) -> dict:
@@ -92,24 +104,39 @@ def best(fn, repeats: int) -> dict:
     return min(runs, key=lambda r: r["fit_and_code_s"])
 
 
-def compare(name: str, x: np.ndarray, repeats: int, ours_grid: list[tuple[int, int | None]], codes: int = CODES) -> dict:
+def compare(
+    name: str, x: np.ndarray, repeats: int, ours_grid: list[tuple[int, int | None]], codes: int = CODES
+) -> dict:
     print(f"[a] {name}: {x.shape[0]} x {x.shape[1]}, {LEVELS} x {codes} codes", flush=True)
     faiss_runs = [best(lambda b=b: run_faiss(x, b, codes), repeats) for b in (1, 5)]
     ours_runs = [best(lambda it=it, m=m: run_ours(x, it, m, codes=codes), repeats) for it, m in ours_grid]
     for r in faiss_runs + ours_runs:
-        print(f"    {r['method']:<70} fit+codes {r['fit_and_code_s']:7.2f} s   rel_error {r['rel_error']:.5f}", flush=True)
+        print(
+            f"    {r['method']:<70} fit+codes {r['fit_and_code_s']:7.2f} s   rel_error {r['rel_error']:.5f}", flush=True
+        )
     ratios = {}
     for ref in faiss_runs:
         ok = [r for r in ours_runs if r["rel_error"] <= ref["rel_error"]]
         if ok:
             fastest = min(ok, key=lambda r: r["fit_and_code_s"])
-            ratios[ref["method"]] = {"ours": fastest["method"], "time_ratio": fastest["fit_and_code_s"] / ref["fit_and_code_s"],
-                                     "ours_rel_error": fastest["rel_error"], "faiss_rel_error": ref["rel_error"]}
+            ratios[ref["method"]] = {
+                "ours": fastest["method"],
+                "time_ratio": fastest["fit_and_code_s"] / ref["fit_and_code_s"],
+                "ours_rel_error": fastest["rel_error"],
+                "faiss_rel_error": ref["rel_error"],
+            }
         else:
             ratios[ref["method"]] = {"ours": None, "note": "no setting of ours reached faiss's error"}
         print(f"    vs {ref['method']}: {ratios[ref['method']]}", flush=True)
-    return {"data": name, "rows": int(x.shape[0]), "dim": int(x.shape[1]), "codes": codes, "faiss": faiss_runs, "ours": ours_runs,
-            "time_ratio_at_equal_or_lower_error": ratios}
+    return {
+        "data": name,
+        "rows": int(x.shape[0]),
+        "dim": int(x.shape[1]),
+        "codes": codes,
+        "faiss": faiss_runs,
+        "ours": ours_runs,
+        "time_ratio_at_equal_or_lower_error": ratios,
+    }
 
 
 def beauty_embeddings(warehouse: str) -> np.ndarray | None:
@@ -131,9 +158,22 @@ def scale_child(rows: int, dim: int, pca_dim: int | None, iterations: int) -> No
     out = fit_residual(LocalPool.from_array(x), params)
     fit_s = time.perf_counter() - data_s
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"rows": rows, "dim": dim, "pca_dim": pca_dim, "levels": LEVELS, "codes": CODES,
-                      "iterations": iterations, "fit_s": fit_s, "peak_rss_gb": peak / 2**30,
-                      "data_gb": x.nbytes / 2**30, "rel_error": out.coded.rel_error()}))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "dim": dim,
+                "pca_dim": pca_dim,
+                "levels": LEVELS,
+                "codes": CODES,
+                "iterations": iterations,
+                "fit_s": fit_s,
+                "peak_rss_gb": peak / 2**30,
+                "data_gb": x.nbytes / 2**30,
+                "rel_error": out.coded.rel_error(),
+            }
+        )
+    )
 
 
 def scale(rows: int, dim: int, pca_dim: int | None, iterations: int) -> dict:
@@ -144,8 +184,11 @@ def scale(rows: int, dim: int, pca_dim: int | None, iterations: int) -> dict:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_wall_s"] = time.perf_counter() - start
     result["meets_targets"] = result["fit_s"] < 60 and result["peak_rss_gb"] < 4
-    print(f"    fit {result['fit_s']:.1f} s, peak RSS {result['peak_rss_gb']:.2f} GB (data {result['data_gb']:.2f} GB), "
-          f"rel_error {result['rel_error']:.4f}", flush=True)
+    print(
+        f"    fit {result['fit_s']:.1f} s, peak RSS {result['peak_rss_gb']:.2f} GB (data {result['data_gb']:.2f} GB), "
+        f"rel_error {result['rel_error']:.4f}",
+        flush=True,
+    )
     return result
 
 
@@ -154,7 +197,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Smaller data, one repeat (a smoke run).")
     parser.add_argument("--warehouse", default="warehouse", help="Where to look for beauty/item_profiles.")
     parser.add_argument("--embeddings", help="An .npz whose array `items` (n, D) is compared too.")
-    parser.add_argument("--embeddings-codes", type=int, default=CODES, help="Codes per level for --embeddings (a power of 2).")
+    parser.add_argument(
+        "--embeddings-codes", type=int, default=CODES, help="Codes per level for --embeddings (a power of 2)."
+    )
     parser.add_argument("--parts", default="a,b", help="Which parts to run: a, b or a,b.")
     parser.add_argument("--child", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,12 +213,18 @@ def main() -> None:
     grid = [(10, 256), (20, 256), (10, None)]
     parts = set(args.parts.split(","))
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() and parts != {"a", "b"} else {}
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "faiss_threads": faiss.omp_get_max_threads(),
-               "load_avg_at_start": os.getloadavg()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "load_avg_at_start": os.getloadavg(),
+    }
     results["config"] = {"levels": LEVELS, "codes": CODES, "repeats": repeats}
     if "a" in parts:
         results["a_machine"] = machine
-        results["a_vs_faiss"] = [compare(f"synthetic clustered {rows_a} x 64", clustered(rows_a, 64, 500, seed=0), repeats, grid)]
+        results["a_vs_faiss"] = [
+            compare(f"synthetic clustered {rows_a} x 64", clustered(rows_a, 64, 500, seed=0), repeats, grid)
+        ]
         beauty = beauty_embeddings(args.warehouse)
         if beauty is None:
             note = f"no {args.warehouse}/beauty/item_profiles table yet"

@@ -27,7 +27,10 @@ RESULTS = REPO / "benchmarks" / "results" / "refresh.json"
 
 
 def stage_walls(result) -> dict[str, float | str]:
-    return {name: ("skipped" if r.get("skipped") else round(r.get("wall_time_s") or 0.0, 1)) for name, r in result.stages.items()}
+    return {
+        name: ("skipped" if r.get("skipped") else round(r.get("wall_time_s") or 0.0, 1))
+        for name, r in result.stages.items()
+    }
 
 
 def main() -> None:
@@ -37,9 +40,12 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.01, help="Share of users with new events.")
     parser.add_argument("--workdir", default=None, help="Work folder (default: a new temporary one).")
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--next-night", action="store_true",
-                        help="Reuse --workdir's warehouse and the full-run time measured there (in --out): time one more "
-                             "night on other users, without a second full run.")
+    parser.add_argument(
+        "--next-night",
+        action="store_true",
+        help="Reuse --workdir's warehouse and the full-run time measured there (in --out): time one more "
+        "night on other users, without a second full run.",
+    )
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")

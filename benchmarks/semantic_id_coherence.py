@@ -74,11 +74,13 @@ def sweep(cfg, data, pairs: np.ndarray, dims: list[int]) -> dict:
 
     from momorec.semantic_ids.inputs import embeddings_from_arrow
     from momorec.semantic_ids.residual import encode, fit_residual
-    from momorec.semantic_ids.stage import fit_params
     from momorec.semantic_ids.shards import LocalPool
+    from momorec.semantic_ids.stage import fit_params
     from momorec.storage import delta
 
-    emb = embeddings_from_arrow(delta.read(cfg.table_path("item_profiles"), columns=["item_id", "status", "embedding"]), "item_id")
+    emb = embeddings_from_arrow(
+        delta.read(cfg.table_path("item_profiles"), columns=["item_id", "status", "embedding"]), "item_id"
+    )
     train_items = np.unique(np.concatenate(training_prefixes(data)))
     fit_rows = np.flatnonzero(np.isin(emb.ids, train_items))
     results = {}
@@ -90,19 +92,29 @@ def sweep(cfg, data, pairs: np.ndarray, dims: list[int]) -> dict:
             codes = np.zeros((data.num_items + 1, len(params.codes_per_level)), np.int64)
             codes[emb.ids] = encode(fitted.codebook, emb.vectors).codes + 1  # 0 = no code
             name = f"llm_pca{dim}{'_whiten' if whiten else ''}"
-            results[name] = {**coherence(codes, pairs, emb.ids), "fit_s": round(time.perf_counter() - start, 1),
-                             "pca_explained_variance": round(fitted.codebook.projection.explained_variance, 3)}
+            results[name] = {
+                **coherence(codes, pairs, emb.ids),
+                "fit_s": round(time.perf_counter() - start, 1),
+                "pca_explained_variance": round(fitted.codebook.projection.explained_variance, 3),
+            }
             logging.info("%s: %s", name, results[name])
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-npz", default=str(ROOT / ".bench" / "beauty.npz"),
-                        help="the Beauty split (train_quality.py --export-npz)")
+    parser.add_argument(
+        "--data-npz",
+        default=str(ROOT / ".bench" / "beauty.npz"),
+        help="the Beauty split (train_quality.py --export-npz)",
+    )
     parser.add_argument("--codes", nargs="*", default=[], help="NAME=PATH.npz SemanticInputs files to score")
-    parser.add_argument("--sweep", action="store_true", help="refit the LLM item embeddings over --pca-dims x whitening")
-    parser.add_argument("--config", default=str(ROOT / "configs" / "beauty.yaml"), help="quantize settings and warehouse of --sweep")
+    parser.add_argument(
+        "--sweep", action="store_true", help="refit the LLM item embeddings over --pca-dims x whitening"
+    )
+    parser.add_argument(
+        "--config", default=str(ROOT / "configs" / "beauty.yaml"), help="quantize settings and warehouse of --sweep"
+    )
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides, e.g. warehouse=...")
     parser.add_argument("--pca-dims", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--results", default=str(RESULTS))
@@ -114,10 +126,13 @@ def main() -> None:
 
     data = SequenceData.load_npz(args.data_npz)
     pairs = consecutive_training_pairs(data)
-    out = {"protocol": "consecutive pairs of training purchases (validation and test items never used); "
-                       "same = share of pairs whose item codes agree on the first k levels; chance = the same "
-                       "for independent pairs with the same code frequencies",
-           "pairs": int(len(pairs)), "codebooks": {}}
+    out = {
+        "protocol": "consecutive pairs of training purchases (validation and test items never used); "
+        "same = share of pairs whose item codes agree on the first k levels; chance = the same "
+        "for independent pairs with the same code frequencies",
+        "pairs": int(len(pairs)),
+        "codebooks": {},
+    }
     for spec in args.codes:
         name, path = spec.split("=", 1)
         semantic = SemanticInputs.load_npz(path)
@@ -127,7 +142,11 @@ def main() -> None:
         from momorec.config import load_config
 
         cfg = load_config(args.config, args.overrides)
-        out["sweep_config"] = {"config": args.config, "overrides": args.overrides, "quantize": cfg.quantize.model_dump(mode="json")}
+        out["sweep_config"] = {
+            "config": args.config,
+            "overrides": args.overrides,
+            "quantize": cfg.quantize.model_dump(mode="json"),
+        }
         out["codebooks"].update(sweep(cfg, data, pairs, args.pca_dims))
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps(out, indent=2, sort_keys=True))

@@ -35,8 +35,8 @@ from momorec.config import load_config  # noqa: E402
 from momorec.evaluation.evaluator import protocol_label, rank_users  # noqa: E402
 from momorec.evaluation.metrics import ndcg_at_k, summarize  # noqa: E402
 from momorec.evaluation.significance import mean_std, paired_test  # noqa: E402
-from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from momorec.models import SemanticInputs  # noqa: E402
+from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from momorec.training.data import SequenceData  # noqa: E402
 from momorec.training.runner import TrainingInputs, train_local  # noqa: E402
 
@@ -44,10 +44,16 @@ VARIANTS: dict[str, list[str]] = {
     "plain": [],
     "item_frozen": ["train.model.item_semantic.mode=frozen"],
     "item_trainable": ["train.model.item_semantic.mode=trainable"],
-    "item_user_frozen": ["train.model.item_semantic.mode=frozen", "train.model.user_semantic.mode=frozen",
-                         "train.model.user_semantic.on_missing=reserved"],
-    "item_user_trainable": ["train.model.item_semantic.mode=trainable", "train.model.user_semantic.mode=trainable",
-                            "train.model.user_semantic.on_missing=reserved"],
+    "item_user_frozen": [
+        "train.model.item_semantic.mode=frozen",
+        "train.model.user_semantic.mode=frozen",
+        "train.model.user_semantic.on_missing=reserved",
+    ],
+    "item_user_trainable": [
+        "train.model.item_semantic.mode=trainable",
+        "train.model.user_semantic.mode=trainable",
+        "train.model.user_semantic.on_missing=reserved",
+    ],
 }
 RESULTS = ROOT / "benchmarks" / "results" / "train_quality.json"
 RESULTS_PATH = [RESULTS]  # --results may point elsewhere (e.g. the GPU run's $OUT)
@@ -76,13 +82,24 @@ def semantic_available(cfg, variant: str) -> bool:
     return "item" in kinds and ("user" in kinds or "user" not in variant)
 
 
-def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path, data_npz: str | None, key: str,
-                semantic_npz: str | None = None, user_semantic_npz: str | None = None) -> None:
+def run_variant(
+    cfg,
+    variant: str,
+    seeds: list[int],
+    out: dict,
+    ckpt_root: Path,
+    data_npz: str | None,
+    key: str,
+    semantic_npz: str | None = None,
+    user_semantic_npz: str | None = None,
+) -> None:
     record = out["variants"].setdefault(key, {"overrides": VARIANTS[variant], "seeds": {}})
     if data_npz:
         semantic = {}
-        for entity, section, path, flag in (("item", cfg.train.model.item_semantic, semantic_npz, "--semantic-npz"),
-                                            ("user", cfg.train.model.user_semantic, user_semantic_npz, "--user-semantic-npz")):
+        for entity, section, path, flag in (
+            ("item", cfg.train.model.item_semantic, semantic_npz, "--semantic-npz"),
+            ("user", cfg.train.model.user_semantic, user_semantic_npz, "--user-semantic-npz"),
+        ):
             semantic[entity] = None
             if section.mode != "none":
                 if path is None:
@@ -106,18 +123,26 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
         if str(seed) in record["seeds"]:
             continue
         start = time.perf_counter()
-        tag = hashlib.sha1(json.dumps(sorted(cfg.train.model_dump(mode="json").items()), default=str).encode()).hexdigest()[:8]
+        tag = hashlib.sha1(
+            json.dumps(sorted(cfg.train.model_dump(mode="json").items()), default=str).encode()
+        ).hexdigest()[:8]
         folder = ckpt_root / key / tag / f"seed_{seed}"  # concurrent runs with other overrides never collide
         state = train_local(cfg, inputs, seed, str(folder))
         wall = time.perf_counter() - start
         device = "cuda" if cfg.train.use_gpu and torch.cuda.is_available() else "cpu"
         model = model_from_checkpoint(load_checkpoint(str(folder))).to(device)
-        per_seed = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "train_wall_s": wall,
-                    "stopped_by_time": state.stopped_by_time,
-                    "valid.full.ndcg_10": state.best_metric,
-                    "epoch_time_s": float(np.median([h["train.epoch_time_s"] for h in state.history]))}
+        per_seed = {
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "train_wall_s": wall,
+            "stopped_by_time": state.stopped_by_time,
+            "valid.full.ndcg_10": state.best_metric,
+            "epoch_time_s": float(np.median([h["train.epoch_time_s"] for h in state.history])),
+        }
         for protocol in ("full", "sampled"):
-            users, ranks = rank_users(model, inputs.data, "test", protocol, max_len, 1024, 100, negative_seed=seed, device=device)
+            users, ranks = rank_users(
+                model, inputs.data, "test", protocol, max_len, 1024, 100, negative_seed=seed, device=device
+            )
             label = protocol_label(protocol, 100)
             per_seed.update({f"test.{label}.{k}": v for k, v in summarize(ranks).items() if k != "users"})
             if protocol == "full":
@@ -125,7 +150,9 @@ def run_variant(cfg, variant: str, seeds: list[int], out: dict, ckpt_root: Path,
         per_seed["checkpoint"] = str(folder)
         record["seeds"][str(seed)] = per_seed
         logging.info("%s seed %d: %s", variant, seed, json.dumps(per_seed))
-        record["summary"] = mean_std([{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in record["seeds"].values()])
+        record["summary"] = mean_std(
+            [{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in record["seeds"].values()]
+        )
         save(out)
 
 
@@ -148,7 +175,11 @@ def compare_with_plain(plain: dict, record: dict) -> None:
     record["vs_plain_ndcg10"] = {"seeds": seeds, **paired_test(a, b)}
     if record.get("motivated_users_file"):
         keep = np.isin(ua, np.load(record["motivated_users_file"]))
-        record["vs_plain_ndcg10_motivated_users"] = {"seeds": seeds, "users": int(keep.sum()), **paired_test(a[keep], b[keep])}
+        record["vs_plain_ndcg10_motivated_users"] = {
+            "seeds": seeds,
+            "users": int(keep.sum()),
+            **paired_test(a[keep], b[keep]),
+        }
 
 
 def merge(files: list[str], target: Path, note: str | None = None) -> None:
@@ -164,7 +195,9 @@ def merge(files: list[str], target: Path, note: str | None = None) -> None:
             merged = out["variants"].setdefault(key, {k: v for k, v in record.items() if k not in ("seeds", "summary")})
             merged.setdefault("seeds", {}).update(record.get("seeds", {}))
     for key, record in out["variants"].items():
-        record["summary"] = mean_std([{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in record["seeds"].values()])
+        record["summary"] = mean_std(
+            [{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in record["seeds"].values()]
+        )
         plain_key = "plain" if record.get("architecture", "sasrec") == "sasrec" else f"{record['architecture']}_plain"
         if key != plain_key and plain_key in out["variants"]:
             compare_with_plain(out["variants"][plain_key], record)
@@ -184,15 +217,23 @@ def main() -> None:
     parser.add_argument("--warehouse", default=str(ROOT / "warehouse"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[2026, 2027, 2028])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides, e.g. train.epochs=50")
+    parser.add_argument(
+        "--set", dest="overrides", nargs="*", default=[], help="extra config overrides, e.g. train.epochs=50"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--export-npz", help="write the ingested Beauty split to this .npz and stop (for a GPU box)")
-    parser.add_argument("--data-npz", help="read the split from this .npz instead of the Delta tables (plain variant only)")
+    parser.add_argument(
+        "--data-npz", help="read the split from this .npz instead of the Delta tables (plain variant only)"
+    )
     parser.add_argument("--results", default=str(RESULTS), help="result file (JSON); merged with what it already holds")
-    parser.add_argument("--semantic-npz", help="item semantic IDs for --data-npz runs (train_semantic_proxy.py, beauty_llm_ids.py)")
+    parser.add_argument(
+        "--semantic-npz", help="item semantic IDs for --data-npz runs (train_semantic_proxy.py, beauty_llm_ids.py)"
+    )
     parser.add_argument("--user-semantic-npz", help="user motivation IDs for --data-npz runs (beauty_llm_ids.py)")
     parser.add_argument("--note", help="what this result file holds (stored as its 'note')")
-    parser.add_argument("--label", help="suffix of the result key (e.g. whiten128): the same variant with other semantic IDs")
+    parser.add_argument(
+        "--label", help="suffix of the result key (e.g. whiten128): the same variant with other semantic IDs"
+    )
     parser.add_argument("--merge", nargs="+", help="merge these result files (parallel runs) into --results, then stop")
     args = parser.parse_args()
     if args.merge:
@@ -213,24 +254,36 @@ def main() -> None:
     out = json.loads(RESULTS_PATH[0].read_text()) if RESULTS_PATH[0].exists() else {}
     out.setdefault("variants", {})
     out["common_overrides"] = base[1:]
-    out["protocol"] = ("leave-one-out on Amazon Beauty 5-core; test.full = all items ranked, history excluded; "
-                       "test.sampled100 = 100 uniform unseen negatives (labelled, optimistic)")
-    out["reference"] = {"published_sasrec": {"test.full.ndcg_10": 0.0318, "test.full.hr_10": 0.0605},
-                        "recbole_1.2.1_sasrec_same_split": {"test.full.ndcg_10": 0.0417, "test.full.hr_10": 0.0844,
-                                                            "test.full.ndcg_5": 0.0328, "test.full.hr_5": 0.0567}}
+    out["protocol"] = (
+        "leave-one-out on Amazon Beauty 5-core; test.full = all items ranked, history excluded; "
+        "test.sampled100 = 100 uniform unseen negatives (labelled, optimistic)"
+    )
+    out["reference"] = {
+        "published_sasrec": {"test.full.ndcg_10": 0.0318, "test.full.hr_10": 0.0605},
+        "recbole_1.2.1_sasrec_same_split": {
+            "test.full.ndcg_10": 0.0417,
+            "test.full.hr_10": 0.0844,
+            "test.full.ndcg_5": 0.0328,
+            "test.full.hr_5": 0.0567,
+        },
+    }
     ckpt_root = Path(args.warehouse) / cfg.dataset / "benchmark_checkpoints"
     for variant in args.variants:
         vcfg = load_config(args.config, base + VARIANTS[variant])
         arch = vcfg.train.model.architecture
         key = (variant if arch == "sasrec" else f"{arch}_{variant}") + (f"_{args.label}" if args.label else "")
         plain_key = "plain" if arch == "sasrec" else f"{arch}_plain"
-        if args.data_npz and ((variant != "plain" and not args.semantic_npz) or ("user" in variant and not args.user_semantic_npz)):
+        if args.data_npz and (
+            (variant != "plain" and not args.semantic_npz) or ("user" in variant and not args.user_semantic_npz)
+        ):
             continue  # no IDs of that kind were given for the .npz run
         if not args.data_npz and not semantic_available(cfg, variant):
             out["variants"][key] = {"skipped": "no semantic_ids table (item/user) in the warehouse yet"}
             save(out)
             continue
-        run_variant(vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key, args.semantic_npz, args.user_semantic_npz)
+        run_variant(
+            vcfg, variant, args.seeds, out, ckpt_root, args.data_npz, key, args.semantic_npz, args.user_semantic_npz
+        )
         if variant != "plain" and "seeds" in out["variants"].get(plain_key, {}):
             compare_with_plain(out["variants"][plain_key], out["variants"][key])
         save(out)

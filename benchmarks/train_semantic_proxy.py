@@ -56,26 +56,37 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from momorec.config import load_config
+    from momorec.models.config import SemanticInputConfig
     from momorec.semantic_ids.stage import run_quantize
     from momorec.storage import delta
     from momorec.training.data import load_sequences
     from momorec.training.semantic import load_semantic_inputs
-    from momorec.models.config import SemanticInputConfig
 
     target = Path(args.warehouse) / "beauty"
     for table in ("sequences", "item_ids", "items"):
         if not (target / table).exists():
             shutil.copytree(Path(args.source) / table, target / table)
-    cfg = load_config(ROOT / "configs" / "beauty.yaml", [
-        f"warehouse={args.warehouse}", "quantize.entities=[item]", f"quantize.levels={args.levels}",
-        f"quantize.codes={args.codes}", "quantize.pca_dim=64", "quantize.use_ray=never",
-    ])
-    ids, emb = text_embeddings(delta.read(cfg.table_path("items"), columns=["item_id", "title", "categories"]), args.dim, cfg.seed)
-    profiles = pa.table({
-        "item_id": pa.array(ids, pa.int64()),
-        "status": ["ok"] * len(ids),
-        "embedding": pa.array(list(emb), pa.list_(pa.float32())),
-    })
+    cfg = load_config(
+        ROOT / "configs" / "beauty.yaml",
+        [
+            f"warehouse={args.warehouse}",
+            "quantize.entities=[item]",
+            f"quantize.levels={args.levels}",
+            f"quantize.codes={args.codes}",
+            "quantize.pca_dim=64",
+            "quantize.use_ray=never",
+        ],
+    )
+    ids, emb = text_embeddings(
+        delta.read(cfg.table_path("items"), columns=["item_id", "title", "categories"]), args.dim, cfg.seed
+    )
+    profiles = pa.table(
+        {
+            "item_id": pa.array(ids, pa.int64()),
+            "status": ["ok"] * len(ids),
+            "embedding": pa.array(list(emb), pa.list_(pa.float32())),
+        }
+    )
     delta.write(cfg.table_path("item_profiles"), profiles)
     result = run_quantize(cfg, show_progress=False)
     logging.info("quantize: %s", result.model_dump_json()[:2000])
@@ -84,8 +95,12 @@ def main() -> None:
 
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     inputs, facts = load_semantic_inputs(
-        cfg.table_path("semantic_ids"), "item", data.num_items, np.unique(data.items),
-        SemanticInputConfig(mode="frozen", on_missing="reserved"), latest_codebook_dir(cfg, "item"),
+        cfg.table_path("semantic_ids"),
+        "item",
+        data.num_items,
+        np.unique(data.items),
+        SemanticInputConfig(mode="frozen", on_missing="reserved"),
+        latest_codebook_dir(cfg, "item"),
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     inputs.save_npz(args.out)

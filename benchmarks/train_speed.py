@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "train_speed.json"
 
-RECBOLE_SCRIPT = r'''
+RECBOLE_SCRIPT = r"""
 import json, sys, time, torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
@@ -70,7 +70,7 @@ for epoch in range(epochs):
     start, cpu = time.perf_counter(), time.process_time()
     trainer._train_epoch(train_data, epoch, show_progress=False)
     print("EPOCH", time.perf_counter() - start, time.process_time() - cpu, flush=True)
-'''
+"""
 
 
 def write_atomic(data, folder: Path) -> None:
@@ -85,7 +85,9 @@ def write_atomic(data, folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-npz", default=str(ROOT / ".bench" / "beauty.npz"), help="from train_quality.py --export-npz")
+    parser.add_argument(
+        "--data-npz", default=str(ROOT / ".bench" / "beauty.npz"), help="from train_quality.py --export-npz"
+    )
     parser.add_argument("--recbole-python", default="/work/recbole-venv/bin/python")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -107,6 +109,7 @@ def main() -> None:
     model = build_model(cfg.model, data.num_items)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     loss_module = LossModule(model)
+
     def our_epoch(epoch: int, bucket: bool) -> tuple[float, float]:
         """(wall seconds, CPU seconds of this process) of one epoch."""
         model.train()
@@ -122,8 +125,13 @@ def main() -> None:
         write_atomic(data, Path(tmp))
         script = Path(tmp) / "recbole_epoch.py"
         script.write_text(RECBOLE_SCRIPT)
-        proc = subprocess.Popen([args.recbole_python, str(script), tmp, str(args.epochs), str(args.threads)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp)  # its logs stay in tmp
+        proc = subprocess.Popen(
+            [args.recbole_python, str(script), tmp, str(args.epochs), str(args.threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tmp,
+        )  # its logs stay in tmp
         ready = ""
         while not ready.startswith("READY"):
             ready = proc.stdout.readline()
@@ -141,6 +149,7 @@ def main() -> None:
             theirs.append((float(line.split()[1]), float(line.split()[2])))
             print(f"recbole epoch {epoch}: {theirs[-1]}", flush=True)
         proc.wait()
+
     def median(runs, which):
         return float(np.median([r[which] for r in runs]))
 

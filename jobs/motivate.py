@@ -2,7 +2,8 @@
 
     python jobs/motivate.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
 
-Prints the stage result as one JSON line. The `__main__` guard matters: vLLM spawns worker processes that re-import this file.
+Prints the stage result as one JSON line. The `__main__` guard matters: vLLM spawns worker processes
+that re-import this file.
 """
 
 import sys

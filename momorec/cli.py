@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,17 +18,27 @@ from momorec.progress import stage_summary
 from momorec.run_log import RunOutput, StageFailed, captured, one_line, record_failure
 from momorec.typed import StageResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, help="MoMoREC: motivation- and semantic-ID-aware recommendation.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="MoMoREC: motivation- and semantic-ID-aware recommendation.",
+)
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file (see configs/).")]
 SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a config key, e.g. --set ingest.kcore=5 (repeatable, applied in order)."),
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Override a config key, e.g. --set ingest.kcore=5 (repeatable, applied in order)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
 VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Show Spark, Ray and LLM output and INFO logs here (else only in the log file).")
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Show Spark, Ray and LLM output and INFO logs here (else only in the log file)."
+    ),
 ]
 
 
@@ -91,11 +101,17 @@ def _print_pipeline(result: PipelineResult, out: Console, log_path: str) -> None
     out.print(table)
     out.print(f"Wall time:      {result.wall_time_s:.1f} s", highlight=False, soft_wrap=True)
     out.print(f"Delta tables:   {result.warehouse}", highlight=False, soft_wrap=True)
-    out.print(f"MLflow run:     {result.mlflow_run_id} (experiment {result.experiment!r}, store {result.tracking_uri})",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"MLflow run:     {result.mlflow_run_id} (experiment {result.experiment!r}, store {result.tracking_uri})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.tracking_uri.startswith("sqlite:"):
-        out.print(f"Open the UI:    .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1",
-                  highlight=False, soft_wrap=True)
+        out.print(
+            f"Open the UI:    .venv/bin/mlflow ui --backend-store-uri {result.tracking_uri} --host 127.0.0.1",
+            highlight=False,
+            soft_wrap=True,
+        )
     out.print(f"Full log:       {log_path}", highlight=False, soft_wrap=True)
 
 
@@ -132,11 +148,15 @@ def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbos
 @app.command("refresh")
 def refresh(
     config: ConfigOpt,
-    new_logs: Annotated[list[str], typer.Option("--new-logs", "-n", help="The night's event log (file, folder or glob); repeatable.")],
+    new_logs: Annotated[
+        list[str], typer.Option("--new-logs", "-n", help="The night's event log (file, folder or glob); repeatable.")
+    ],
     log_format: Annotated[str, typer.Option("--format", help="auto | csv | tsv | parquet | jsonl | recbole")] = "auto",
     user_col: Annotated[str, typer.Option(help="User column of the new logs.")] = "user",
     item_col: Annotated[str, typer.Option(help="Item column of the new logs.")] = "item",
-    timestamp_col: Annotated[str, typer.Option(help="Timestamp column of the new logs ('' = file order).")] = "timestamp",
+    timestamp_col: Annotated[
+        str, typer.Option(help="Timestamp column of the new logs ('' = file order).")
+    ] = "timestamp",
     set_: SetOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -149,13 +169,19 @@ def refresh(
 
     cfg = _load(config, set_)
     try:
-        source = EventSource(path=new_logs[0], format=log_format, user_col=user_col, item_col=item_col,
-                             timestamp_col=timestamp_col or None)
+        source = EventSource(
+            path=new_logs[0],
+            format=log_format,
+            user_col=user_col,
+            item_col=item_col,
+            timestamp_col=timestamp_col or None,
+        )
     except ValidationError as exc:
         console.print(f"[red]bad new-log options:[/red] {exc}")
         raise typer.Exit(code=2) from exc
-    _execute("refresh", cfg, as_json, verbose,
-             lambda: run_refresh(cfg, new_logs, show_progress=not as_json, source=source))
+    _execute(
+        "refresh", cfg, as_json, verbose, lambda: run_refresh(cfg, new_logs, show_progress=not as_json, source=source)
+    )
 
 
 @app.command("config")

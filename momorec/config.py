@@ -29,19 +29,27 @@ class ConfigError(ValueError):
 
 
 class SparkConfig(StrictModel):
-    master: str = Field("local[*]", description="Spark master URL: local[*] here, spark://, yarn or k8s:// on a cluster.")
+    master: str = Field(
+        "local[*]", description="Spark master URL: local[*] here, spark://, yarn or k8s:// on a cluster."
+    )
     app_name: str = Field("momorec", description="Spark application name shown in the UI.")
     driver_memory: str = Field("2g", description="spark.driver.memory (local mode runs everything in the driver).")
-    shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions; 4 suits 2 cores, raise on a cluster.")
+    shuffle_partitions: int = Field(
+        4, ge=1, description="spark.sql.shuffle.partitions; 4 suits 2 cores, raise on a cluster."
+    )
     conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings, passed as given.")
 
 
 class RayConfig(StrictModel):
-    address: str | None = Field(None, description="ray:// or host:port of a cluster; None = RAY_ADDRESS or a local Ray.")
+    address: str | None = Field(
+        None, description="ray:// or host:port of a cluster; None = RAY_ADDRESS or a local Ray."
+    )
     num_cpus: int | None = Field(
         None, description="Logical CPUs of a local Ray. More than the cores avoids the 2-core actor-pool deadlock."
     )
-    object_store_memory_mb: int | None = Field(None, description="Object store size of a local Ray (None = Ray's default).")
+    object_store_memory_mb: int | None = Field(
+        None, description="Object store size of a local Ray (None = Ray's default)."
+    )
 
 
 class TrackingConfig(StrictModel):
@@ -49,7 +57,9 @@ class TrackingConfig(StrictModel):
         None, description="MLflow tracking URI; None = MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db."
     )
     experiment: str = Field("momorec", description="MLflow experiment the runs go to.")
-    artifact_location: str | None = Field(None, description="Artifact root for a new experiment (None = beside the store).")
+    artifact_location: str | None = Field(
+        None, description="Artifact root for a new experiment (None = beside the store)."
+    )
 
 
 class PipelineConfig(StrictModel):
@@ -75,7 +85,8 @@ class RefreshConfig(StrictModel):
         description="Stages of the refresh, in order; the new logs go to ingest.",
     )
     quantize_mode: Literal["fit", "assign", "auto"] = Field(
-        "auto", description="quantize.mode for the refresh: auto = frozen codebooks, refit when drift passes the threshold."
+        "auto",
+        description="quantize.mode for the refresh: auto = frozen codebooks, refit when drift passes the threshold.",
     )
     epochs: int = Field(3, ge=1, description="train.epochs for the warm-started model.")
     seeds: list[int] | None = Field(
@@ -97,12 +108,13 @@ class PlatformConfig(StrictModel):
     dataset: str = Field(description="Dataset name: tables go to <warehouse>/<dataset>/.")
     warehouse: str = Field(
         "warehouse",
-        description="Root folder (or object-store URI) of the Delta tables; a relative folder is relative to the folder "
-        "the command was started in (resolved when the config is loaded).",
+        description="Root folder (or object-store URI) of the Delta tables; a relative folder is relative to the "
+        "folder the command was started in (resolved when the config is loaded).",
     )
     log_dir: str = Field(
-        "logs", description="Where `momorec run`/`refresh` and the stage commands write their full log (relative: to the "
-        "folder the command was started in)."
+        "logs",
+        description="Where `momorec run`/`refresh` and the stage commands write their full log (relative: to the "
+        "folder the command was started in).",
     )
     seed: int = Field(2026, description="Global seed; each stage derives its own from it unless it sets one.")
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -163,9 +175,15 @@ def _input_locations(tree: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
 def _output_locations(tree: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     """(mapping, key) of every other location: warehouse, staging, checkpoints, caches, markers, logs."""
     train = tree["train"]
-    found = [(tree, "warehouse"), (tree, "log_dir"), (tree["ingest"], "staging_dir"),
-             (tree["motivate"]["llm"], "cache_dir"), (train, "checkpoint_dir"), (train, "warm_start"),
-             (tree["tracking"], "artifact_location")]
+    found = [
+        (tree, "warehouse"),
+        (tree, "log_dir"),
+        (tree["ingest"], "staging_dir"),
+        (tree["motivate"]["llm"], "cache_dir"),
+        (train, "checkpoint_dir"),
+        (train, "warm_start"),
+        (tree["tracking"], "artifact_location"),
+    ]
     if train.get("fault_injection"):
         found.append((train["fault_injection"], "marker"))
     return found

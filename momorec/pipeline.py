@@ -77,8 +77,14 @@ def _run_stage(cfg: PlatformConfig, name: str, func, show_progress: bool, extra_
     last = stage_state.previous(cfg, name, current) if cfg.pipeline.skip_unchanged else None
     if last is not None:
         log.info("stage %s: inputs unchanged since %s, skipped", name, time.ctime(last["finished_at"]))
-        return {"stage": name, "skipped": True, "wall_time_s": 0.0, "reason": "inputs and config unchanged",
-                "inputs": current["inputs"], "last_result": last["result"]}
+        return {
+            "stage": name,
+            "skipped": True,
+            "wall_time_s": 0.0,
+            "reason": "inputs and config unchanged",
+            "inputs": current["inputs"],
+            "last_result": last["result"],
+        }
     result = func(cfg, show_progress=show_progress).model_dump(mode="json")
     stage_state.record(cfg, name, current, result)
     return result
@@ -87,11 +93,12 @@ def _run_stage(cfg: PlatformConfig, name: str, func, show_progress: bool, extra_
 def _promote(cfg: PlatformConfig, train_run_id: str) -> dict:
     """The new model against the @champion (momorec.registry.promote), tagged on the parent run."""
     import mlflow
-
     from momorec import registry
 
     promotion = registry.promote(cfg, train_run_id, cfg.pipeline.promote_tolerance)
-    mlflow.set_tags({"momorec.promotion": promotion.decision, "momorec.model_version": str(promotion.candidate_version)})
+    mlflow.set_tags(
+        {"momorec.promotion": promotion.decision, "momorec.model_version": str(promotion.candidate_version)}
+    )
     return {"stage": "promote", "wall_time_s": 0.0, **promotion.model_dump(mode="json")}
 
 

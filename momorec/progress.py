@@ -41,8 +41,11 @@ def step_progress(show: bool, description: str, total: int) -> Iterator[Callable
         yield lambda label: None
         return
     progress = progress_bar(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[step]}"), TimeElapsedColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[step]}"),
+        TimeElapsedColumn(),
     )
     with progress:
         task = progress.add_task(description, total=total, step="")
@@ -59,8 +62,11 @@ def stage_started(position: str, name: str) -> None:
 
 def stage_finished(position: str, name: str, result: dict) -> None:
     seconds = result.get("wall_time_s") or 0.0
-    _console.print(f"[green]done[/green] {position} {name} in {seconds:.1f} s: {stage_summary(result)}", highlight=False,
-                   soft_wrap=True)
+    _console.print(
+        f"[green]done[/green] {position} {name} in {seconds:.1f} s: {stage_summary(result)}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def stage_summary(stage: dict) -> str:
@@ -68,16 +74,33 @@ def stage_summary(stage: dict) -> str:
     if stage.get("skipped"):
         return f"skipped: {stage.get('reason', 'unchanged')}"
     if stage.get("stage") == "promote":
-        return (f"v{stage.get('candidate_version')} -> @{stage.get('decision')} "
-                f"(valid NDCG@10 {stage.get('candidate_valid_ndcg_10')} vs champion {stage.get('champion_valid_ndcg_10')})")
-    keys = ("users", "items", "interactions", "rows_rejected", "users_processed", "items_processed", "users_ok",
-            "users_failed", "levels", "best_epoch", "valid", "metrics", "model_version")
+        return (
+            f"v{stage.get('candidate_version')} -> @{stage.get('decision')} "
+            f"(valid NDCG@10 {stage.get('candidate_valid_ndcg_10')} vs champion {stage.get('champion_valid_ndcg_10')})"
+        )
+    keys = (
+        "users",
+        "items",
+        "interactions",
+        "rows_rejected",
+        "users_processed",
+        "items_processed",
+        "users_ok",
+        "users_failed",
+        "levels",
+        "best_epoch",
+        "valid",
+        "metrics",
+        "model_version",
+    )
     parts = []
     for key in keys:
         if key in stage and stage[key] not in (None, {}, []):
             value = stage[key]
             if isinstance(value, dict):
-                value = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in list(value.items())[:6])
+                value = ", ".join(
+                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in list(value.items())[:6]
+                )
             parts.append(f"{key}={value}")
     if stage.get("unchanged"):
         parts.append("unchanged")

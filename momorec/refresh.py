@@ -66,4 +66,6 @@ def run_refresh(
 ) -> PipelineResult:
     """One nightly refresh on `new_logs` (files, folders or globs); see the module docstring."""
     sources = new_log_sources(new_logs, source)
-    return run_pipeline(refresh_config(cfg), show_progress, stages=list(cfg.refresh.stages), extra_sources=sources, kind="refresh")
+    return run_pipeline(
+        refresh_config(cfg), show_progress, stages=list(cfg.refresh.stages), extra_sources=sources, kind="refresh"
+    )

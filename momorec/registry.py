@@ -37,7 +37,9 @@ class Promotion(StrictModel):
     previous_champion_version: str | None = None
     candidate_valid_ndcg_10: float | None = None
     champion_valid_ndcg_10: float | None = Field(None, description="The old champion on the current validation split.")
-    basis: str = Field("", description="How the two were compared (protocol, split, or why the recorded value was used).")
+    basis: str = Field(
+        "", description="How the two were compared (protocol, split, or why the recorded value was used)."
+    )
 
 
 def model_name(cfg: PlatformConfig) -> str:
@@ -46,7 +48,6 @@ def model_name(cfg: PlatformConfig) -> str:
 
 def _client(cfg: PlatformConfig):
     from mlflow import MlflowClient
-
     from momorec.tracking import tracking_uri
 
     uri = tracking_uri(cfg.tracking)
@@ -79,7 +80,7 @@ def champion_row(cfg: PlatformConfig) -> dict | None:
     return None if version is None else model_row(cfg, version)
 
 
-def valid_ndcg(cfg: PlatformConfig, checkpoint: str, data: "SequenceData") -> tuple[float | None, str]:
+def valid_ndcg(cfg: PlatformConfig, checkpoint: str, data: SequenceData) -> tuple[float | None, str]:
     """NDCG@10 of a checkpoint's best weights on the current validation split (full ranking).
 
     A model trained before the catalog or the user base grew cannot score the new ids; then
@@ -109,7 +110,9 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
     name = model_name(cfg)
     rows = [r for r in run_models(cfg, train_run_id).to_pylist() if r["registered_version"]]
     if not rows:
-        return Promotion(model_name=name, decision="none", basis="the train run registered no model (train.log_model off)")
+        return Promotion(
+            model_name=name, decision="none", basis="the train run registered no model (train.log_model off)"
+        )
     candidate = best_seed(rows)
     from momorec.training.data import load_sequences
 
@@ -117,8 +120,13 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))  # one read for both models
     cand_score, _ = valid_ndcg(cfg, candidate["checkpoint"], data)
     cand_score = candidate["valid_ndcg_10"] if cand_score is None else cand_score
-    result = Promotion(model_name=name, decision=CHAMPION, candidate_version=candidate["registered_version"],
-                       candidate_valid_ndcg_10=cand_score, basis="no champion yet")
+    result = Promotion(
+        model_name=name,
+        decision=CHAMPION,
+        candidate_version=candidate["registered_version"],
+        candidate_valid_ndcg_10=cand_score,
+        basis="no champion yet",
+    )
     if previous is not None and previous["registered_version"] != candidate["registered_version"]:
         champ_score, champ_basis = valid_ndcg(cfg, previous["checkpoint"], data)
         if champ_score is None:

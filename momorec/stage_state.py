@@ -27,7 +27,10 @@ STAGE_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "quantize": (("item_profiles", "user_motivations"), ("semantic_ids",)),
     "train": (("sequences", "item_ids", "semantic_ids"), ("trained_models",)),
     "evaluate": (("sequences", "item_ids", "trained_models"), ("evaluation_ranks",)),
-    "recommend": (("sequences", "item_ids", "trained_models", "semantic_ids", "user_motivations"), ("recommendations",)),
+    "recommend": (
+        ("sequences", "item_ids", "trained_models", "semantic_ids", "user_motivations"),
+        ("recommendations",),
+    ),
 }
 
 # Settings that say how to start, not what to compute: changing them does not redo a stage.

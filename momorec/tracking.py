@@ -69,7 +69,9 @@ def stage_run(cfg: PlatformConfig, stage: str, params: Mapping[str, Any] | None 
     configure(cfg.tracking)
     nested = mlflow.active_run() is not None
     start = time.perf_counter()
-    with mlflow.start_run(run_name=stage, nested=nested, tags={"momorec.stage": stage, "momorec.dataset": cfg.dataset}) as run:
+    with mlflow.start_run(
+        run_name=stage, nested=nested, tags={"momorec.stage": stage, "momorec.dataset": cfg.dataset}
+    ) as run:
         mlflow.log_params(flat_params({"dataset": cfg.dataset, "warehouse": cfg.warehouse, "seed": cfg.seed}))
         if params:
             mlflow.log_params(flat_params(params))

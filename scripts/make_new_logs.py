@@ -24,8 +24,10 @@ def new_events(cfg: PlatformConfig, users: int, events: int = 2, seed: int = 0) 
     """(user, item, timestamp) rows: `events` unseen items for each of `users` seeded users."""
     user_map = delta.read(cfg.table_path("user_ids")).sort_by("user_id").to_pylist()
     item_map = delta.read(cfg.table_path("item_ids")).sort_by("item_id").to_pylist()
-    seen = {r["user_id"]: set(r["train_items"] or []) | {r["valid_item"], r["test_item"]}
-            for r in delta.read(cfg.table_path("sequences")).to_pylist()}
+    seen = {
+        r["user_id"]: set(r["train_items"] or []) | {r["valid_item"], r["test_item"]}
+        for r in delta.read(cfg.table_path("sequences")).to_pylist()
+    }
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(user_map), size=min(users, len(user_map)), replace=False))
     rows = []

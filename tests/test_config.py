@@ -69,8 +69,9 @@ def test_every_location_is_resolved_once_at_load(tmp_path, monkeypatch):
         "tracking: {tracking_uri: 'sqlite:///ml.db', artifact_location: art}\n"
     )
     monkeypatch.chdir(work)
-    cfg = load_config(conf / "c.yaml", ["ingest.staging_dir=stage", "train.warm_start=~/w.pt",
-                                        "motivate.llm.cache_dir=cache"])
+    cfg = load_config(
+        conf / "c.yaml", ["ingest.staging_dir=stage", "train.warm_start=~/w.pt", "motivate.llm.cache_dir=cache"]
+    )
     assert cfg.ingest.sources[0].path == str(tmp_path / "data" / "ev.csv")
     assert cfg.ingest.catalog.path == str(conf / "items.jsonl")
     assert cfg.warehouse == str(work / "wh") and cfg.dataset_root == str(work / "wh" / "d")
@@ -83,13 +84,22 @@ def test_every_location_is_resolved_once_at_load(tmp_path, monkeypatch):
     assert cfg.tracking.artifact_location == str(work / "art")
     assert cfg.log_dir == str(work / "logs")
     # An override of an input path means the working folder, like every other --set path.
-    assert load_config(conf / "c.yaml", ["ingest.catalog.path=cat.jsonl"]).ingest.catalog.path == str(work / "cat.jsonl")
+    assert load_config(conf / "c.yaml", ["ingest.catalog.path=cat.jsonl"]).ingest.catalog.path == str(
+        work / "cat.jsonl"
+    )
 
 
 def test_uris_are_left_as_they_are(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(DEMO, ["warehouse=s3://bucket/wh", "tracking.tracking_uri=http://127.0.0.1:5000",
-                             "tracking.artifact_location=s3://bucket/mlartifacts", "train.checkpoint_dir=gs://b/ck"])
+    cfg = load_config(
+        DEMO,
+        [
+            "warehouse=s3://bucket/wh",
+            "tracking.tracking_uri=http://127.0.0.1:5000",
+            "tracking.artifact_location=s3://bucket/mlartifacts",
+            "train.checkpoint_dir=gs://b/ck",
+        ],
+    )
     assert cfg.warehouse == "s3://bucket/wh" and cfg.dataset_root == "s3://bucket/wh/demo"
     assert cfg.tracking.tracking_uri == "http://127.0.0.1:5000"
     assert cfg.tracking.artifact_location == "s3://bucket/mlartifacts"

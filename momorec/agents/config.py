@@ -15,14 +15,16 @@ class AgentsConfig(StrictModel):
 
     prompt_version: str = Field(
         "v2",
-        description="Prompt templates momorec/agents/prompts/<agent>.<version>.txt. v2 drops v1's in-prompt example "
-        "answers: SmolLM2-135M copied them (4 of 10 demo users 'cook at home'), collapsing distinct users onto one text.",
+        description="Prompt templates momorec/agents/prompts/<agent>.<version>.txt. v2 drops v1's in-prompt "
+        "example answers: SmolLM2-135M copied them (4 of 10 demo users 'cook at home'), collapsing distinct users "
+        "onto one text.",
     )
     item_profiles: Literal["analyst", "catalog"] = Field(
         "analyst",
-        description="analyst: the item analyst writes each profile and its text is embedded (the method; about 1 s an item "
-        "on a 2-core CPU). catalog: no generation: the item's embedding is the LLM's hidden states of its sanitized catalog "
-        "entry, and the motivation analyst sees each purchase's title, category and brand (about 12 items/s here).",
+        description="analyst: the item analyst writes each profile and its text is embedded (the method; about 1 s "
+        "an item on a 2-core CPU). catalog: no generation: the item's embedding is the LLM's hidden states of its "
+        "sanitized catalog entry, and the motivation analyst sees each purchase's title, category and brand (about "
+        "12 items/s here).",
     )
     reason_pattern: str | None = Field(
         "(Wants to|Needs to|Cares about) [a-z][a-z ,'-]{6,80}",
@@ -36,38 +38,60 @@ class AgentsConfig(StrictModel):
         "sentence in plain words, which the revision prompt then shows (momorec.agents.schemas.review_regex). "
         "An accept carries an empty critique. None = the plain JSON schema. Must not match '\"' or '\\\\'.",
     )
-    history_items: int = Field(10, ge=1, description="The user's most recent N training items shown to the motivation analyst.")
+    history_items: int = Field(
+        10, ge=1, description="The user's most recent N training items shown to the motivation analyst."
+    )
     max_motivations: int = Field(3, ge=1, le=5, description="At most this many motivations per user.")
     max_review_rounds: int = Field(1, ge=0, description="Revision rounds the reviewer may ask for (0 = no reviewer).")
     max_attempts: int = Field(3, ge=1, description="Generations per agent call before the row is recorded as failed.")
-    retry_temperature: float = Field(0.7, ge=0.0, description="Temperature of retries (a greedy retry would repeat itself).")
+    retry_temperature: float = Field(
+        0.7, ge=0.0, description="Temperature of retries (a greedy retry would repeat itself)."
+    )
     item_max_tokens: int = Field(96, ge=1, description="Token limit of the item analyst's answer.")
     motivation_max_tokens: int = Field(160, ge=1, description="Token limit of the motivation analyst's answer.")
     review_max_tokens: int = Field(64, ge=1, description="Token limit of the reviewer's answer.")
-    max_field_chars: int = Field(200, ge=16, description="Catalog fields and profiles are cut to this many characters in prompts.")
+    max_field_chars: int = Field(
+        200, ge=16, description="Catalog fields and profiles are cut to this many characters in prompts."
+    )
 
 
 class ExecutionConfig(StrictModel):
     """How the work is sharded over Ray Data actors and committed."""
 
     num_actors: int = Field(1, ge=1, description="Actors in the pool; each holds one engine.")
-    cpus_per_actor: float = Field(0.5, gt=0, description="Logical CPUs per actor; fractional locally (2-core deadlock, DESIGN.md).")
-    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per actor on a cluster (set llm.tensor_parallel_size to match).")
-    batch_rows: int = Field(16, ge=1, description="Rows per map_batches call (one batched pass of each agent).")
-    commit_rows: int = Field(32, ge=1, description="Rows per Delta commit: a crash loses at most this much finished work.")
-    no_progress_timeout_s: float = Field(
-        7200.0, description="Ray Data aborts when no batch finishes for this long (its default, 1800 s, is short for slow CPUs); -1 = never."
+    cpus_per_actor: float = Field(
+        0.5, gt=0, description="Logical CPUs per actor; fractional locally (2-core deadlock, DESIGN.md)."
     )
-    retry_failed: bool = Field(True, description="Re-run rows whose last result failed (ok rows with the same hash are always skipped).")
-    limit_items: int | None = Field(None, ge=1, description="Process only the first N items needed (by id): a slice for tests.")
+    gpus_per_actor: float = Field(
+        0.0, ge=0, description="GPUs per actor on a cluster (set llm.tensor_parallel_size to match)."
+    )
+    batch_rows: int = Field(16, ge=1, description="Rows per map_batches call (one batched pass of each agent).")
+    commit_rows: int = Field(
+        32, ge=1, description="Rows per Delta commit: a crash loses at most this much finished work."
+    )
+    no_progress_timeout_s: float = Field(
+        7200.0,
+        description="Ray Data aborts when no batch finishes for this long (its default, 1800 s, is short for slow "
+        "CPUs); -1 = never.",
+    )
+    retry_failed: bool = Field(
+        True, description="Re-run rows whose last result failed (ok rows with the same hash are always skipped)."
+    )
+    limit_items: int | None = Field(
+        None, ge=1, description="Process only the first N items needed (by id): a slice for tests."
+    )
     limit_users: int | None = Field(
-        None, ge=1, description="Process only the first N users (by id), and only the items their prompts show: a slice for tests and demos."
+        None,
+        ge=1,
+        description="Process only the first N users (by id), and only the items their prompts show: a slice for "
+        "tests and demos.",
     )
     sample_users: int | None = Field(
         None,
         ge=1,
-        description="Process a uniform random sample of N users, drawn with the platform seed (the same N and seed give the "
-        "same users), and every item: a documented fixed user sample for benchmarks on catalogs too large to motivate whole.",
+        description="Process a uniform random sample of N users, drawn with the platform seed (the same N and seed "
+        "give the same users), and every item: a documented fixed user sample for benchmarks on catalogs too large to "
+        "motivate whole.",
     )
 
 

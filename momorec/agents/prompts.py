@@ -156,7 +156,8 @@ def motivation_prompt(
 def motivations_block(motivations: list[dict[str, Any]], max_chars: int) -> str:
     """The draft under review: `k. reason (purchases: [a, b])` lines."""
     return "\n".join(
-        f"{k}. {sanitize(m['reason'], max_chars)} (purchases: {list(m['evidence'])})" for k, m in enumerate(motivations, 1)
+        f"{k}. {sanitize(m['reason'], max_chars)} (purchases: {list(m['evidence'])})"
+        for k, m in enumerate(motivations, 1)
     )
 
 
@@ -164,5 +165,7 @@ def reviewer_prompt(
     prompts: PromptSet, entries: list[tuple[str, str]], motivations: list[dict[str, Any]], max_chars: int
 ) -> tuple[str, str]:
     return prompts["reviewer"].render(
-        n=str(len(entries)), history=history_block(entries, max_chars), motivations=motivations_block(motivations, max_chars)
+        n=str(len(entries)),
+        history=history_block(entries, max_chars),
+        motivations=motivations_block(motivations, max_chars),
     )

@@ -47,7 +47,9 @@ class _Worker:
 
     def _finish(self, inputs: list[dict[str, Any]], rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
         for source, row in zip(inputs, rows, strict=True):
-            row.update(content_hash=source["content_hash"], prompt_version=self.prompt_version, model=self.engine.model_name)
+            row.update(
+                content_hash=source["content_hash"], prompt_version=self.prompt_version, model=self.engine.model_name
+            )
             row[STATS_COLUMN] = ""
         if rows:
             rows[0][STATS_COLUMN] = json.dumps({k: v.to_dict() for k, v in self.ctx.stats.items()})

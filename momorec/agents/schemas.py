@@ -73,7 +73,9 @@ def motivations_schema(n_history: int, max_motivations: int) -> dict[str, Any]:
     }
     return {
         "type": "object",
-        "properties": {"motivations": {"type": "array", "items": motivation, "minItems": 1, "maxItems": max_motivations}},
+        "properties": {
+            "motivations": {"type": "array", "items": motivation, "minItems": 1, "maxItems": max_motivations}
+        },
         "required": ["motivations"],
         "additionalProperties": False,
     }
@@ -98,7 +100,9 @@ def review_regex(critique_pattern: str) -> Regex:
     """The reviewer's JSON (compact, verdict first) as one regular expression: an accept with an empty
     critique, or a revise whose critique matches `critique_pattern` (what the revision prompt shows).
     Same reason as motivations_regex: under the bare schema a small model's critique is free text."""
-    return Regex(rf'(?:\{{"verdict":"accept","critique":""\}}|\{{"verdict":"revise","critique":"(?:{critique_pattern})"\}})')
+    return Regex(
+        rf'(?:\{{"verdict":"accept","critique":""\}}|\{{"verdict":"revise","critique":"(?:{critique_pattern})"\}})'
+    )
 
 
 def review_schema() -> dict[str, Any]:

@@ -42,7 +42,9 @@ class MotivateResult(StageResult):
     engine: str
     model: str
     items_needed: int = Field(description="Items in scope (all, or those the user slice's histories show).")
-    items_processed: int = Field(description="Items sent to the LLM in this run (the rest had an ok row with the same hash).")
+    items_processed: int = Field(
+        description="Items sent to the LLM in this run (the rest had an ok row with the same hash)."
+    )
     items_ok: int
     items_failed: int
     users_needed: int
@@ -61,7 +63,9 @@ class MotivateResult(StageResult):
 def _progress(show: bool) -> Progress | nullcontext:
     if not show:
         return nullcontext()
-    return progress_bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+    return progress_bar(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+    )
 
 
 def _run_pool(
@@ -127,7 +131,9 @@ def _scope(cfg: MotivateConfig, items: pa.Table, sequences: pa.Table, seed: int)
         sequences = sequences.take(np.sort(order[: ex.sample_users]))
     if ex.limit_users is not None:
         sequences = sequences.slice(0, ex.limit_users)
-        needed = {i for row in sequences.column("train_items").to_pylist() for i in (row or [])[-cfg.agents.history_items :]}
+        needed = {
+            i for row in sequences.column("train_items").to_pylist() for i in (row or [])[-cfg.agents.history_items :]
+        }
         items = items.filter(pa.array([i in needed for i in items.column("item_id").to_pylist()]))
     if ex.limit_items is not None:
         items = items.slice(0, ex.limit_items)
@@ -179,12 +185,19 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
     items, sequences = _scope(m, catalog, delta.read(paths["sequences"], columns=["user_id", "train_items"]), cfg.seed)
     stats = {name: AgentStats() for name in AGENT_NAMES}
 
-    with stage_run(cfg, "motivate", {"motivate": m.model_dump(mode="json")}) as run, _progress(show_progress) as progress:
+    with (
+        stage_run(cfg, "motivate", {"motivate": m.model_dump(mode="json")}) as run,
+        _progress(show_progress) as progress,
+    ):
         all_items = item_inputs(items, item_settings)
-        todo = pending(all_items, delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES), "item_id", m.execution.retry_failed)
+        todo = pending(
+            all_items, delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES), "item_id", m.execution.retry_failed
+        )
         if todo:
             init_ray(cfg.ray)
-        item_counts = _run_pool(cfg, ItemWorker, todo, paths["item_profiles"], "item_id", stats, progress, "item analyst")
+        item_counts = _run_pool(
+            cfg, ItemWorker, todo, paths["item_profiles"], "item_id", stats, progress, "item analyst"
+        )
 
         profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
         ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
@@ -199,7 +212,9 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
         if todo_users:
             init_ray(cfg.ray)
-        user_counts = _run_pool(cfg, UserWorker, todo_users, paths["user_motivations"], "user_id", stats, progress, "motivations")
+        user_counts = _run_pool(
+            cfg, UserWorker, todo_users, paths["user_motivations"], "user_id", stats, progress, "motivations"
+        )
 
         written = {name: delta.version(paths[name]) for name in ("item_profiles", "user_motivations")}
         log_table_versions(read=read_versions, written=written)
@@ -232,7 +247,9 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         )
         import mlflow
 
-        counts = {k: v for k, v in result.model_dump().items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        counts = {
+            k: v for k, v in result.model_dump().items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         mlflow.log_metrics({f"result.{k}": float(v) for k, v in counts.items()})
     log.info("motivate: %s", result.model_dump_json())
     return result

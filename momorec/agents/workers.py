@@ -56,7 +56,9 @@ class AgentContext:
     stats: dict[str, AgentStats] = field(default_factory=lambda: {name: AgentStats() for name in AGENT_NAMES})
 
     def decoding(self, max_tokens: int) -> Decoding:
-        return Decoding(max_tokens, self.agents.max_attempts, self.temperature, self.agents.retry_temperature, self.seed)
+        return Decoding(
+            max_tokens, self.agents.max_attempts, self.temperature, self.agents.retry_temperature, self.seed
+        )
 
     def embed(self, texts: list[str]) -> np.ndarray:
         start = time.perf_counter()
@@ -159,7 +161,9 @@ def _motivation_requests(ctx: AgentContext, states: list[_UserState], critiques:
         if critiques is not None:
             previous = json.dumps(s.draft.model_dump()["motivations"])
             critique = critiques[k]
-        system, user = motivation_prompt(ctx.prompts, s.entries, a.max_motivations, a.max_field_chars, previous, critique)
+        system, user = motivation_prompt(
+            ctx.prompts, s.entries, a.max_motivations, a.max_field_chars, previous, critique
+        )
         n = len(s.entries)
         constraint = (
             motivations_schema(n, a.max_motivations)
@@ -207,7 +211,10 @@ def motivate_users(ctx: AgentContext, users: list[dict[str, Any]]) -> list[dict[
 
     drafting = [s for s in states if not s.failure]
     outcomes = run_requests(
-        ctx.engine, _motivation_requests(ctx, drafting, None), ctx.decoding(a.motivation_max_tokens), ctx.stats["motivation_analyst"]
+        ctx.engine,
+        _motivation_requests(ctx, drafting, None),
+        ctx.decoding(a.motivation_max_tokens),
+        ctx.stats["motivation_analyst"],
     )
     for s, out in zip(drafting, outcomes, strict=True):
         s.attempts += out.attempts
@@ -268,5 +275,7 @@ def _user_row(s: _UserState) -> dict[str, Any]:
         {"reason": m.reason, "evidence_item_ids": [history[e - 1] for e in dict.fromkeys(m.evidence)]}
         for m in s.draft.motivations
     ]
-    row.update(status="ok", failure_reason=s.note, motivation_text=motivation_text(s.draft), motivations_json=json.dumps(cited))
+    row.update(
+        status="ok", failure_reason=s.note, motivation_text=motivation_text(s.draft), motivations_json=json.dumps(cited)
+    )
     return row

@@ -13,11 +13,13 @@ class EvaluateConfig(StrictModel):
     """Which trained models to score on the test split, and how."""
 
     train_run_id: str | None = Field(
-        None, description="MLflow run id of the train stage whose models (one per seed) are evaluated; None = the latest."
+        None,
+        description="MLflow run id of the train stage whose models (one per seed) are evaluated; None = the latest.",
     )
     protocols: list[Literal["full", "sampled"]] = Field(
         default_factory=lambda: ["full", "sampled"],
-        description="full: rank the test item against all items (headline); sampled: against num_negatives unseen items.",
+        description="full: rank the test item against all items (headline); sampled: against num_negatives unseen "
+        "items.",
     )
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20], description="Cut-offs K of HR@K and NDCG@K.")
     num_negatives: int = Field(100, ge=1, description="Negatives per user in the sampled protocol.")
@@ -25,5 +27,6 @@ class EvaluateConfig(StrictModel):
     batch_size: int = Field(1024, ge=1, description="Users per scoring step.")
     compare_with: str | None = Field(
         None,
-        description="Another train run id: paired t-test and Wilcoxon on per-user test NDCG@10 and HR@10 (mean over seeds).",
+        description="Another train run id: paired t-test and Wilcoxon on per-user test NDCG@10 and HR@10 (mean over "
+        "seeds).",
     )

@@ -78,9 +78,7 @@ def sample_negatives(
         excluded = np.unique(items)
         available = num_items - len(excluded[(excluded >= 1) & (excluded <= num_items)])
         if available < num_negatives:
-            raise ValueError(
-                f"user {user}: only {available} unseen items, cannot draw {num_negatives} negatives"
-            )
+            raise ValueError(f"user {user}: only {available} unseen items, cannot draw {num_negatives} negatives")
         picked: np.ndarray = np.empty(0, dtype=np.int64)
         while len(picked) < num_negatives:  # rejection sampling: histories are tiny next to the catalog
             draw = rng.integers(1, num_items + 1, size=2 * num_negatives)

@@ -47,7 +47,9 @@ class EvaluateResult(StageResult):
     tables: dict[str, dict] = Field(default_factory=dict)
 
 
-def _score_run(cfg: PlatformConfig, models: pa.Table, data: SequenceData, eval_run_id: str, progress) -> tuple[list[dict], dict]:
+def _score_run(
+    cfg: PlatformConfig, models: pa.Table, data: SequenceData, eval_run_id: str, progress
+) -> tuple[list[dict], dict]:
     """Rank every user under each protocol for each seed's model; returns (rank rows, seed -> metrics)."""
     import mlflow
 
@@ -65,17 +67,33 @@ def _score_run(cfg: PlatformConfig, models: pa.Table, data: SequenceData, eval_r
         metrics: dict[str, float] = {}
         for protocol in ev.protocols:
             label = protocol_label(protocol, ev.num_negatives)
-            users, ranks = rank_users(model, data, "test", protocol, max_len, ev.batch_size, ev.num_negatives, negative_seed)
+            users, ranks = rank_users(
+                model, data, "test", protocol, max_len, ev.batch_size, ev.num_negatives, negative_seed
+            )
             metrics.update({f"test.{label}.{k}": v for k, v in summarize(ranks, ev.ks).items() if k != "users"})
             rows.extend(
-                {"eval_run_id": eval_run_id, "train_run_id": model_row["train_run_id"], "seed": model_row["seed"],
-                 "protocol": label, "user_id": int(u), "rank": int(r)}
+                {
+                    "eval_run_id": eval_run_id,
+                    "train_run_id": model_row["train_run_id"],
+                    "seed": model_row["seed"],
+                    "protocol": label,
+                    "user_id": int(u),
+                    "rank": int(r),
+                }
                 for u, r in zip(users, ranks, strict=True)
             )
             progress.advance(task)
-        with mlflow.start_run(run_name=f"seed-{model_row['seed']}", nested=True, tags={"momorec.seed": str(model_row["seed"])}):
-            mlflow.log_params({"seed": model_row["seed"], "train_run_id": model_row["train_run_id"],
-                               "seed_run_id": model_row["seed_run_id"], "checkpoint": model_row["checkpoint"]})
+        with mlflow.start_run(
+            run_name=f"seed-{model_row['seed']}", nested=True, tags={"momorec.seed": str(model_row["seed"])}
+        ):
+            mlflow.log_params(
+                {
+                    "seed": model_row["seed"],
+                    "train_run_id": model_row["train_run_id"],
+                    "seed_run_id": model_row["seed_run_id"],
+                    "checkpoint": model_row["checkpoint"],
+                }
+            )
             mlflow.log_metrics(metrics)
         per_seed[str(model_row["seed"])] = metrics
     return rows, per_seed
@@ -83,7 +101,9 @@ def _score_run(cfg: PlatformConfig, models: pa.Table, data: SequenceData, eval_r
 
 def _per_user(ranks: pa.Table, train_run_id: str, ks=(10,)) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per-user HR@k/NDCG@k of a train run's full-ranking test ranks, mean over its seeds."""
-    table = ranks.filter(pc.and_(pc.equal(ranks.column("train_run_id"), train_run_id), pc.equal(ranks.column("protocol"), "full")))
+    table = ranks.filter(
+        pc.and_(pc.equal(ranks.column("train_run_id"), train_run_id), pc.equal(ranks.column("protocol"), "full"))
+    )
     if table.num_rows == 0:
         raise ValueError(f"train run {train_run_id} has no full-ranking test ranks: evaluate it first")
     latest_eval = table.column("eval_run_id")[table.num_rows - 1].as_py()
@@ -114,13 +134,20 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     trained_on = set(models.column("sequences_version").to_pylist())
     if trained_on != {data.versions.get("sequences")}:
-        log.warning("models were trained on sequences version(s) %s, evaluating on version %s", trained_on, data.versions.get("sequences"))
+        log.warning(
+            "models were trained on sequences version(s) %s, evaluating on version %s",
+            trained_on,
+            data.versions.get("sequences"),
+        )
     ranks_path = cfg.table_path("evaluation_ranks")
     params = {"evaluate": ev.model_dump(mode="json"), "train_run_id": train_run_id}
     with tracking.stage_run(cfg, "evaluate", params=params) as run, progress_bar(show=show_progress) as progress:
         tracking.log_table_versions(
-            read={"sequences": data.versions.get("sequences"), "item_ids": data.versions.get("item_ids"),
-                  "trained_models": delta.version(cfg.table_path("trained_models"))},
+            read={
+                "sequences": data.versions.get("sequences"),
+                "item_ids": data.versions.get("item_ids"),
+                "trained_models": delta.version(cfg.table_path("trained_models")),
+            },
             written={},
         )
         rows, per_seed = _score_run(cfg, models, data, run.info.run_id, progress)
@@ -144,8 +171,15 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
             mlflow.log_metrics({f"compare.{m}.{k}": v for m, s in significance.items() for k, v in s.items()})
             mlflow.log_param("compare_with", ev.compare_with)
         return EvaluateResult(
-            mlflow_run_id=run.info.run_id, wall_time_s=time.perf_counter() - start, dataset=cfg.dataset,
-            train_run_id=train_run_id, architecture=models.column("architecture")[0].as_py(), users=data.num_users,
-            seeds=sorted(int(s) for s in per_seed), metrics=metrics, per_seed=per_seed, significance=significance,
+            mlflow_run_id=run.info.run_id,
+            wall_time_s=time.perf_counter() - start,
+            dataset=cfg.dataset,
+            train_run_id=train_run_id,
+            architecture=models.column("architecture")[0].as_py(),
+            users=data.num_users,
+            seeds=sorted(int(s) for s in per_seed),
+            metrics=metrics,
+            per_seed=per_seed,
+            significance=significance,
             tables={"evaluation_ranks": {"path": ranks_path, "version": written}},
         )

@@ -51,4 +51,3 @@ class IngestConfig(StrictModel):
         2000, ge=16, description="Catalog text longer than this is truncated (and counted) so prompts stay bounded."
     )
     staging_dir: str | None = Field(None, description="Scratch folder for Spark output; default <warehouse>/_staging.")
-

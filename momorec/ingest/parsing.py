@@ -11,7 +11,7 @@ import csv
 import json
 import math
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_ID_CHARS = 256
@@ -92,9 +92,7 @@ def parse_timestamp(value: Any) -> float | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        from datetime import timezone
-
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -124,8 +122,15 @@ def validate_event(
     """One event-log row (already split into named fields) -> an event or a reject record."""
 
     def reject(reason: str) -> dict[str, Any]:
-        return record("reject", reason=reason, line=line, raw=raw, event_order=order,
-                      user=clean_id(fields.get(user_col)), item=clean_id(fields.get(item_col)))
+        return record(
+            "reject",
+            reason=reason,
+            line=line,
+            raw=raw,
+            event_order=order,
+            user=clean_id(fields.get(user_col)),
+            item=clean_id(fields.get(item_col)),
+        )
 
     user, item = clean_id(fields.get(user_col)), clean_id(fields.get(item_col))
     if user is None:
@@ -149,8 +154,16 @@ def validate_event(
     event_type = None
     if event_type_col is not None and fields.get(event_type_col) not in (None, ""):
         event_type = str(fields.get(event_type_col))[:64]
-    return record("event", user=user, item=item, timestamp=timestamp, rating=rating,
-                  event_type=event_type, event_order=order, line=line)
+    return record(
+        "event",
+        user=user,
+        item=item,
+        timestamp=timestamp,
+        rating=rating,
+        event_type=event_type,
+        event_order=order,
+        line=line,
+    )
 
 
 def parse_sequence_line(raw_bytes: bytes, line: int, batch: int) -> Iterator[dict[str, Any]]:
@@ -172,14 +185,17 @@ def parse_sequence_line(raw_bytes: bytes, line: int, batch: int) -> Iterator[dic
         yield record("reject", reason="malformed_line:no_items", line=line, raw=raw, user=user, event_order=order0)
         return
     if len(tokens) - 1 >= (1 << POS_BITS):
-        yield record("reject", reason="malformed_line:too_many_items", line=line, raw=raw, user=user, event_order=order0)
+        yield record(
+            "reject", reason="malformed_line:too_many_items", line=line, raw=raw, user=user, event_order=order0
+        )
         return
     for position, token in enumerate(tokens[1:]):
         order = event_order(batch, line, position)
         item = clean_id(token)
         if item is None:
-            yield record("reject", reason="missing_or_bad_field:item", line=line, raw=_clip(token), user=user,
-                         event_order=order)
+            yield record(
+                "reject", reason="missing_or_bad_field:item", line=line, raw=_clip(token), user=user, event_order=order
+            )
         else:
             yield record("event", user=user, item=item, event_order=order, line=line)
 
@@ -199,8 +215,9 @@ def _unreadable_line(text: str | None, raw: str, line: int, order: int) -> dict[
     return None
 
 
-def parse_delimited_line(raw_bytes: bytes, line: int, batch: int, columns: list[str], delimiter: str,
-                         **rules: Any) -> dict[str, Any]:
+def parse_delimited_line(
+    raw_bytes: bytes, line: int, batch: int, columns: list[str], delimiter: str, **rules: Any
+) -> dict[str, Any]:
     """One CSV/TSV data line -> an event or a reject."""
     text, raw = decode_line(raw_bytes)
     order = event_order(batch, line)
@@ -212,7 +229,7 @@ def parse_delimited_line(raw_bytes: bytes, line: int, batch: int, columns: list[
         return record("reject", reason="malformed_line", line=line, raw=raw, event_order=order)
     if len(values) != len(columns):
         return record("reject", reason="malformed_line:column_count", line=line, raw=raw, event_order=order)
-    return validate_event(dict(zip(columns, values)), order=order, line=line, raw=raw, **rules)
+    return validate_event(dict(zip(columns, values, strict=True)), order=order, line=line, raw=raw, **rules)
 
 
 def parse_json_line(raw_bytes: bytes, line: int, batch: int, **rules: Any) -> dict[str, Any]:
@@ -260,8 +277,9 @@ def _text(value: Any, max_chars: int) -> tuple[str | None, bool]:
     return text or None, False
 
 
-def catalog_record(obj: dict[str, Any], columns: dict[str, str], line: int, raw: str,
-                   max_text_chars: int) -> dict[str, Any]:
+def catalog_record(
+    obj: dict[str, Any], columns: dict[str, str], line: int, raw: str, max_text_chars: int
+) -> dict[str, Any]:
     """One catalog object -> a catalog row (kind "item") or a reject."""
 
     def get(field: str) -> Any:
@@ -287,8 +305,9 @@ def catalog_record(obj: dict[str, Any], columns: dict[str, str], line: int, raw:
     }
 
 
-def parse_catalog_line(raw_bytes: bytes, line: int, columns: dict[str, str], max_text_chars: int,
-                       header: list[str] | None = None) -> dict[str, Any]:
+def parse_catalog_line(
+    raw_bytes: bytes, line: int, columns: dict[str, str], max_text_chars: int, header: list[str] | None = None
+) -> dict[str, Any]:
     """A JSONL catalog line, or a RecBole .item line when `header` is given."""
     text, raw = decode_line(raw_bytes)
     if text is None:
@@ -299,7 +318,7 @@ def parse_catalog_line(raw_bytes: bytes, line: int, columns: dict[str, str], max
         values = text.split("\t")
         if len(values) != len(header):
             return {"kind": "reject", "reason": "malformed_line:column_count", "line": line, "raw": raw}
-        obj: Any = dict(zip(header, values))
+        obj: Any = dict(zip(header, values, strict=True))
     else:
         try:
             obj = json.loads(text)

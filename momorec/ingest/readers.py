@@ -58,8 +58,14 @@ def detect_format(path: str, declared: str) -> str:
     if declared != "auto":
         return declared
     ext = os.path.splitext(path)[1].lower()
-    return {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
-            ".inter": "recbole"}.get(ext, "csv")
+    return {
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".parquet": "parquet",
+        ".jsonl": "jsonl",
+        ".json": "jsonl",
+        ".inter": "recbole",
+    }.get(ext, "csv")
 
 
 def _lines(spark, path: str):
@@ -69,8 +75,14 @@ def _lines(spark, path: str):
 
 def read_events(spark, source: EventSource, path: str, batch: int):
     """One event-log or sequence file -> DataFrame[RECORD_DDL]."""
-    rules = dict(user_col=source.user_col, item_col=source.item_col, timestamp_col=source.timestamp_col,
-                 rating_col=source.rating_col, event_type_col=source.event_type_col, min_rating=source.min_rating)
+    rules = dict(
+        user_col=source.user_col,
+        item_col=source.item_col,
+        timestamp_col=source.timestamp_col,
+        rating_col=source.rating_col,
+        event_type_col=source.event_type_col,
+        min_rating=source.min_rating,
+    )
     if source.kind == "sequences":
         rdd = _lines(spark, path).flatMap(lambda pair: parsing.parse_sequence_line(pair[0], pair[1], batch))
         return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
@@ -91,8 +103,11 @@ def read_events(spark, source: EventSource, path: str, batch: int):
     if header_text is None:
         raise ValueError(f"{path}: the header line is not valid UTF-8")
     columns = parsing.split_header(header_text, delimiter, recbole=(fmt == "recbole"))
-    missing = [c for c in (source.user_col, source.item_col, source.timestamp_col, source.rating_col,
-                           source.event_type_col) if c is not None and c not in columns]
+    missing = [
+        c
+        for c in (source.user_col, source.item_col, source.timestamp_col, source.rating_col, source.event_type_col)
+        if c is not None and c not in columns
+    ]
     if missing:
         raise ValueError(f"{path}: columns {missing} not in the header {columns}; set them in the source config")
     parse = partial(parsing.parse_delimited_line, batch=batch, columns=columns, delimiter=delimiter, **rules)
@@ -102,8 +117,17 @@ def read_events(spark, source: EventSource, path: str, batch: int):
 
 def _read_parquet_events(spark, path: str, batch: int, rules: dict):
     frame = spark.read.parquet(path)
-    wanted = [c for c in (rules["user_col"], rules["item_col"], rules["timestamp_col"], rules["rating_col"],
-                          rules["event_type_col"]) if c is not None]
+    wanted = [
+        c
+        for c in (
+            rules["user_col"],
+            rules["item_col"],
+            rules["timestamp_col"],
+            rules["rating_col"],
+            rules["event_type_col"],
+        )
+        if c is not None
+    ]
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: columns {missing} not in {frame.columns}")
@@ -111,8 +135,9 @@ def _read_parquet_events(spark, path: str, batch: int, rules: dict):
     def parse(pair):
         row, line = pair
         fields = row.asDict()
-        return parsing.validate_event(fields, order=parsing.event_order(batch, line), line=line,
-                                      raw=str(fields)[: parsing.MAX_RAW_CHARS], **rules)
+        return parsing.validate_event(
+            fields, order=parsing.event_order(batch, line), line=line, raw=str(fields)[: parsing.MAX_RAW_CHARS], **rules
+        )
 
     rdd = frame.select(*wanted).rdd.zipWithIndex().map(parse)
     return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)

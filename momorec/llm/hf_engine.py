@@ -44,7 +44,9 @@ class HFEngine(Engine):
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, resolved_dtype(cfg))).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model.path, dtype=getattr(torch, resolved_dtype(cfg))).to(
+            self.device
+        )
         self.model.eval()
         self._xgr = _xgrammar() if cfg.hf_guided else None
         self._compiler = None
@@ -101,7 +103,11 @@ class HFEngine(Engine):
         for start in range(0, len(prompts), self.cfg.batch_size):
             batch = prompts[start : start + self.cfg.batch_size]
             enc = self._encode(batch, self.cfg.max_model_len - max_tokens, side="left")
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": 0.95}
+                if temperature > 0
+                else {"do_sample": False}
+            )
             if guided:
                 sampling["logits_processor"] = [self._grammar_processor(schemas[start : start + self.cfg.batch_size])]
             torch.manual_seed(self.seed if seed is None else seed)

@@ -3,7 +3,8 @@
 Structured output is native (`StructuredOutputsParams(json=schema | regex=...)`), so outputs follow the agent's
 schema. Compact JSON is an ENGINE setting in vLLM 0.32 (`structured_outputs_config.disable_any_whitespace`;
 the per-request flag of the same name is ignored): without it the small model fills its token budget
-with whitespace inside the JSON and half the answers come back truncated. Generation and embedding need two vLLM instances (a generate runner and a pooling runner,
+with whitespace inside the JSON and half the answers come back truncated. Generation and embedding need
+two vLLM instances (a generate runner and a pooling runner,
 `convert="embed"`); each is started on first use. Both engines tokenize with the same HF tokenizer
 and pass token ids, so vLLM and HF see exactly the same tokens (their embeddings then agree).
 
@@ -147,7 +148,9 @@ class VLLMEngine(Engine):
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, int(self.embedder.llm_engine.model_config.get_hidden_size())), np.float32)
-        results = self.embedder.embed(self._token_prompts(texts, self.cfg.embed_max_tokens, keep="start"), use_tqdm=False)
+        results = self.embedder.embed(
+            self._token_prompts(texts, self.cfg.embed_max_tokens, keep="start"), use_tqdm=False
+        )
         return np.asarray([r.outputs.embedding for r in results], dtype=np.float32)
 
     def close(self) -> None:

@@ -22,4 +22,13 @@ def build_model(
     return ARCHITECTURES[cfg.architecture](cfg, num_items, item_semantic, user_semantic, seed)
 
 
-__all__ = ["ARCHITECTURES", "BERT4Rec", "GRU4Rec", "ModelConfig", "SASRec", "SemanticInputs", "SequentialRecommender", "build_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "BERT4Rec",
+    "GRU4Rec",
+    "ModelConfig",
+    "SASRec",
+    "SemanticInputs",
+    "SequentialRecommender",
+    "build_model",
+]

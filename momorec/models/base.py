@@ -63,10 +63,12 @@ class SemanticInputs:
     def save_npz(self, path: str) -> None:
         """A portable snapshot, beside SequenceData.save_npz (for a machine without the Delta tables)."""
         extra = {} if self.centroids is None else {"centroids": self.centroids.numpy()}
-        np.savez_compressed(path, codes=self.codes.numpy(), num_codes=self.num_codes, version=str(self.version), **extra)
+        np.savez_compressed(
+            path, codes=self.codes.numpy(), num_codes=self.num_codes, version=str(self.version), **extra
+        )
 
     @classmethod
-    def load_npz(cls, path: str) -> "SemanticInputs":
+    def load_npz(cls, path: str) -> SemanticInputs:
         with np.load(path) as npz:
             centroids = torch.from_numpy(npz["centroids"]) if "centroids" in npz.files else None
             return cls(torch.from_numpy(npz["codes"]), int(npz["num_codes"]), centroids, str(npz["version"]))
@@ -102,10 +104,18 @@ class SequentialRecommender(nn.Module, ABC):
         if inputs is None:
             raise ValueError(f"semantic mode {section.mode!r} needs semantic IDs, none were given")
         if num_entities is not None and inputs.codes.shape[0] != num_entities + 1:
-            raise ValueError(f"item semantic codes cover {inputs.codes.shape[0] - 1} items, the model has {num_entities}")
+            raise ValueError(
+                f"item semantic codes cover {inputs.codes.shape[0] - 1} items, the model has {num_entities}"
+            )
         return SemanticIdEmbedding(
-            inputs.codes, inputs.num_codes, self.cfg.hidden_size, section.mode, inputs.centroids,
-            section.frozen_scale, self.cfg.init_std, seed,
+            inputs.codes,
+            inputs.num_codes,
+            self.cfg.hidden_size,
+            section.mode,
+            inputs.centroids,
+            section.frozen_scale,
+            self.cfg.init_std,
+            seed,
         )
 
     def init_weights(self) -> None:
@@ -185,12 +195,15 @@ class SequentialRecommender(nn.Module, ABC):
             logits = hidden @ table.T  # (P, N+1)
             logits[:, 0] = float("-inf")  # never predict padding
             return F.cross_entropy(logits, targets)
-        negatives = torch.randint(1, self.num_items + 1, (targets.numel(), self.cfg.num_negatives), device=targets.device)
+        negatives = torch.randint(
+            1, self.num_items + 1, (targets.numel(), self.cfg.num_negatives), device=targets.device
+        )
         pos = (hidden * table[targets]).sum(-1)  # (P,)
         neg = torch.einsum("pd,pnd->pn", hidden, table[negatives])  # (P, n)
-        return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + F.binary_cross_entropy_with_logits(
-            neg, torch.zeros_like(neg)
-        ) * self.cfg.num_negatives
+        return (
+            F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+            + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)) * self.cfg.num_negatives
+        )
 
     # ---- scoring path --------------------------------------------------------------------------
     def sequence_vector(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -32,7 +32,9 @@ class BERT4Rec(TransformerBackbone):
     ):
         super().__init__(cfg, num_items, item_semantic, user_semantic, seed)
         self.mask_token = num_items + 1
-        self.head = nn.Sequential(nn.Linear(cfg.hidden_size, cfg.hidden_size), nn.GELU(), nn.LayerNorm(cfg.hidden_size, eps=1e-12))
+        self.head = nn.Sequential(
+            nn.Linear(cfg.hidden_size, cfg.hidden_size), nn.GELU(), nn.LayerNorm(cfg.hidden_size, eps=1e-12)
+        )
         self.init_weights()
 
     def encode(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -54,4 +56,3 @@ class BERT4Rec(TransformerBackbone):
         mask_column = torch.full_like(history[:, :1], self.mask_token)
         inputs = torch.cat([history[:, 1:], mask_column], dim=1)  # (B, T): oldest dropped, [mask] last
         return self.states(inputs, batch["user_id"])[:, -1]  # (B, d)
-

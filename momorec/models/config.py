@@ -21,7 +21,8 @@ class SemanticInputConfig(StrictModel):
     mode: SemanticMode = Field(
         "none",
         description="none: ignore semantic IDs (baseline); frozen: level embeddings are the codebook centroids "
-        "projected once to hidden size (buffers, zero trainable parameters); trainable: a (K+1) x hidden table per level.",
+        "projected once to hidden size (buffers, zero trainable parameters); trainable: a (K+1) x hidden table per "
+        "level.",
     )
     frozen_scale: float = Field(
         1.0,
@@ -38,7 +39,9 @@ class SemanticInputConfig(StrictModel):
 class ModelConfig(StrictModel):
     """Backbone, size, loss and semantic-ID inputs of one recommender."""
 
-    architecture: Literal["sasrec", "gru4rec", "bert4rec"] = Field("sasrec", description="Backbone (one file each in momorec/models).")
+    architecture: Literal["sasrec", "gru4rec", "bert4rec"] = Field(
+        "sasrec", description="Backbone (one file each in momorec/models)."
+    )
     hidden_size: int = Field(64, ge=4, description="Embedding and hidden width d.")
     num_layers: int = Field(2, ge=1, description="Transformer blocks (SASRec, BERT4Rec) or GRU layers (GRU4Rec).")
     num_heads: int = Field(2, ge=1, description="Attention heads (transformers only); must divide hidden_size.")
@@ -47,15 +50,21 @@ class ModelConfig(StrictModel):
     max_len: int = Field(50, ge=2, description="Most recent items a sequence keeps (older ones are cut).")
     init_std: float = Field(0.02, gt=0, description="Std of the normal init of embeddings and linear weights.")
     loss: Literal["ce", "bce"] = Field(
-        "ce", description="ce: full softmax cross-entropy over all items; bce: binary CE with sampled negatives (original SASRec)."
+        "ce",
+        description="ce: full softmax cross-entropy over all items; bce: binary CE with sampled negatives (original "
+        "SASRec).",
     )
     num_negatives: int = Field(1, ge=1, description="bce only: uniform negatives per positive position.")
-    mask_prob: float = Field(0.2, gt=0, lt=1, description="bert4rec only: share of items masked in a training sequence.")
+    mask_prob: float = Field(
+        0.2, gt=0, lt=1, description="bert4rec only: share of items masked in a training sequence."
+    )
     item_semantic: SemanticInputConfig = Field(
-        default_factory=SemanticInputConfig, description="Item semantic IDs: added to each item's input (and output) embedding."
+        default_factory=SemanticInputConfig,
+        description="Item semantic IDs: added to each item's input (and output) embedding.",
     )
     user_semantic: SemanticInputConfig = Field(
-        default_factory=SemanticInputConfig, description="User motivation IDs: enter the sequence representation (see user_fusion)."
+        default_factory=SemanticInputConfig,
+        description="User motivation IDs: enter the sequence representation (see user_fusion).",
     )
     user_fusion: Literal["prefix", "final"] = Field(
         "prefix",

@@ -61,12 +61,16 @@ class SemanticIdEmbedding(nn.Module):
         if codes.dim() != 2:
             raise ValueError(f"semantic codes must be (entities, levels), got shape {tuple(codes.shape)}")
         if codes.min() < 0 or codes.max() > num_codes:
-            raise ValueError(f"semantic codes must lie in 0..{num_codes} (0 reserved), got {int(codes.min())}..{int(codes.max())}")
+            raise ValueError(
+                f"semantic codes must lie in 0..{num_codes} (0 reserved), got {int(codes.min())}..{int(codes.max())}"
+            )
         self.mode = mode
         self.num_levels = codes.shape[1]
         self.register_buffer("codes", codes.to(torch.int64), persistent=True)
         if mode == "trainable":
-            self.levels = nn.ModuleList(nn.Embedding(num_codes + 1, hidden, padding_idx=0) for _ in range(self.num_levels))
+            self.levels = nn.ModuleList(
+                nn.Embedding(num_codes + 1, hidden, padding_idx=0) for _ in range(self.num_levels)
+            )
             for table in self.levels:
                 nn.init.normal_(table.weight, std=init_std)
                 with torch.no_grad():

@@ -57,7 +57,9 @@ def _read_token_file(path: Path, named_by: str) -> RayToken:
     return RayToken(SecretStr(value), f"file {path} ({named_by})")
 
 
-def resolve_token(token_file: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> RayToken | None:
+def resolve_token(
+    token_file: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> RayToken | None:
     """The token to send, or None when there is none (a cluster without token auth needs none).
 
     Order: `token_file` (the --token-file option), $RAY_AUTH_TOKEN, the file in $RAY_AUTH_TOKEN_PATH,

@@ -13,14 +13,17 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from momorec.config import ConfigError, TrackingConfig, load_config
-from momorec.platform import auth, compare as comparing, overlay as overlays, submit as submitting
+from momorec.platform import auth
+from momorec.platform import compare as comparing
+from momorec.platform import overlay as overlays
+from momorec.platform import submit as submitting
 from momorec.storage.locations import is_uri
 
 console = Console(stderr=True)
@@ -69,32 +72,65 @@ def submit(
     command: Annotated[str, typer.Argument(help="momorec command the job runs: a stage, run, refresh, recommend...")],
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML config (inside the uploaded working dir).")],
     extra: Annotated[
-        Optional[list[str]], typer.Argument(help="Further arguments of that command, after `--`: -- --new-logs s3://...")
+        list[str] | None, typer.Argument(help="Further arguments of that command, after `--`: -- --new-logs s3://...")
     ] = None,
     address: Annotated[
-        Optional[str], typer.Option("--address", "-a", envvar="RAY_API_SERVER_ADDRESS", help="Jobs API of the head: http://HEAD:8265.")
+        str | None,
+        typer.Option(
+            "--address", "-a", envvar="RAY_API_SERVER_ADDRESS", help="Jobs API of the head: http://HEAD:8265."
+        ),
     ] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Config override section.key=value (repeatable).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Config override section.key=value (repeatable).")
+    ] = None,
     overlay: Annotated[
-        Optional[list[Path]], typer.Option("--overlay", help="Partial config YAML applied before --set, e.g. infra/spark-cluster.yaml.")
+        list[Path] | None,
+        typer.Option("--overlay", help="Partial config YAML applied before --set, e.g. infra/spark-cluster.yaml."),
     ] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream the job's logs until it ends; exit 1 if it failed.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream the job's logs until it ends; exit 1 if it failed.")
+    ] = False,
     token_file: Annotated[
-        Optional[Path], typer.Option("--token-file", help="File holding the cluster token (else $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token).")
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File holding the cluster token (else $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token).",
+        ),
     ] = None,
-    env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="NAME (pass the local value) or NAME=VALUE for the job.")] = None,
-    pip: Annotated[Optional[list[str]], typer.Option("--pip", help="pip requirement installed for the job (repeatable).")] = None,
-    py_module: Annotated[Optional[list[str]], typer.Option("--py-module", help="Local module or wheel shipped with the job.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="NAME (pass the local value) or NAME=VALUE for the job.")
+    ] = None,
+    pip: Annotated[
+        list[str] | None, typer.Option("--pip", help="pip requirement installed for the job (repeatable).")
+    ] = None,
+    py_module: Annotated[
+        list[str] | None, typer.Option("--py-module", help="Local module or wheel shipped with the job.")
+    ] = None,
     working_dir: Annotated[
-        Optional[Path], typer.Option("--working-dir", help="Folder uploaded as the job's working dir (default: this repository).")
+        Path | None,
+        typer.Option("--working-dir", help="Folder uploaded as the job's working dir (default: this repository)."),
     ] = None,
-    no_upload: Annotated[bool, typer.Option("--no-upload", help="Upload nothing: run the momorec installed in the cluster image.")] = False,
-    remote_config: Annotated[bool, typer.Option("--remote-config", help="--config is a path on the cluster: not checked here.")] = False,
-    num_cpus: Annotated[Optional[float], typer.Option("--entrypoint-num-cpus", help="CPUs reserved for the driver.")] = None,
-    num_gpus: Annotated[Optional[float], typer.Option("--entrypoint-num-gpus", help="GPUs reserved for the driver.")] = None,
-    submission_id: Annotated[Optional[str], typer.Option("--submission-id", help="Job id (a second submit with it is refused).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the entrypoint and runtime env as JSON; submit nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON object (logs go to stderr).")] = False,
+    no_upload: Annotated[
+        bool, typer.Option("--no-upload", help="Upload nothing: run the momorec installed in the cluster image.")
+    ] = False,
+    remote_config: Annotated[
+        bool, typer.Option("--remote-config", help="--config is a path on the cluster: not checked here.")
+    ] = False,
+    num_cpus: Annotated[
+        float | None, typer.Option("--entrypoint-num-cpus", help="CPUs reserved for the driver.")
+    ] = None,
+    num_gpus: Annotated[
+        float | None, typer.Option("--entrypoint-num-gpus", help="GPUs reserved for the driver.")
+    ] = None,
+    submission_id: Annotated[
+        str | None, typer.Option("--submission-id", help="Job id (a second submit with it is refused).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the entrypoint and runtime env as JSON; submit nothing.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the outcome as one JSON object (logs go to stderr).")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
 ) -> None:
     """Submit a momorec command to a Ray cluster through the Ray Jobs API (token auth aware)."""
@@ -113,9 +149,12 @@ def submit(
         else:
             checked = load_config(config, overrides)  # fail here, not on the cluster
             if not is_uri(checked.warehouse):
-                log.warning("warehouse %r is a path: the job resolves it on the cluster, against the job's own working "
-                            "folder, which is gone when the job ends; use an object-store URI (s3://, gs://, abfss://) "
-                            "or a path every node mounts", checked.warehouse)
+                log.warning(
+                    "warehouse %r is a path: the job resolves it on the cluster, against the job's own working "
+                    "folder, which is gone when the job ends; use an object-store URI (s3://, gs://, abfss://) "
+                    "or a path every node mounts",
+                    checked.warehouse,
+                )
             job_config = submitting.job_config_path(config, upload_dir)
         token = auth.resolve_token(token_file)
     except (ConfigError, auth.TokenError, submitting.SubmitError) as exc:
@@ -124,14 +163,23 @@ def submit(
     pass_names, env_values = _split_env(env or [])
     try:
         opts = submitting.SubmitOptions(
-            address=address, working_dir=upload_dir, pass_env=submitting.DEFAULT_PASS_ENV + pass_names, env=env_values,
-            pip=pip or [], py_modules=py_module or [], entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus,
+            address=address,
+            working_dir=upload_dir,
+            pass_env=submitting.DEFAULT_PASS_ENV + pass_names,
+            env=env_values,
+            pip=pip or [],
+            py_modules=py_module or [],
+            entrypoint_num_cpus=num_cpus,
+            entrypoint_num_gpus=num_gpus,
             submission_id=submission_id,
         )
         if dry_run:
-            plan = {"address": address, "runtime_env": submitting.runtime_env(opts, token),
-                    "entrypoint": submitting.stage_entrypoint(command, job_config, overrides, extra, python=opts.python),
-                    "token_source": token.source if token else None}
+            plan = {
+                "address": address,
+                "runtime_env": submitting.runtime_env(opts, token),
+                "entrypoint": submitting.stage_entrypoint(command, job_config, overrides, extra, python=opts.python),
+                "token_source": token.source if token else None,
+            }
             sys.stdout.write(json.dumps(plan, indent=None if as_json else 2) + "\n")
             return
 
@@ -140,11 +188,25 @@ def submit(
                 return
             sys.stdout.write(f"submitted job {job_id} to {address}\n")
             sys.stdout.flush()
-            console.print(f"  logs: ray job logs {job_id} --address {address} --follow\n  stop: ray job stop {job_id} --address {address}",
-                          highlight=False, markup=False, soft_wrap=True)
+            console.print(
+                f"  logs: ray job logs {job_id} --address {address} --follow\n"
+                f"  stop: ray job stop {job_id} --address {address}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
 
-        outcome = submitting.submit_command(command, job_config, opts, token, overrides, extra, follow_logs=follow,
-                                            out=sys.stderr if as_json else sys.stdout, on_submitted=announce)
+        outcome = submitting.submit_command(
+            command,
+            job_config,
+            opts,
+            token,
+            overrides,
+            extra,
+            follow_logs=follow,
+            out=sys.stderr if as_json else sys.stdout,
+            on_submitted=announce,
+        )
     except submitting.SubmitError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -157,8 +219,12 @@ def submit(
         sys.stdout.write(outcome.model_dump_json() + "\n")
     elif follow:
         colour = "green" if outcome.succeeded else "red"
-        console.print(f"job {outcome.job_id}: [{colour}]{outcome.status}[/{colour}]" + (f" ({escape(outcome.message)})" if outcome.message else ""),
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"job {outcome.job_id}: [{colour}]{outcome.status}[/{colour}]"
+            + (f" ({escape(outcome.message)})" if outcome.message else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     if not outcome.succeeded:
         raise typer.Exit(code=1)
 
@@ -166,11 +232,13 @@ def submit(
 def compare(
     experiment: Annotated[str, typer.Option("--experiment", "-e", help="MLflow experiment name.")],
     metric: Annotated[
-        Optional[list[str]], typer.Option("--metric", "-m", help="Metric, e.g. test.full.ndcg_10 (repeatable; default: the headline ones).")
+        list[str] | None,
+        typer.Option("--metric", "-m", help="Metric, e.g. test.full.ndcg_10 (repeatable; default: the headline ones)."),
     ] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a bar chart PNG here.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a bar chart PNG here.")] = None,
     tracking_uri: Annotated[
-        Optional[str], typer.Option("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db).")
+        str | None,
+        typer.Option("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)."),
     ] = None,
     per_seed: Annotated[bool, typer.Option("--per-seed", help="Also list the per-seed nested runs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON object.")] = False,
@@ -202,8 +270,12 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare)
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="MoMoREC platform commands: submit to a Ray cluster, compare MLflow runs.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="MoMoREC platform commands: submit to a Ray cluster, compare MLflow runs.",
+)
 register(app)
 
 if __name__ == "__main__":

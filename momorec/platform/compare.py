@@ -61,7 +61,9 @@ class RunRow(BaseModel):
     start_time: int | None = Field(None, description="Epoch milliseconds.")
     model: str = ""
     seeds: list[int] = Field(default_factory=list)
-    values: dict[str, float] = Field(default_factory=dict, description="metric name -> value (the mean over seeds when logged so).")
+    values: dict[str, float] = Field(
+        default_factory=dict, description="metric name -> value (the mean over seeds when logged so)."
+    )
     stds: dict[str, float] = Field(default_factory=dict, description="metric name -> std over seeds, when logged.")
 
 
@@ -102,15 +104,24 @@ def protocol_label(info: MetricInfo) -> str:
 
 def _sort_key(info: MetricInfo) -> tuple:
     family, _, k = info.measure.partition("_")
-    return (SPLITS.index(info.split) if info.split in SPLITS else 9, info.protocol != "full", info.protocol,
-            family != "ndcg", family, int(k) if k.isdigit() else 0, info.measure)
+    return (
+        SPLITS.index(info.split) if info.split in SPLITS else 9,
+        info.protocol != "full",
+        info.protocol,
+        family != "ndcg",
+        family,
+        int(k) if k.isdigit() else 0,
+        info.measure,
+    )
 
 
 def default_metrics(available: Iterable[str]) -> list[str]:
     """Test (and validation full-ranking) NDCG@10 and HR@10 under every protocol logged; else every protocol metric."""
     infos = [parse_metric(n) for n in available]
     protocol = [i for i in infos if i.split]
-    headline = [i for i in protocol if i.measure in ("ndcg_10", "hr_10") and (i.split == "test" or i.protocol == "full")]
+    headline = [
+        i for i in protocol if i.measure in ("ndcg_10", "hr_10") and (i.split == "test" or i.protocol == "full")
+    ]
     chosen = headline or protocol
     return [i.name for i in sorted({i.name: i for i in chosen}.values(), key=_sort_key)]
 
@@ -119,7 +130,11 @@ def mark_best(metrics: list[MetricInfo], rows: list[RunRow]) -> list[MetricInfo]
     """Fill best_value / best_run_ids (ties: all of them) per metric."""
     out = []
     for info in metrics:
-        scored = [(row.values[info.name], row.run_id) for row in rows if info.name in row.values and math.isfinite(row.values[info.name])]
+        scored = [
+            (row.values[info.name], row.run_id)
+            for row in rows
+            if info.name in row.values and math.isfinite(row.values[info.name])
+        ]
         if not scored:
             out.append(info)
             continue
@@ -156,8 +171,11 @@ def model_label(params: dict[str, str]) -> str:
     arch = params.get("train.model.architecture")
     if not arch:
         return ""
-    modes = [f"{who}:{params[key]}" for who in ("item", "user")
-             if (key := f"train.model.{who}_semantic.mode") in params and params[key] not in ("none", "null", "")]
+    modes = [
+        f"{who}:{params[key]}"
+        for who in ("item", "user")
+        if (key := f"train.model.{who}_semantic.mode") in params and params[key] not in ("none", "null", "")
+    ]
     return f"{arch} + {', '.join(modes)}" if modes else f"{arch} (baseline)"
 
 
@@ -167,8 +185,12 @@ def model_label(params: dict[str, str]) -> str:
 def _all_runs(client, experiment_id: str, max_runs: int) -> list:
     runs, token = [], None
     while len(runs) < max_runs:
-        page = client.search_runs([experiment_id], max_results=min(1000, max_runs - len(runs)),
-                                  order_by=["attributes.start_time ASC"], page_token=token)
+        page = client.search_runs(
+            [experiment_id],
+            max_results=min(1000, max_runs - len(runs)),
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -176,12 +198,18 @@ def _all_runs(client, experiment_id: str, max_runs: int) -> list:
     return runs
 
 
-def collect(experiment: str, metrics: list[str] | None = None, tracking_uri: str | None = None,
-            per_seed: bool = False, max_runs: int = 5000) -> Comparison:
+def collect(
+    experiment: str,
+    metrics: list[str] | None = None,
+    tracking_uri: str | None = None,
+    per_seed: bool = False,
+    max_runs: int = 5000,
+) -> Comparison:
     """Read the experiment's runs and build the comparison (no printing)."""
-    import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    import mlflow
 
     uri = tracking_uri or mlflow.get_tracking_uri()
     client = MlflowClient(uri)
@@ -200,8 +228,10 @@ def collect(experiment: str, metrics: list[str] | None = None, tracking_uri: str
     available = {parse_metric(m).name for r in runs for m in r.data.metrics}
     names = list(metrics) if metrics else default_metrics(available)
     if not names:
-        raise CompareError(f"no run of {experiment!r} logged a protocol metric (<valid|test>.<protocol>.<measure>); "
-                           f"pick some with --metric; logged: {sorted(available)}")
+        raise CompareError(
+            f"no run of {experiment!r} logged a protocol metric (<valid|test>.<protocol>.<measure>); "
+            f"pick some with --metric; logged: {sorted(available)}"
+        )
     missing = [m for m in names if parse_metric(m).name not in available]
     if missing:
         raise CompareError(f"metric(s) {missing} logged by no run of {experiment!r}; logged: {sorted(available)}")
@@ -232,11 +262,23 @@ def collect(experiment: str, metrics: list[str] | None = None, tracking_uri: str
                     stds[info.name] = std
         if not values:
             continue
-        label = model_label(params) or (model_label(params_of_train_run(params["train_run_id"])) if params.get("train_run_id") else "")
+        label = model_label(params) or (
+            model_label(params_of_train_run(params["train_run_id"])) if params.get("train_run_id") else ""
+        )
         seeds = sorted(child_seeds.get(r.info.run_id, ())) or _seeds_from_params(params, tags)
-        rows.append(RunRow(run_id=r.info.run_id, run_name=r.info.run_name or "", stage=tags.get("momorec.stage", ""),
-                           status=r.info.status, start_time=r.info.start_time, model=label, seeds=seeds,
-                           values=values, stds=stds))
+        rows.append(
+            RunRow(
+                run_id=r.info.run_id,
+                run_name=r.info.run_name or "",
+                stage=tags.get("momorec.stage", ""),
+                status=r.info.status,
+                start_time=r.info.start_time,
+                model=label,
+                seeds=seeds,
+                values=values,
+                stds=stds,
+            )
+        )
     return Comparison(experiment=experiment, tracking_uri=uri, metrics=mark_best(infos, rows), runs=rows)
 
 
@@ -247,8 +289,10 @@ def render_table(comparison: Comparison):
     """A rich Table: one row per run, one column per metric, best per metric starred and green."""
     from rich.table import Table
 
-    table = Table(title=f"MLflow experiment {comparison.experiment!r}: {len(comparison.runs)} runs",
-                  caption="★ best per metric (higher is better; ↓ marks lower-is-better); value = mean ± std over seeds")
+    table = Table(
+        title=f"MLflow experiment {comparison.experiment!r}: {len(comparison.runs)} runs",
+        caption="★ best per metric (higher is better; ↓ marks lower-is-better); value = mean ± std over seeds",
+    )
     table.add_column("run")
     table.add_column("stage")
     table.add_column("model", no_wrap=True)
@@ -258,7 +302,12 @@ def render_table(comparison: Comparison):
         where = f"{info.split}\n{protocol_label(info)}" if info.split else "\n"
         table.add_column(f"{info.measure}{arrow}\n{where}", justify="right", no_wrap=True)
     for row in comparison.runs:
-        cells = [f"{row.run_name} ({row.run_id[:8]})", row.stage, row.model or "-", ",".join(map(str, row.seeds)) or "-"]
+        cells = [
+            f"{row.run_name} ({row.run_id[:8]})",
+            row.stage,
+            row.model or "-",
+            ",".join(map(str, row.seeds)) or "-",
+        ]
         for info in comparison.metrics:
             if info.name not in row.values:
                 cells.append("-")
@@ -292,7 +341,9 @@ def plot(comparison: Comparison, path: str) -> str:
         errors = [row.stds.get(m.name, 0.0) for m in metrics]
         label = f"{row.run_name} ({row.run_id[:8]})" + (f" · {row.model}" if row.model else "")
         ax.bar(x - 0.4 + width * (i + 0.5), heights, width, yerr=errors, capsize=2, label=label)
-    ax.set_xticks(x, [f"{m.measure}\n{m.split} · {protocol_label(m)}" if m.split else m.measure for m in metrics], fontsize=8)
+    ax.set_xticks(
+        x, [f"{m.measure}\n{m.split} · {protocol_label(m)}" if m.split else m.measure for m in metrics], fontsize=8
+    )
     ax.set_ylabel("value (mean over seeds)")
     ax.set_title(f"MLflow experiment {comparison.experiment!r}")
     ax.legend(fontsize=7, loc="best")

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         cut = args.index("--")
         from momorec.cli import app
 
-        app(args=with_overlays(args[:cut], args[cut + 1:]), prog_name="momorec")
+        app(args=with_overlays(args[:cut], args[cut + 1 :]), prog_name="momorec")
         return 0
     sys.stdout.write(" ".join(f"--set {shlex.quote(s)}" for path in args for s in overlay_sets(path)) + "\n")
     return 0

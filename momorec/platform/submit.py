@@ -38,8 +38,20 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Never uploaded: local outputs and environments (Ray also honours .gitignore in working_dir).
-DEFAULT_EXCLUDES = [".git", ".venv", "warehouse", "mlruns", "mlartifacts", "mlflow.db", "mlflow-server",
-                    "**/__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", ".cache"]
+DEFAULT_EXCLUDES = [
+    ".git",
+    ".venv",
+    "warehouse",
+    "mlruns",
+    "mlartifacts",
+    "mlflow.db",
+    "mlflow-server",
+    "**/__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    "*.egg-info",
+    ".cache",
+]
 # Passed through to the job when set here: where the job's MLflow runs go.
 DEFAULT_PASS_ENV = ["MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_DISABLE_TELEMETRY"]
 # The runtime environment is readable by anyone with dashboard access: no credentials in it.
@@ -56,18 +68,32 @@ class SubmitOptions(StrictModel):
 
     address: str = Field(description="Ray dashboard (Jobs API) URL of the head, e.g. http://HEAD:8265.")
     working_dir: str | None = Field(
-        str(REPO_ROOT), description="Folder uploaded as the job's working dir; None = run the package in the cluster image."
+        str(REPO_ROOT),
+        description="Folder uploaded as the job's working dir; None = run the package in the cluster image.",
     )
-    excludes: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDES), description="working_dir paths not uploaded.")
+    excludes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDES), description="working_dir paths not uploaded."
+    )
     pass_env: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_PASS_ENV), description="Environment variables copied to the job when set here."
+        default_factory=lambda: list(DEFAULT_PASS_ENV),
+        description="Environment variables copied to the job when set here.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Further environment variables of the job (NAME: value).")
-    pip: list[str] = Field(default_factory=list, description="pip requirements installed for the job (runtime_env pip).")
-    py_modules: list[str] = Field(default_factory=list, description="Local modules/wheels shipped with the job (runtime_env py_modules).")
-    entrypoint_num_cpus: float | None = Field(None, ge=0, description="CPUs reserved for the driver process (None = Ray's default, 0).")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Further environment variables of the job (NAME: value)."
+    )
+    pip: list[str] = Field(
+        default_factory=list, description="pip requirements installed for the job (runtime_env pip)."
+    )
+    py_modules: list[str] = Field(
+        default_factory=list, description="Local modules/wheels shipped with the job (runtime_env py_modules)."
+    )
+    entrypoint_num_cpus: float | None = Field(
+        None, ge=0, description="CPUs reserved for the driver process (None = Ray's default, 0)."
+    )
     entrypoint_num_gpus: float | None = Field(None, ge=0, description="GPUs reserved for the driver process.")
-    submission_id: str | None = Field(None, description="Job id to use (e.g. refresh-2026-05-01: a second submit is refused).")
+    submission_id: str | None = Field(
+        None, description="Job id to use (e.g. refresh-2026-05-01: a second submit is refused)."
+    )
     python: str = Field("python", description="Interpreter on the cluster that runs `-m momorec.cli`.")
 
 
@@ -79,7 +105,9 @@ class JobOutcome(BaseModel):
     job_id: str
     address: str
     entrypoint: str
-    status: str | None = Field(None, description="Ray job status after --follow (SUCCEEDED, FAILED, STOPPED); None when not followed.")
+    status: str | None = Field(
+        None, description="Ray job status after --follow (SUCCEEDED, FAILED, STOPPED); None when not followed."
+    )
     message: str | None = None
 
     @property
@@ -90,9 +118,17 @@ class JobOutcome(BaseModel):
 # ---- building the job -------------------------------------------------------------------------
 
 
-def stage_entrypoint(command: str, config: str, overrides: list[str] | None = None, extra: list[str] | None = None,
-                     python: str = "python") -> str:
-    """The shell command the cluster runs: `python -m momorec.cli <command> --config <config> [--set k=v]... [extra]`."""
+def stage_entrypoint(
+    command: str,
+    config: str,
+    overrides: list[str] | None = None,
+    extra: list[str] | None = None,
+    python: str = "python",
+) -> str:
+    """The shell command the cluster runs.
+
+    `python -m momorec.cli <command> --config <config> [--set k=v]... [extra]`
+    """
     args = [python, "-m", "momorec.cli", command, "--config", config]
     for override in overrides or []:
         args += ["--set", override]
@@ -111,11 +147,15 @@ def job_config_path(config: str | os.PathLike[str], working_dir: str | None) -> 
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
-        raise SubmitError(f"config {config} is outside the uploaded working dir {root}; move it there or pass "
-                          "--remote-config with a path that exists on the cluster") from None
+        raise SubmitError(
+            f"config {config} is outside the uploaded working dir {root}; move it there or pass "
+            "--remote-config with a path that exists on the cluster"
+        ) from None
 
 
-def runtime_env(opts: SubmitOptions, token: RayToken | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def runtime_env(
+    opts: SubmitOptions, token: RayToken | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The job's runtime_env dict: working_dir + excludes, env_vars, pip, py_modules."""
     environ = os.environ if environ is None else environ
     env_vars = {name: environ[name] for name in opts.pass_env if environ.get(name)}
@@ -123,8 +163,10 @@ def runtime_env(opts: SubmitOptions, token: RayToken | None = None, environ: Map
     secret = token.secret.get_secret_value() if token else None
     for name, value in env_vars.items():
         if name in FORBIDDEN_ENV or (secret and secret in value):
-            raise SubmitError(f"environment variable {name} would put the Ray token into the job's runtime environment "
-                              "(visible in the dashboard); the cluster's nodes have their own token")
+            raise SubmitError(
+                f"environment variable {name} would put the Ray token into the job's runtime environment "
+                "(visible in the dashboard); the cluster's nodes have their own token"
+            )
     uri = env_vars.get("MLFLOW_TRACKING_URI", "")
     if uri.startswith(("sqlite:", "file:")) or (uri and "://" not in uri):
         log.warning("MLFLOW_TRACKING_URI is a local store (%s); the job writes to the cluster's disk, not yours", uri)
@@ -156,17 +198,24 @@ def _cluster_errors(address: str, token: RayToken | None) -> Iterator[None]:
     except AuthenticationError as exc:
         rejected = "failed" in str(exc.message).lower() or "403" in str(exc.message)
         if rejected and token is not None:
-            text = (f"the Ray cluster at {address} rejected the token from {token.source} (HTTP 403): it is not "
-                    "this cluster's token. Use the cluster's token (`ray get-auth-token` on the head, or its secret).")
+            text = (
+                f"the Ray cluster at {address} rejected the token from {token.source} (HTTP 403): it is not "
+                "this cluster's token. Use the cluster's token (`ray get-auth-token` on the head, or its secret)."
+            )
         elif token is not None:
             text = f"the Ray cluster at {address} did not accept the token from {token.source}."
         else:
-            text = (f"the Ray cluster at {address} requires a token (token authentication is on) and none was found: "
-                    f"set {TOKEN_ENV}, or {TOKEN_PATH_ENV} / --token-file to a file holding it, or put it in ~/.ray/auth_token.")
+            text = (
+                f"the Ray cluster at {address} requires a token (token authentication is on) and none was found: "
+                f"set {TOKEN_ENV}, or {TOKEN_PATH_ENV} / --token-file to a file holding it, or put it in "
+                "~/.ray/auth_token."
+            )
         raise SubmitError(text) from None
     except ConnectionError:
-        raise SubmitError(f"cannot reach the Ray dashboard at {address}: is the head running and its dashboard port "
-                          "(8265 by default) reachable from here?") from None
+        raise SubmitError(
+            f"cannot reach the Ray dashboard at {address}: is the head running and its dashboard port "
+            "(8265 by default) reachable from here?"
+        ) from None
     except (RuntimeError, ValueError) as exc:
         raise SubmitError(f"the Ray Jobs API at {address} refused the request: {redact(str(exc), token)}") from None
 
@@ -179,8 +228,13 @@ def connect(address: str, token: RayToken | None):
         return JobSubmissionClient(address, headers=token.headers() if token else None)
 
 
-def submit_entrypoint(client, entrypoint: str, opts: SubmitOptions, token: RayToken | None = None,
-                      metadata: Mapping[str, str] | None = None) -> str:
+def submit_entrypoint(
+    client,
+    entrypoint: str,
+    opts: SubmitOptions,
+    token: RayToken | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> str:
     """Submit one entrypoint; returns the Ray job (submission) id."""
     env = runtime_env(opts, token)
     with _cluster_errors(opts.address, token):
@@ -214,7 +268,7 @@ class RedactingWriter:
             if self._secret.startswith(buffer[-size:]):
                 hold = size
                 break
-        self._pending = buffer[len(buffer) - hold:] if hold else ""
+        self._pending = buffer[len(buffer) - hold :] if hold else ""
         self._out.write(buffer[: len(buffer) - hold])
         self._out.flush()
 
@@ -236,7 +290,9 @@ def wait_for_job(client, job_id: str, timeout_s: float = 600.0, poll_s: float = 
         time.sleep(poll_s)
 
 
-def follow(client, job_id: str, out: IO[str], token: RayToken | None = None, address: str = "") -> tuple[str, str | None]:
+def follow(
+    client, job_id: str, out: IO[str], token: RayToken | None = None, address: str = ""
+) -> tuple[str, str | None]:
     """Stream the job's logs to `out` (token masked) until it ends; returns (status, Ray's message)."""
 
     async def stream(writer: RedactingWriter) -> None:
@@ -256,16 +312,26 @@ def follow(client, job_id: str, out: IO[str], token: RayToken | None = None, add
     return status, redact(message, token) if message else None
 
 
-def submit_command(command: str, config: str, opts: SubmitOptions, token: RayToken | None = None,
-                   overrides: list[str] | None = None, extra: list[str] | None = None, follow_logs: bool = False,
-                   out: IO[str] | None = None, on_submitted: Callable[[str], None] | None = None) -> JobOutcome:
+def submit_command(
+    command: str,
+    config: str,
+    opts: SubmitOptions,
+    token: RayToken | None = None,
+    overrides: list[str] | None = None,
+    extra: list[str] | None = None,
+    follow_logs: bool = False,
+    out: IO[str] | None = None,
+    on_submitted: Callable[[str], None] | None = None,
+) -> JobOutcome:
     """Submit `momorec <command> --config <config>` (the path as the cluster sees it); optionally follow it.
 
     `on_submitted(job_id)` runs as soon as the cluster has accepted the job (before following).
     """
     entrypoint = stage_entrypoint(command, config, overrides, extra, python=opts.python)
     client = connect(opts.address, token)
-    job_id = submit_entrypoint(client, entrypoint, opts, token, metadata={"momorec.command": command, "momorec.config": config})
+    job_id = submit_entrypoint(
+        client, entrypoint, opts, token, metadata={"momorec.command": command, "momorec.config": config}
+    )
     if on_submitted is not None:
         on_submitted(job_id)
     outcome = JobOutcome(job_id=job_id, address=opts.address, entrypoint=entrypoint)

@@ -62,7 +62,9 @@ def whole_histories(data: SequenceData, width: int) -> np.ndarray:
     return out
 
 
-def top_k_items(model, data: SequenceData, k: int, batch_size: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+def top_k_items(
+    model, data: SequenceData, k: int, batch_size: int, exclude_seen: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(items (U, k) int64, scores (U, k) float32), best first; padding and seen items never appear.
 
     A model trained before the catalog or the user base grew (a champion kept by the nightly
@@ -125,10 +127,15 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
             data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
             model = model_from_checkpoint(load_checkpoint(chosen["checkpoint"]))
             if model.num_items > data.num_items:
-                raise ValueError(f"model knows {model.num_items} items, item_ids has only {data.num_items}: wrong dataset?")
+                raise ValueError(
+                    f"model knows {model.num_items} items, item_ids has only {data.num_items}: wrong dataset?"
+                )
             if model.num_items < data.num_items:
-                log.warning("serving a model that knows %d of %d items: newer items are not recommended",
-                            model.num_items, data.num_items)
+                log.warning(
+                    "serving a model that knows %d of %d items: newer items are not recommended",
+                    model.num_items,
+                    data.num_items,
+                )
             advance("load")
             items, scores = top_k_items(model, data, rc.top_k, rc.batch_size, rc.exclude_seen)
             advance("score")
@@ -151,13 +158,26 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
             version = delta.write(path, pa.Table.from_pylist(rows, schema=schemas.RECOMMENDATIONS))
             advance("commit")
         with_motivation = sum(1 for r in rows if r["motivation_text"])
-        tracking.log_table_versions(read={"sequences": data.versions.get("sequences")}, written={"recommendations": version})
-        mlflow.log_params({"model.train_run_id": chosen["train_run_id"], "model.seed": chosen["seed"],
-                           "model.registered_version": chosen.get("registered_version")})
+        tracking.log_table_versions(
+            read={"sequences": data.versions.get("sequences")}, written={"recommendations": version}
+        )
+        mlflow.log_params(
+            {
+                "model.train_run_id": chosen["train_run_id"],
+                "model.seed": chosen["seed"],
+                "model.registered_version": chosen.get("registered_version"),
+            }
+        )
         mlflow.log_metrics({"users": len(rows), "with_motivation": with_motivation})
         return RecommendResult(
-            dataset=cfg.dataset, mlflow_run_id=run.info.run_id, wall_time_s=round(time.perf_counter() - start, 3),
-            users=len(rows), top_k=items.shape[1], model_seed=chosen["seed"], train_run_id=chosen["train_run_id"],
+            dataset=cfg.dataset,
+            mlflow_run_id=run.info.run_id,
+            wall_time_s=round(time.perf_counter() - start, 3),
+            users=len(rows),
+            top_k=items.shape[1],
+            model_seed=chosen["seed"],
+            train_run_id=chosen["train_run_id"],
             model_version=chosen.get("registered_version"),
-            with_motivation=with_motivation, tables={"recommendations": {"path": path, "version": version}},
+            with_motivation=with_motivation,
+            tables={"recommendations": {"path": path, "version": version}},
         )

@@ -107,7 +107,9 @@ def load_codebook(folder: str) -> Codebook:
     with open(os.path.join(folder, "meta.json"), encoding="utf-8") as fh:
         meta = json.load(fh)
     projection = Projection(
-        arrays["pca_mean"], arrays.get("pca_components"), float(meta.get("pca_explained_variance", 1.0)),
+        arrays["pca_mean"],
+        arrays.get("pca_components"),
+        float(meta.get("pca_explained_variance", 1.0)),
         arrays.get("pca_scale"),
     )
     return Codebook(

@@ -39,7 +39,8 @@ class QuantizeConfig(StrictModel):
     )
     iterations: int = Field(10, ge=1, description="Lloyd iterations per level (faiss's ResidualQuantizer uses 10).")
     init: Literal["kmeans++", "random"] = Field(
-        "kmeans++", description="Centroid initialisation per level: k-means++ (Arthur & Vassilvitskii 2007) or seeded sample."
+        "kmeans++",
+        description="Centroid initialisation per level: k-means++ (Arthur & Vassilvitskii 2007) or seeded sample.",
     )
     init_points_per_centroid: int = Field(
         16, ge=1, description="k-means++ runs on a seeded sample of this many points per centroid (bounds its cost)."
@@ -63,7 +64,9 @@ class QuantizeConfig(StrictModel):
         False, description="Append one more level to item IDs: the index of the item among items sharing its codes."
     )
     expected_dim: int | None = Field(
-        None, ge=1, description="Embedding dimension; rows of another length are rejected. None = the most common length."
+        None,
+        ge=1,
+        description="Embedding dimension; rows of another length are rejected. None = the most common length.",
     )
     use_ray: Literal["auto", "always", "never"] = Field(
         "auto", description="Shard the fit over Ray actors: always, never, or auto (when fit rows >= ray_min_rows)."

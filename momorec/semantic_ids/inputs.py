@@ -95,5 +95,7 @@ def embeddings_from_arrow(
     vectors = vectors[finite][np.isin(positions[finite], np.flatnonzero(keep))]
     out = Embeddings(ids[keep], np.ascontiguousarray(vectors), n, rejects, rejected_ids)
     if out.rows_rejected:
-        log.warning("%s: %d of %d rows rejected: %s", id_column, out.rows_rejected, n, {k: v for k, v in rejects.items() if v})
+        log.warning(
+            "%s: %d of %d rows rejected: %s", id_column, out.rows_rejected, n, {k: v for k, v in rejects.items() if v}
+        )
     return out

@@ -114,5 +114,7 @@ def fit_projection(
     if whiten:
         std = np.sqrt(np.clip(eigval[order], 0, None))
         # a direction with (numerically) no variance is left unscaled rather than blown up
-        scale = np.where(std > std.max() * 1e-6, std, 1.0).astype(np.float32) if std.max() > 0 else np.ones(dim, np.float32)
+        scale = (
+            np.where(std > std.max() * 1e-6, std, 1.0).astype(np.float32) if std.max() > 0 else np.ones(dim, np.float32)
+        )
     return Projection(mean32, comps.astype(np.float32), kept / total if total > 0 else 1.0, scale)

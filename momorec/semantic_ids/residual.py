@@ -122,7 +122,10 @@ def fit_residual(pool: ShardPool, params: FitParams, progress: Progress | None =
             scatter = sum(pool.map("centred_scatter", mean))
         else:
             rows = np.sort(rng.choice(n, size=params.pca_max_rows, replace=False))
-            scatter, scatter_rows = sum(pool.each("centred_scatter", [(mean, *a) for a in _split_by_shard(rows, offsets)])), rows.size
+            scatter, scatter_rows = (
+                sum(pool.each("centred_scatter", [(mean, *a) for a in _split_by_shard(rows, offsets)])),
+                rows.size,
+            )
     projection = fit_projection(scatter_rows, mean, scatter, params.pca_dim, params.pca_whiten)
     pool.map("project", projection)
 

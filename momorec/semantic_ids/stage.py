@@ -109,7 +109,9 @@ def _fit(cfg: PlatformConfig, entity: str, emb: Embeddings, fit_mask: np.ndarray
     x = emb.vectors[fit_mask]
     if x.shape[0] == 0:
         raise ValueError(f"{entity}: no training entities to fit the codebook on (empty fit set)")
-    task = progress.add_task(f"{entity} fit", total=len(params.codes_per_level) * params.iterations) if progress else None
+    task = (
+        progress.add_task(f"{entity} fit", total=len(params.codes_per_level) * params.iterations) if progress else None
+    )
     started = time.perf_counter()
     with _pool(cfg, x) as (pool, used_ray):
         out: FitOutput = fit_residual(pool, params, (lambda *_: progress.advance(task)) if progress else None)
@@ -245,7 +247,15 @@ def _log_mlflow(summaries: dict[str, EntitySummary], folders: dict[str, str], re
 
     metrics: dict[str, float] = {}
     for entity, s in summaries.items():
-        for key in ("rows_in", "rows_coded", "rows_rejected", "fit_rows", "assigned_rows", "fit_rel_error", "fit_time_s"):
+        for key in (
+            "rows_in",
+            "rows_coded",
+            "rows_rejected",
+            "fit_rows",
+            "assigned_rows",
+            "fit_rel_error",
+            "fit_time_s",
+        ):
             metrics[f"{entity}.{key}"] = float(getattr(s, key))
         metrics.update({f"{entity}.rejected.{k}": float(v) for k, v in s.rejects.items()})
         if s.drift is not None:
@@ -297,7 +307,9 @@ def run_quantize(cfg: PlatformConfig, show_progress: bool = True) -> QuantizeRes
                 if not delta.exists(path):
                     raise FileNotFoundError(f"{path}: no {table_name} table; run `momorec motivate` first")
                 read_versions[table_name] = delta.version(path)
-                emb = embeddings_from_arrow(delta.read(path, columns=[id_column, "status", "embedding"]), id_column, q.expected_dim)
+                emb = embeddings_from_arrow(
+                    delta.read(path, columns=[id_column, "status", "embedding"]), id_column, q.expected_dim
+                )
                 if emb.ids.size == 0:
                     raise ValueError(f"{table_name}: no usable embeddings (rejects: {emb.rejects})")
                 fit_mask = np.isin(emb.ids, train_items) if entity == "item" else np.ones(emb.ids.size, bool)

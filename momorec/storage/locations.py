@@ -45,7 +45,7 @@ def resolve_tracking_uri(uri: str, base: str) -> str:
     `sqlite:////abs/x.db`, `http://`, `databricks` and other URIs are left as they are.
     """
     if uri.startswith(_SQLITE):
-        path = uri[len(_SQLITE):]
+        path = uri[len(_SQLITE) :]
         return uri if path.startswith("/") else _SQLITE + resolve_path(path, base)
     if ":" not in uri:  # a bare folder: MLflow's file store
         return resolve_path(uri, base)

@@ -71,9 +71,7 @@ def write_delta(df, path: str, schema, staging: str, mode: str = "overwrite", sk
     if files:
         scanner = pads.dataset(files, format="parquet").scanner()
         batches = (
-            batch
-            for raw in scanner.to_batches()
-            for batch in pa.Table.from_batches([raw]).cast(schema).to_batches()
+            batch for raw in scanner.to_batches() for batch in pa.Table.from_batches([raw]).cast(schema).to_batches()
         )
         data = pa.RecordBatchReader.from_batches(schema, batches)
     else:

@@ -77,7 +77,10 @@ def model_from_checkpoint(payload: dict, which: str = "best") -> SequentialRecom
     """Rebuild the model a checkpoint describes, with its best (default) or current weights, in eval mode."""
     cfg = ModelConfig.model_validate(payload["model_config"])
     model = build_model(
-        cfg, payload["num_items"], _semantic_from(payload["item_semantic"]), _semantic_from(payload["user_semantic"]),
+        cfg,
+        payload["num_items"],
+        _semantic_from(payload["item_semantic"]),
+        _semantic_from(payload["user_semantic"]),
         seed=payload["seed"],
     )
     weights = payload["train_state"]["best_state"] if which == "best" else payload["model_state"]
@@ -108,7 +111,11 @@ def warm_start(model: SequentialRecommender, payload: dict) -> dict[str, int]:
             if current.shape == value.shape:
                 current.copy_(value)
                 copied += 1
-            elif current.dim() == value.dim() and current.shape[1:] == value.shape[1:] and current.shape[0] > value.shape[0]:
+            elif (
+                current.dim() == value.dim()
+                and current.shape[1:] == value.shape[1:]
+                and current.shape[0] > value.shape[0]
+            ):
                 # Special tokens (BERT4Rec's mask) sit after the items: they stay at the end.
                 tail = getattr(model, "extra_tokens", 0) if name == "item_id_embedding.weight" else 0
                 head = value.shape[0] - tail

@@ -51,9 +51,13 @@ class TrainConfig(StrictModel):
     use_gpu: bool = Field(False, description="One GPU per worker (NCCL); False = CPU workers with gloo.")
     cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs Ray reserves per worker.")
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads per worker (None = torch's default; set 1 when workers share cores)."
+        None,
+        ge=1,
+        description="torch intra-op threads per worker (None = torch's default; set 1 when workers share cores).",
     )
-    max_failures: int = Field(2, ge=0, description="Ray Train FailureConfig: restarts from the last checkpoint after a worker dies.")
+    max_failures: int = Field(
+        2, ge=0, description="Ray Train FailureConfig: restarts from the last checkpoint after a worker dies."
+    )
     checkpoint_dir: str | None = Field(
         None, description="Where checkpoints go (Ray storage_path); None = <warehouse>/<dataset>/checkpoints."
     )
@@ -66,7 +70,10 @@ class TrainConfig(StrictModel):
     )
     warm_start: str | None = Field(
         None,
-        description="Checkpoint (file or folder) whose best weights initialise every seed's model; tables that grew keep "
+        description="Checkpoint (file or folder) whose best weights initialise every seed's model; tables that grew "
+        "keep "
         "the old rows (the nightly refresh passes the champion's checkpoint). None = fresh initialisation.",
     )
-    fault_injection: FaultInjection | None = Field(None, description="Testing only: kill a worker once (see FaultInjection).")
+    fault_injection: FaultInjection | None = Field(
+        None, description="Testing only: kill a worker once (see FaultInjection)."
+    )

@@ -48,26 +48,47 @@ class SequenceData:
 
     def save_npz(self, path: str) -> None:
         """A portable snapshot (for a machine without the Delta tables, e.g. a GPU box)."""
-        np.savez_compressed(path, user_ids=self.user_ids, items=self.items, offsets=self.offsets, train_len=self.train_len,
-                            valid_item=self.valid_item, test_item=self.test_item, num_items=self.num_items)
+        np.savez_compressed(
+            path,
+            user_ids=self.user_ids,
+            items=self.items,
+            offsets=self.offsets,
+            train_len=self.train_len,
+            valid_item=self.valid_item,
+            test_item=self.test_item,
+            num_items=self.num_items,
+        )
 
     @classmethod
-    def load_npz(cls, path: str) -> "SequenceData":
+    def load_npz(cls, path: str) -> SequenceData:
         with np.load(path) as npz:
-            data = cls(**{k: npz[k] for k in ("user_ids", "items", "offsets", "train_len", "valid_item", "test_item")},
-                       num_items=int(npz["num_items"]), versions={"snapshot": None})
+            data = cls(
+                **{k: npz[k] for k in ("user_ids", "items", "offsets", "train_len", "valid_item", "test_item")},
+                num_items=int(npz["num_items"]),
+                versions={"snapshot": None},
+            )
         validate(data, path)
         return data
 
-    def subset(self, rows: np.ndarray) -> "SequenceData":
+    def subset(self, rows: np.ndarray) -> SequenceData:
         """The users at positions `rows` (e.g. one worker's shard)."""
         lengths = np.diff(self.offsets)[rows]
         starts = self.offsets[rows]
-        items = np.concatenate([self.items[s : s + n] for s, n in zip(starts, lengths, strict=True)]) if rows.size else self.items[:0]
+        items = (
+            np.concatenate([self.items[s : s + n] for s, n in zip(starts, lengths, strict=True)])
+            if rows.size
+            else self.items[:0]
+        )
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return SequenceData(
-            self.user_ids[rows], items, offsets, self.train_len[rows], self.valid_item[rows], self.test_item[rows],
-            self.num_items, dict(self.versions),
+            self.user_ids[rows],
+            items,
+            offsets,
+            self.train_len[rows],
+            self.valid_item[rows],
+            self.test_item[rows],
+            self.num_items,
+            dict(self.versions),
         )
 
 
@@ -104,7 +125,9 @@ def load_sequences(sequences_path: str, item_ids_path: str) -> SequenceData:
     offsets = items_col.offsets.to_numpy().astype(np.int64)
     items = items_col.values.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
-    train_len = np.asarray(pc.list_value_length(table.column("train_items")).to_numpy(zero_copy_only=False), dtype=np.int64)
+    train_len = np.asarray(
+        pc.list_value_length(table.column("train_items")).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
     data = SequenceData(
         user_ids=users,
         items=items,
@@ -168,9 +191,17 @@ def scoring_arrays(data: SequenceData, split: str, max_len: int) -> dict[str, np
     `excluded_items`.
     """
     if split == "valid":
-        return {"history": _left_pad(data, data.train_len, max_len), "user_id": data.user_ids, "target": data.valid_item}
+        return {
+            "history": _left_pad(data, data.train_len, max_len),
+            "user_id": data.user_ids,
+            "target": data.valid_item,
+        }
     if split == "test":
-        return {"history": _left_pad(data, data.train_len + 1, max_len), "user_id": data.user_ids, "target": data.test_item}
+        return {
+            "history": _left_pad(data, data.train_len + 1, max_len),
+            "user_id": data.user_ids,
+            "target": data.test_item,
+        }
     raise ValueError(f"unknown split {split!r} (valid | test)")
 
 

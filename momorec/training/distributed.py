@@ -77,8 +77,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     def batches(epoch: int):
         _maybe_die(cfg, rank, epoch)
         return shard.iter_torch_batches(
-            batch_size=train.batch_size, local_shuffle_buffer_size=4 * train.batch_size,
-            local_shuffle_seed=seed * 100_003 + epoch, dtypes=torch.int64,
+            batch_size=train.batch_size,
+            local_shuffle_buffer_size=4 * train.batch_size,
+            local_shuffle_seed=seed * 100_003 + epoch,
+            dtypes=torch.int64,
         )
 
     def all_reduce(t: torch.Tensor) -> torch.Tensor:
@@ -105,8 +107,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=None)
 
     fit(
-        model, loss_module, optimizer, batches, validate, train.epochs, train.patience, state=state,
-        on_epoch_end=report, reduce_mean=reduce_mean, grad_clip=train.grad_clip, device=device,
+        model,
+        loss_module,
+        optimizer,
+        batches,
+        validate,
+        train.epochs,
+        train.patience,
+        state=state,
+        on_epoch_end=report,
+        reduce_mean=reduce_mean,
+        grad_clip=train.grad_clip,
+        device=device,
         time_budget_s=None if train.time_budget_min is None else 60 * train.time_budget_min,
     )
 

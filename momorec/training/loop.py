@@ -41,7 +41,7 @@ class TrainState:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainState":
+    def from_dict(cls, data: dict) -> TrainState:
         return cls(**data)
 
 
@@ -96,7 +96,11 @@ def fit(
         metrics = validate(model)
         if SELECT_METRIC not in metrics:
             raise KeyError(f"validate() must return {SELECT_METRIC}, got {sorted(metrics)}")
-        record = {"epoch": float(state.epoch), "train.loss": reduce_mean(total / steps), "train.epoch_time_s": train_time}
+        record = {
+            "epoch": float(state.epoch),
+            "train.loss": reduce_mean(total / steps),
+            "train.epoch_time_s": train_time,
+        }
         record.update(metrics)
         record["valid.time_s"] = time.perf_counter() - start - train_time
         state.history.append(record)
@@ -110,8 +114,13 @@ def fit(
         state.stopped_early = state.bad_epochs >= patience
         log.info(
             "epoch %d loss %.4f %s %.4f (best %.4f @ %d) %.1fs",
-            state.epoch, record["train.loss"], SELECT_METRIC, metrics[SELECT_METRIC], state.best_metric,
-            state.best_epoch, train_time,
+            state.epoch,
+            record["train.loss"],
+            SELECT_METRIC,
+            metrics[SELECT_METRIC],
+            state.best_metric,
+            state.best_epoch,
+            train_time,
         )
         state.epoch += 1
         if deadline is not None and time.monotonic() > deadline and not state.stopped_early:

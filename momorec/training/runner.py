@@ -37,17 +37,23 @@ class TrainingInputs:
     facts: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, cfg: PlatformConfig) -> "TrainingInputs":
+    def load(cls, cfg: PlatformConfig) -> TrainingInputs:
         data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
         model = cfg.train.model
-        facts: dict[str, object] = {"users": data.num_users, "items": data.num_items, **{f"delta.{k}": v for k, v in data.versions.items()}}
+        facts: dict[str, object] = {
+            "users": data.num_users,
+            "items": data.num_items,
+            **{f"delta.{k}": v for k, v in data.versions.items()},
+        }
         semantic = {}
         for entity, section, size, wanted in (
             ("item", model.item_semantic, data.num_items, np.unique(data.items)),
             ("user", model.user_semantic, data.max_user_id, data.user_ids),
         ):
             codebook_dir = _codebook_dir(cfg, entity) if section.mode == "frozen" else None
-            inputs, info = load_semantic_inputs(cfg.table_path("semantic_ids"), entity, size, wanted, section, codebook_dir)
+            inputs, info = load_semantic_inputs(
+                cfg.table_path("semantic_ids"), entity, size, wanted, section, codebook_dir
+            )
             semantic[entity] = inputs
             facts.update({f"semantic.{entity}.{k}": v for k, v in info.items()})
         return cls(data, semantic["item"], semantic["user"], facts)
@@ -143,7 +149,16 @@ def train_local(
 
     os.makedirs(checkpoint_dir, exist_ok=True)
     return fit(
-        model, LossModule(model), optimizer, local_batches(arrays, train.batch_size, seed, train.length_bucketing), validate,
-        train.epochs, train.patience, on_epoch_end=checkpoint, grad_clip=train.grad_clip, device=device, on_step=on_step,
+        model,
+        LossModule(model),
+        optimizer,
+        local_batches(arrays, train.batch_size, seed, train.length_bucketing),
+        validate,
+        train.epochs,
+        train.patience,
+        on_epoch_end=checkpoint,
+        grad_clip=train.grad_clip,
+        device=device,
+        on_step=on_step,
         time_budget_s=None if train.time_budget_min is None else 60 * train.time_budget_min,
     )

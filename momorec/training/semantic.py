@@ -33,7 +33,12 @@ def codes_matrix(
         raise ValueError(f"{what} semantic IDs have different numbers of levels: {sorted(levels)}")
     in_range = (entity_ids >= 1) & (entity_ids <= num_entities)
     if not in_range.all():
-        log.warning("semantic_ids: %d %s rows name ids outside 1..%d and are ignored", int((~in_range).sum()), what, num_entities)
+        log.warning(
+            "semantic_ids: %d %s rows name ids outside 1..%d and are ignored",
+            int((~in_range).sum()),
+            what,
+            num_entities,
+        )
     out = np.zeros((num_entities + 1, levels.pop()), dtype=np.int64)
     code_array = np.asarray(codes, dtype=np.int64)
     if code_array.size and code_array.min() < 0:
@@ -65,7 +70,9 @@ def load_semantic_inputs(
     from momorec.storage import delta
 
     if not delta.exists(table_path):
-        raise FileNotFoundError(f"semantic mode {section.mode!r} for {entity_type}s needs the table {table_path}: run `momorec quantize`")
+        raise FileNotFoundError(
+            f"semantic mode {section.mode!r} for {entity_type}s needs the table {table_path}: run `momorec quantize`"
+        )
     table = delta.read(table_path, columns=["entity_type", "entity_id", "codes", "codebook_version"])
     table = table.filter(pc.equal(table.column("entity_type"), entity_type))
     versions = sorted(set(table.column("codebook_version").to_pylist()))
@@ -84,7 +91,9 @@ def load_semantic_inputs(
         table = table.filter(pc.equal(table.column("codebook_version"), version))
         log.info("semantic_ids holds %d %s codebook versions; using %s", len(versions), entity_type, version)
     if versions and version not in versions:
-        raise ValueError(f"{entity_type} codebook {version} does not match the semantic_ids table (versions {versions})")
+        raise ValueError(
+            f"{entity_type} codebook {version} does not match the semantic_ids table (versions {versions})"
+        )
     codes, missing = codes_matrix(
         table.column("entity_id").to_numpy().astype(np.int64),
         table.column("codes").to_pylist(),
@@ -97,6 +106,11 @@ def load_semantic_inputs(
     if centroids is not None and codes.shape[1] != centroids.shape[0]:
         raise ValueError(f"{entity_type} codes have {codes.shape[1]} levels, the codebook {centroids.shape[0]}")
     inputs = SemanticInputs(torch.from_numpy(codes), num_codes, centroids, version)
-    facts = {"version": version, "missing": missing, "levels": int(codes.shape[1]), "codes": num_codes,
-             "table_version": delta.version(table_path)}
+    facts = {
+        "version": version,
+        "missing": missing,
+        "levels": int(codes.shape[1]),
+        "codes": num_codes,
+        "table_version": delta.version(table_path),
+    }
     return inputs, facts

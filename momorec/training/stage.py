@@ -43,7 +43,9 @@ class TrainResult(StageResult):
     items: int = 0
     train_rows: int = Field(0, description="Sequences with at least min_train_items training items.")
     seeds: list[int] = Field(default_factory=list)
-    models: list[dict] = Field(default_factory=list, description="Per seed: run id, checkpoint, best epoch, valid NDCG@10.")
+    models: list[dict] = Field(
+        default_factory=list, description="Per seed: run id, checkpoint, best epoch, valid NDCG@10."
+    )
     valid: dict[str, dict[str, float]] = Field(default_factory=dict, description="valid.full.* mean/std over seeds.")
     semantic: dict[str, object] = Field(default_factory=dict, description="Codebook versions, missing-ID counts.")
     tables: dict[str, dict] = Field(default_factory=dict)
@@ -56,8 +58,13 @@ def _log_history(state: TrainState) -> None:
         step = int(record["epoch"])
         mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "epoch"}, step=step)
     mlflow.log_metrics(
-        {"best_epoch": state.best_epoch, "best.valid.full.ndcg_10": state.best_metric, "epochs_run": state.epoch,
-         "stopped_early": float(state.stopped_early), "resumes": float(len(state.resumed_at))}
+        {
+            "best_epoch": state.best_epoch,
+            "best.valid.full.ndcg_10": state.best_metric,
+            "epochs_run": state.epoch,
+            "stopped_early": float(state.stopped_early),
+            "resumes": float(len(state.resumed_at)),
+        }
     )
 
 
@@ -71,7 +78,11 @@ def _log_model(cfg: PlatformConfig, checkpoint: str, max_len: int) -> tuple[str 
     name = cfg.train.registered_model_name or f"momorec-{cfg.dataset}-{cfg.train.model.architecture}"
     # pickle, not MLflow's default pt2: torch.export cannot trace the data-dependent padding trim
     info = mlflow.pytorch.log_model(
-        model, name="model", input_example=example, registered_model_name=name, serialization_format="pickle",
+        model,
+        name="model",
+        input_example=example,
+        registered_model_name=name,
+        serialization_format="pickle",
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
     )
     mlflow.log_artifact(checkpoint, artifact_path="checkpoint")
@@ -79,7 +90,9 @@ def _log_model(cfg: PlatformConfig, checkpoint: str, max_len: int) -> tuple[str 
     return info.model_uri, None if version is None else str(version)
 
 
-def _train_one(cfg: PlatformConfig, inputs: TrainingInputs, seed: int, run_id: str, progress, task) -> tuple[TrainState, str]:
+def _train_one(
+    cfg: PlatformConfig, inputs: TrainingInputs, seed: int, run_id: str, progress, task
+) -> tuple[TrainState, str]:
     if cfg.train.launcher == "ray":
         from momorec.training.distributed import train_with_ray
 
@@ -87,7 +100,9 @@ def _train_one(cfg: PlatformConfig, inputs: TrainingInputs, seed: int, run_id: s
         state, checkpoint = train_with_ray(cfg, seed, run_name=f"{run_id}-seed{seed}")
         progress.update(task, completed=state.epoch)
         return state, checkpoint
-    folder = os.path.join(cfg.train.checkpoint_dir or os.path.join(cfg.dataset_root, "checkpoints"), run_id, f"seed_{seed}")
+    folder = os.path.join(
+        cfg.train.checkpoint_dir or os.path.join(cfg.dataset_root, "checkpoints"), run_id, f"seed_{seed}"
+    )
     state = train_local(cfg, inputs, seed, folder, on_epoch=lambda s: progress.update(task, completed=s.epoch))
     return state, os.path.join(folder, FILE)
 
@@ -102,17 +117,29 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
     inputs = TrainingInputs.load(cfg)  # checks the tables before anything starts
     rows_trainable = len(training_arrays(inputs.data, train.model.max_len, train.min_train_items)["user_id"])
     semantic_facts = {k: v for k, v in inputs.facts.items() if k.startswith("semantic.")}
-    read_versions = {"sequences": inputs.data.versions.get("sequences"), "item_ids": inputs.data.versions.get("item_ids")}
+    read_versions = {
+        "sequences": inputs.data.versions.get("sequences"),
+        "item_ids": inputs.data.versions.get("item_ids"),
+    }
     if "semantic.item.table_version" in inputs.facts or "semantic.user.table_version" in inputs.facts:
-        read_versions["semantic_ids"] = inputs.facts.get("semantic.item.table_version", inputs.facts.get("semantic.user.table_version"))
+        read_versions["semantic_ids"] = inputs.facts.get(
+            "semantic.item.table_version", inputs.facts.get("semantic.user.table_version")
+        )
 
     models: list[dict] = []
     with tracking.stage_run(cfg, "train", params={"train": train.model_dump(mode="json")}) as run:
         tracking.log_table_versions(read=read_versions, written={})
         mlflow.log_params({k: str(v) for k, v in semantic_facts.items()})
-        mlflow.log_metrics({"users": inputs.data.num_users, "items": inputs.data.num_items, "train_rows": rows_trainable})
-        progress = progress_bar(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} epochs"),
-                                TimeElapsedColumn(), show=show_progress)
+        mlflow.log_metrics(
+            {"users": inputs.data.num_users, "items": inputs.data.num_items, "train_rows": rows_trainable}
+        )
+        progress = progress_bar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} epochs"),
+            TimeElapsedColumn(),
+            show=show_progress,
+        )
         with progress:
             for seed in seeds:
                 task = progress.add_task(f"seed {seed}", total=train.epochs)
@@ -123,15 +150,25 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
                     model_uri = version = None
                     if train.log_model:
                         model_uri, version = _log_model(cfg, checkpoint, train.model.max_len)
-                    models.append({
-                        "train_run_id": run.info.run_id, "seed_run_id": child.info.run_id, "seed": seed,
-                        "architecture": train.model.architecture, "model_config": json.dumps(train.model.model_dump(mode="json")),
-                        "checkpoint": os.path.abspath(checkpoint), "best_epoch": state.best_epoch, "epochs_run": state.epoch,
-                        "valid_ndcg_10": state.best_metric, "model_uri": model_uri, "registered_version": version,
-                        "item_codebook_version": semantic_facts.get("semantic.item.version"),
-                        "user_codebook_version": semantic_facts.get("semantic.user.version"),
-                        "sequences_version": inputs.data.versions.get("sequences"), "created_at": time.time(),
-                    })
+                    models.append(
+                        {
+                            "train_run_id": run.info.run_id,
+                            "seed_run_id": child.info.run_id,
+                            "seed": seed,
+                            "architecture": train.model.architecture,
+                            "model_config": json.dumps(train.model.model_dump(mode="json")),
+                            "checkpoint": os.path.abspath(checkpoint),
+                            "best_epoch": state.best_epoch,
+                            "epochs_run": state.epoch,
+                            "valid_ndcg_10": state.best_metric,
+                            "model_uri": model_uri,
+                            "registered_version": version,
+                            "item_codebook_version": semantic_facts.get("semantic.item.version"),
+                            "user_codebook_version": semantic_facts.get("semantic.user.version"),
+                            "sequences_version": inputs.data.versions.get("sequences"),
+                            "created_at": time.time(),
+                        }
+                    )
         path = cfg.table_path("trained_models")
         table = pa.Table.from_pylist(models, schema=schemas.TRAINED_MODELS)
         written = delta.write(path, table, mode="append" if delta.exists(path) else "overwrite")
@@ -139,9 +176,20 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
         valid = mean_std([{"valid.full.ndcg_10": m["valid_ndcg_10"]} for m in models])
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in valid.items() for stat, v in s.items() if stat != "n"})
         return TrainResult(
-            mlflow_run_id=run.info.run_id, wall_time_s=time.perf_counter() - start, dataset=cfg.dataset,
-            architecture=train.model.architecture, launcher=train.launcher, users=inputs.data.num_users,
-            items=inputs.data.num_items, train_rows=rows_trainable, seeds=seeds,
-            models=[{k: m[k] for k in ("seed", "seed_run_id", "checkpoint", "best_epoch", "valid_ndcg_10", "model_uri")} for m in models],
-            valid=valid, semantic=semantic_facts, tables={"trained_models": {"path": path, "version": written}},
+            mlflow_run_id=run.info.run_id,
+            wall_time_s=time.perf_counter() - start,
+            dataset=cfg.dataset,
+            architecture=train.model.architecture,
+            launcher=train.launcher,
+            users=inputs.data.num_users,
+            items=inputs.data.num_items,
+            train_rows=rows_trainable,
+            seeds=seeds,
+            models=[
+                {k: m[k] for k in ("seed", "seed_run_id", "checkpoint", "best_epoch", "valid_ndcg_10", "model_uri")}
+                for m in models
+            ],
+            valid=valid,
+            semantic=semantic_facts,
+            tables={"trained_models": {"path": path, "version": written}},
         )

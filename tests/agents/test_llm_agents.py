@@ -80,10 +80,18 @@ def test_regex_held_agents_only_ever_fail_by_truncation(agent_engine):
     agents = AgentsConfig(history_items=3, max_attempts=2, motivation_max_tokens=80, review_max_tokens=48)
     ctx = AgentContext(agent_engine, load_prompts("v2"), agents, temperature=0.0, seed=5)
     users = [
-        {"user_id": 1, "history_item_ids": [1, 2, 3], "profiles": ["", "", ""],
-         "titles": ["Essie Nail Polish, Marshmallow", "Cuticle oil pen", "Nail polish remover pads"]},
-        {"user_id": 2, "history_item_ids": [4, 5, 6], "profiles": ["", "", ""],
-         "titles": ["Dry shampoo spray", "Wet Brush detangler", "Argan oil hair mask"]},
+        {
+            "user_id": 1,
+            "history_item_ids": [1, 2, 3],
+            "profiles": ["", "", ""],
+            "titles": ["Essie Nail Polish, Marshmallow", "Cuticle oil pen", "Nail polish remover pads"],
+        },
+        {
+            "user_id": 2,
+            "history_item_ids": [4, 5, 6],
+            "profiles": ["", "", ""],
+            "titles": ["Dry shampoo spray", "Wet Brush detangler", "Argan oil hair mask"],
+        },
     ]
     rows = motivate_users(ctx, users)
     assert [r["user_id"] for r in rows] == [1, 2]

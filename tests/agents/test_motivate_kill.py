@@ -8,19 +8,27 @@ import subprocess
 import sys
 import time
 
-import mlflow
 import psutil
 import pytest
 
+import mlflow
 from momorec.agents.stage import run_motivate
 from momorec.storage import delta
 from tests.agents.conftest import DEMO_CONFIG, FAST_MOTIVATE
 
 pytestmark = [pytest.mark.llm, pytest.mark.ray, pytest.mark.spark, pytest.mark.slow]
 
-SLICE = ("motivate.execution.limit_users=2", "motivate.execution.batch_rows=1", "motivate.execution.commit_rows=1",
-         "motivate.agents.history_items=3", "motivate.agents.max_review_rounds=0", "motivate.agents.item_max_tokens=24",
-         "motivate.agents.motivation_max_tokens=40", "motivate.agents.max_attempts=1", "motivate.execution.retry_failed=false")
+SLICE = (
+    "motivate.execution.limit_users=2",
+    "motivate.execution.batch_rows=1",
+    "motivate.execution.commit_rows=1",
+    "motivate.agents.history_items=3",
+    "motivate.agents.max_review_rounds=0",
+    "motivate.agents.item_max_tokens=24",
+    "motivate.agents.motivation_max_tokens=40",
+    "motivate.agents.max_attempts=1",
+    "motivate.execution.retry_failed=false",
+)
 KILL_TIMEOUT_S = 900
 
 
@@ -41,14 +49,26 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 def test_killed_motivate_resumes_without_losing_or_repeating_rows(motivate_cfg, ray_local):
     cfg = motivate_cfg(*SLICE)
     profiles = cfg.table_path("item_profiles")
-    args = [sys.executable, "-m", "momorec.cli", "motivate", "--config", str(DEMO_CONFIG), "--json",
-            "--set", f"warehouse={cfg.warehouse}", *(a for o in (*FAST_MOTIVATE, *SLICE) for a in ("--set", o))]
+    args = [
+        sys.executable,
+        "-m",
+        "momorec.cli",
+        "motivate",
+        "--config",
+        str(DEMO_CONFIG),
+        "--json",
+        "--set",
+        f"warehouse={cfg.warehouse}",
+        *(a for o in (*FAST_MOTIVATE, *SLICE) for a in ("--set", o)),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + KILL_TIMEOUT_S
         while not (delta.exists(profiles) and delta.read(profiles).num_rows >= 1):
             if proc.poll() is not None:
-                pytest.fail(f"motivate exited ({proc.returncode}) before the first commit:\n{proc.stderr.read()[-3000:]!r}")
+                pytest.fail(
+                    f"motivate exited ({proc.returncode}) before the first commit:\n{proc.stderr.read()[-3000:]!r}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail("no item profile was committed in time")
             time.sleep(0.5)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import mlflow
 import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+import mlflow
 from momorec.agents import stage as stage_module
 from momorec.agents.prompts import sanitize
 from momorec.agents.stage import run_motivate
@@ -37,7 +37,9 @@ def test_stage_fills_both_tables_without_leakage_and_reruns_for_free(motivate_cf
     for table in (profiles, users):
         for row in table.to_pylist():
             assert row["status"] in {"ok", "failed"}
-            assert row["model"] == "smollm2-135m-instruct" and row["prompt_version"] == cfg.motivate.agents.prompt_version
+            assert (
+                row["model"] == "smollm2-135m-instruct" and row["prompt_version"] == cfg.motivate.agents.prompt_version
+            )
             assert len(row["content_hash"]) == 64 and row["attempts"] >= 0
             if row["status"] == "ok":
                 vector = np.asarray(row["embedding"], dtype=np.float32)
@@ -60,22 +62,32 @@ def test_stage_fills_both_tables_without_leakage_and_reruns_for_free(motivate_cf
 
     run = mlflow.get_run(result.mlflow_run_id)
     assert run.data.metrics["item_analyst.tokens_out"] > 0 and "motivation_analyst.tokens_per_s" in run.data.metrics
-    assert run.data.metrics["reviewer.requests"] >= sum(r["status"] == "ok" for r in users.to_pylist())  # every draft reviewed
+    assert run.data.metrics["reviewer.requests"] >= sum(
+        r["status"] == "ok" for r in users.to_pylist()
+    )  # every draft reviewed
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.mlflow_run_id, "prompts")}
     version = cfg.motivate.agents.prompt_version
     assert f"prompts/item_analyst.{version}.txt" in artifacts and f"prompts/reviewer.{version}.txt" in artifacts
 
     # a re-run on unchanged data does no LLM work and commits nothing
     versions = (delta.version(cfg.table_path("item_profiles")), delta.version(cfg.table_path("user_motivations")))
-    again = run_motivate(motivate_cfg("motivate.execution.limit_users=2", "motivate.execution.retry_failed=false"), show_progress=False)
+    again = run_motivate(
+        motivate_cfg("motivate.execution.limit_users=2", "motivate.execution.retry_failed=false"), show_progress=False
+    )
     assert (again.items_processed, again.users_processed, again.tokens_out) == (0, 0, 0)
     assert (again.item_profiles_version, again.user_motivations_version) == versions
 
 
 def test_interrupted_run_resumes_without_duplicate_work(motivate_cfg, ray_local, monkeypatch):
-    overrides = ("motivate.execution.limit_users=1", "motivate.execution.batch_rows=1", "motivate.execution.commit_rows=1",
-                 "motivate.agents.history_items=2", "motivate.agents.max_review_rounds=0", "motivate.agents.item_max_tokens=24",
-                 "motivate.agents.max_attempts=1")
+    overrides = (
+        "motivate.execution.limit_users=1",
+        "motivate.execution.batch_rows=1",
+        "motivate.execution.commit_rows=1",
+        "motivate.agents.history_items=2",
+        "motivate.agents.max_review_rounds=0",
+        "motivate.agents.item_max_tokens=24",
+        "motivate.agents.max_attempts=1",
+    )
     cfg = motivate_cfg(*overrides)
     real_upsert, commits = delta.upsert, []
 
@@ -105,8 +117,11 @@ def test_interrupted_run_resumes_without_duplicate_work(motivate_cfg, ray_local,
 def test_catalog_profiles_and_a_seeded_user_sample(motivate_cfg, ray_local):
     """item_profiles=catalog embeds every item's catalog entry without generating; sample_users
     motivates a fixed random sample (the same seed gives the same users)."""
-    overrides = ("motivate.agents.item_profiles=catalog", "motivate.execution.sample_users=3",
-                 "motivate.agents.max_review_rounds=0")
+    overrides = (
+        "motivate.agents.item_profiles=catalog",
+        "motivate.execution.sample_users=3",
+        "motivate.agents.max_review_rounds=0",
+    )
     cfg = motivate_cfg(*overrides)
     result = run_motivate(cfg, show_progress=False)
 

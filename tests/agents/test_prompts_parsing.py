@@ -96,7 +96,9 @@ def test_extract_json_ignores_chatter_and_fences():
 
 def test_parse_item_profile_reasons():
     good = json.dumps({"what": "A nail polish.", "need": "Colour nails.", "buyers": "People who paint nails."})
-    assert parse_item_profile(good).value == ItemProfile(what="A nail polish.", need="Colour nails.", buyers="People who paint nails.")
+    assert parse_item_profile(good).value == ItemProfile(
+        what="A nail polish.", need="Colour nails.", buyers="People who paint nails."
+    )
     assert parse_item_profile('{"what": "A nail pol', "length").reason == "truncated"
     assert parse_item_profile('{"what": "A nail pol', "stop").reason == "invalid_json"
     missing = parse_item_profile('{"what": "A nail polish."}')
@@ -136,7 +138,10 @@ def test_motivations_regex_holds_reasons_to_the_pattern_and_parses_as_the_model(
 
     pattern = AgentsConfig().reason_pattern
     rx = re.compile(motivations_regex(n_history=3, max_motivations=2, reason_pattern=pattern).pattern)
-    good = '{"motivations":[{"reason":"Needs to keep her nails painted","evidence":[1,3]},{"reason":"Cares about dry skin","evidence":[2]}]}'
+    good = (
+        '{"motivations":[{"reason":"Needs to keep her nails painted","evidence":[1,3]},'
+        '{"reason":"Cares about dry skin","evidence":[2]}]}'
+    )
     assert rx.fullmatch(good)
     parsed = parse_motivations(good, 3)
     assert parsed.value is not None and parsed.value.motivations[1].evidence == [2]
@@ -189,9 +194,15 @@ def test_content_hash_changes_with_inputs_and_settings_only():
     assert a["content_hash"] != b["content_hash"]
     assert item_inputs(items, fp)[0]["content_hash"] == a["content_hash"]  # deterministic
     assert item_inputs(items, settings_fingerprint(cfg, "digest", "model-b", 1))[0]["content_hash"] != a["content_hash"]
-    assert item_inputs(items, settings_fingerprint(cfg, "digest2", "model-a", 1))[0]["content_hash"] != a["content_hash"]
-    engine_only = MotivateConfig.model_validate({"llm": {"engine": "hf", "batch_size": 3}, "execution": {"num_actors": 2}})
-    assert settings_fingerprint(engine_only, "digest", "model-a", 1) == fp  # engine and sharding do not change outputs' identity
+    assert (
+        item_inputs(items, settings_fingerprint(cfg, "digest2", "model-a", 1))[0]["content_hash"] != a["content_hash"]
+    )
+    engine_only = MotivateConfig.model_validate(
+        {"llm": {"engine": "hf", "batch_size": 3}, "execution": {"num_actors": 2}}
+    )
+    assert (
+        settings_fingerprint(engine_only, "digest", "model-a", 1) == fp
+    )  # engine and sharding do not change outputs' identity
     assert content_hash(fp, [1]) != content_hash(fp, [2])
 
 
@@ -201,7 +212,10 @@ def test_review_regex_gives_an_empty_accept_or_a_readable_critique():
     from momorec.agents.config import AgentsConfig
 
     rx = re.compile(review_regex(AgentsConfig().critique_pattern).pattern)
-    for good in ('{"verdict":"accept","critique":""}', '{"verdict":"revise","critique":"Cite the purchases of hair dye"}'):
+    for good in (
+        '{"verdict":"accept","critique":""}',
+        '{"verdict":"revise","critique":"Cite the purchases of hair dye"}',
+    ):
         assert rx.fullmatch(good) and parse_review(good).ok
     for bad in (
         '{"verdict":"accept","critique":"fine"}',  # an accept says nothing
@@ -215,23 +229,37 @@ def test_review_regex_gives_an_empty_accept_or_a_readable_critique():
 def test_user_agent_settings_change_user_hashes_but_never_item_hashes():
     """Tuning the reviewer or the reason pattern re-motivates users; it must not re-profile the catalog."""
     base = MotivateConfig()
-    tuned = MotivateConfig.model_validate({"agents": {"max_review_rounds": 0, "reason_pattern": None, "history_items": 3,
-                                                      "motivation_max_tokens": 99}})
+    tuned = MotivateConfig.model_validate(
+        {"agents": {"max_review_rounds": 0, "reason_pattern": None, "history_items": 3, "motivation_max_tokens": 99}}
+    )
     assert item_fingerprint(tuned, "d", "m", 1) == item_fingerprint(base, "d", "m", 1)
     assert settings_fingerprint(tuned, "d", "m", 1) != settings_fingerprint(base, "d", "m", 1)
-    for change in ({"agents": {"item_profiles": "catalog"}}, {"agents": {"item_max_tokens": 50}}, {"llm": {"embed_pooling": "last"}}):
-        assert item_fingerprint(MotivateConfig.model_validate(change), "d", "m", 1) != item_fingerprint(base, "d", "m", 1)
+    for change in (
+        {"agents": {"item_profiles": "catalog"}},
+        {"agents": {"item_max_tokens": 50}},
+        {"llm": {"embed_pooling": "last"}},
+    ):
+        assert item_fingerprint(MotivateConfig.model_validate(change), "d", "m", 1) != item_fingerprint(
+            base, "d", "m", 1
+        )
     prompts = load_prompts("v2")
     assert prompts.digest_of("item_analyst") != prompts.digest  # the item hash reads its own template only
     critique = {"critique_pattern": "(Fix) [a-z ]{6,80}"}
     no_reviewer = MotivateConfig.model_validate({"agents": {"max_review_rounds": 0}})
-    assert settings_fingerprint(MotivateConfig.model_validate({"agents": critique}), "d", "m", 1) != settings_fingerprint(base, "d", "m", 1)
-    assert settings_fingerprint(MotivateConfig.model_validate({"agents": {**critique, "max_review_rounds": 0}}), "d", "m", 1) \
-        == settings_fingerprint(no_reviewer, "d", "m", 1)  # no reviewer: its pattern cannot change an output
+    assert settings_fingerprint(
+        MotivateConfig.model_validate({"agents": critique}), "d", "m", 1
+    ) != settings_fingerprint(base, "d", "m", 1)
+    assert settings_fingerprint(
+        MotivateConfig.model_validate({"agents": {**critique, "max_review_rounds": 0}}), "d", "m", 1
+    ) == settings_fingerprint(no_reviewer, "d", "m", 1)  # no reviewer: its pattern cannot change an output
 
 
 def test_pending_skips_ok_rows_with_the_same_hash():
-    rows = [{"item_id": 1, "content_hash": "h1"}, {"item_id": 2, "content_hash": "h2"}, {"item_id": 3, "content_hash": "h3"}]
+    rows = [
+        {"item_id": 1, "content_hash": "h1"},
+        {"item_id": 2, "content_hash": "h2"},
+        {"item_id": 3, "content_hash": "h3"},
+    ]
     existing = pa.table({"item_id": [1, 2, 3], "content_hash": ["h1", "h2", "old"], "status": ["ok", "failed", "ok"]})
     assert [r["item_id"] for r in pending(rows, existing, "item_id", retry_failed=True)] == [2, 3]
     assert [r["item_id"] for r in pending(rows, existing, "item_id", retry_failed=False)] == [3]

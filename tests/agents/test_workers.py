@@ -36,7 +36,9 @@ class ScriptedEngine(Engine):
             return json.dumps({"what": "A product.", "need": "A need.", "buyers": "Some buyers."}), "stop"
         if "You review" in prompt:
             verdict = self.review_verdicts.pop(0) if self.review_verdicts else "accept"
-            return json.dumps({"verdict": verdict, "critique": "Be more specific." if verdict == "revise" else ""}), "stop"
+            return json.dumps(
+                {"verdict": verdict, "critique": "Be more specific." if verdict == "revise" else ""}
+            ), "stop"
         if "INVENTS" in prompt:
             return json.dumps({"motivations": [{"reason": "Buys many invented things.", "evidence": [99]}]}), "stop"
         revised = "A reviewer rejected" in prompt
@@ -62,7 +64,11 @@ def _ctx(engine: Engine, **agents) -> AgentContext:
 def test_items_ok_retried_and_failed_are_all_recorded():
     engine = ScriptedEngine()
     ctx = _ctx(engine, max_attempts=3)
-    items = [{"item_id": 1, "title": "Polish"}, {"item_id": 2, "title": "FLAKY cream"}, {"item_id": 3, "title": "BROKEN soap"}]
+    items = [
+        {"item_id": 1, "title": "Polish"},
+        {"item_id": 2, "title": "FLAKY cream"},
+        {"item_id": 3, "title": "BROKEN soap"},
+    ]
     rows = profile_items(ctx, items)
     assert [r["item_id"] for r in rows] == [1, 2, 3]  # nothing dropped, order kept
     assert [r["status"] for r in rows] == ["ok", "ok", "failed"]
@@ -77,7 +83,12 @@ def test_items_ok_retried_and_failed_are_all_recorded():
 
 
 def _user(uid: int, titles: list[str]) -> dict:
-    return {"user_id": uid, "history_item_ids": [10 + k for k in range(len(titles))], "titles": titles, "profiles": [""] * len(titles)}
+    return {
+        "user_id": uid,
+        "history_item_ids": [10 + k for k in range(len(titles))],
+        "titles": titles,
+        "profiles": [""] * len(titles),
+    }
 
 
 def test_review_round_revises_then_accepts():
@@ -86,7 +97,9 @@ def test_review_round_revises_then_accepts():
     (row,) = motivate_users(ctx, [_user(5, ["Serum", "Cleanser", "Toner"])])
     assert row["status"] == "ok" and row["accepted"] is True and row["review_rounds"] == 1
     assert row["motivation_text"] == "Refines a skin-care routine."
-    assert json.loads(row["motivations_json"]) == [{"reason": "Refines a skin-care routine.", "evidence_item_ids": [10, 11]}]
+    assert json.loads(row["motivations_json"]) == [
+        {"reason": "Refines a skin-care routine.", "evidence_item_ids": [10, 11]}
+    ]
     assert row["history_item_ids"] == [10, 11, 12] and row["attempts"] == 4  # draft, review, revision, review
     assert any("Be more specific." in p for call in engine.calls for p in call)
 

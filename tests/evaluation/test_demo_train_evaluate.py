@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from tests_demo_paths import DEMO_CONFIG  # noqa: F401  (documents which config this runs)
+from typer.testing import CliRunner
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -19,9 +18,20 @@ def test_cli_train_and_evaluate_on_the_demo(spark, demo_cfg, tmp_path):
     ingest = run_ingest(demo_cfg, show_progress=False)
     assert ingest.users > 0
     common = [
-        "--config", str(DEMO_CONFIG), "--set", f"warehouse={demo_cfg.warehouse}",
-        "--set", "train.model.item_semantic.mode=none", "--set", "train.model.user_semantic.mode=none",
-        "--set", "train.launcher=local", "--set", "train.epochs=3", "--set", "train.seeds=[1, 2]",
+        "--config",
+        str(DEMO_CONFIG),
+        "--set",
+        f"warehouse={demo_cfg.warehouse}",
+        "--set",
+        "train.model.item_semantic.mode=none",
+        "--set",
+        "train.model.user_semantic.mode=none",
+        "--set",
+        "train.launcher=local",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "train.seeds=[1, 2]",
     ]
     runner = CliRunner()
     trained = runner.invoke(app, ["train", *common, "--json"])
@@ -36,5 +46,7 @@ def test_cli_train_and_evaluate_on_the_demo(spark, demo_cfg, tmp_path):
     assert result["metrics"]["full"]["ndcg_10"]["n"] == 2
     assert result["metrics"]["sampled100"]["hr_10"]["mean"] >= result["metrics"]["full"]["hr_10"]["mean"]
 
-    bad = runner.invoke(app, ["train", *common, "--set", "train.model.item_semantic.mode=frozen", "--set", "dataset=absent"])
+    bad = runner.invoke(
+        app, ["train", *common, "--set", "train.model.item_semantic.mode=frozen", "--set", "dataset=absent"]
+    )
     assert bad.exit_code == 1 and "momorec ingest" in bad.output

@@ -8,9 +8,9 @@ import torch
 
 from momorec.evaluation.metrics import (
     full_ranks,
+    hit_at_k,
     metric_sums,
     ndcg_at_k,
-    hit_at_k,
     ranks_from_scores,
     sample_negatives,
     summarize,
@@ -125,7 +125,9 @@ def test_paired_test_detects_a_real_lift_and_not_a_null_one():
 
 
 def test_align_users_and_mean_std():
-    users, a, b = align_users(np.array([3, 1, 2]), np.array([0.3, 0.1, 0.2]), np.array([2, 3, 1]), np.array([2.0, 3.0, 1.0]))
+    users, a, b = align_users(
+        np.array([3, 1, 2]), np.array([0.3, 0.1, 0.2]), np.array([2, 3, 1]), np.array([2.0, 3.0, 1.0])
+    )
     assert users.tolist() == [1, 2, 3] and a.tolist() == [0.1, 0.2, 0.3] and b.tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="different users"):
         align_users(np.array([1, 2]), np.zeros(2), np.array([1, 3]), np.zeros(2))

@@ -20,9 +20,23 @@ def test_beauty_cli_json_reports_the_published_statistics_and_a_correct_split(sp
     sequences = shared_dataset("amazon-beauty", "sequences.txt")
     # The real CLI in a subprocess, as a user runs it.
     proc = subprocess.run(
-        [sys.executable, "-m", "momorec.cli", "ingest", "--config", str(REPO / "configs/beauty.yaml"),
-         "--set", f"warehouse={tmp_path / 'wh'}", "--set", "spark.master=local[2]", "--json"],
-        capture_output=True, text=True, cwd=REPO, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "momorec.cli",
+            "ingest",
+            "--config",
+            str(REPO / "configs/beauty.yaml"),
+            "--set",
+            f"warehouse={tmp_path / 'wh'}",
+            "--set",
+            "spark.master=local[2]",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import pytest
 
+import mlflow
 from momorec.config import load_config
 from momorec.ingest.config import EventSource
 from momorec.ingest.stage import run_ingest
 from momorec.storage import delta
-from tests.conftest import DEMO_CONFIG, REPO
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.spark]
 
@@ -81,7 +81,9 @@ def bad_input(tmp_path):
             fh.write(line.encode() + b"\n")
         fh.write(b"u9,i\xff\xfe,1009,5\n")  # not UTF-8
     catalog = tmp_path / "catalog.jsonl"
-    rows = [json.dumps({"item": f"i{i}", "title": f"Item {i}", "categories": [["Beauty", "Skin"]]}) for i in range(2, 10)]
+    rows = [
+        json.dumps({"item": f"i{i}", "title": f"Item {i}", "categories": [["Beauty", "Skin"]]}) for i in range(2, 10)
+    ]
     rows += [
         json.dumps({"item": "i1", "title": "T" * 100_000}),  # a 100 KB title: kept, truncated
         json.dumps({"item": "i_unknown", "title": "in no log"}),
@@ -96,11 +98,16 @@ def bad_input(tmp_path):
 
 def test_bad_input_is_rejected_with_reasons_and_nothing_is_lost(spark, bad_input, tmp_path, tracking_env):
     events, catalog = bad_input
-    cfg = load_config(None, [
-        "dataset=bad", f"warehouse={tmp_path / 'wh'}",
-        f"ingest.sources=[{{path: '{events}', kind: events, rating_col: rating}}]",
-        f"ingest.catalog={{path: '{catalog}'}}", "ingest.max_text_chars=500",
-    ])
+    cfg = load_config(
+        None,
+        [
+            "dataset=bad",
+            f"warehouse={tmp_path / 'wh'}",
+            f"ingest.sources=[{{path: '{events}', kind: events, rating_col: rating}}]",
+            f"ingest.catalog={{path: '{catalog}'}}",
+            "ingest.max_text_chars=500",
+        ],
+    )
     result = run_ingest(cfg, show_progress=False)
 
     expected_rejects = [r for _, r in BAD_LINES if r] + ["invalid_utf8"]
@@ -116,8 +123,16 @@ def test_bad_input_is_rejected_with_reasons_and_nothing_is_lost(spark, bad_input
     rejects = table(cfg, "rejects")
     catalog_rejects = sorted(rejects[rejects["input"] == "catalog"]["reason"])
     # i9 is in the catalog but its only event was not UTF-8; i_unknown is in no log at all.
-    assert catalog_rejects == sorted(["unknown_item", "unknown_item", "duplicate_catalog_row", "malformed_line:json",
-                                      "missing_or_bad_field:item", "empty_line"])
+    assert catalog_rejects == sorted(
+        [
+            "unknown_item",
+            "unknown_item",
+            "duplicate_catalog_row",
+            "malformed_line:json",
+            "missing_or_bad_field:item",
+            "empty_line",
+        ]
+    )
     assert (rejects["raw"].str.len() <= 1025).all()
     items = table(cfg, "items").set_index("item")
     assert len(items.loc["i1", "title"]) == 500
@@ -128,10 +143,13 @@ def test_bad_input_is_rejected_with_reasons_and_nothing_is_lost(spark, bad_input
 
 def test_appending_a_log_adds_only_new_events_and_keeps_ids(spark, tmp_path, tracking_env):
     day1 = tmp_path / "day1.csv"
-    day1.write_text("user,item,timestamp\n" + "".join(f"a,x{k},{k}\n" for k in range(4))
-                    + "".join(f"b,x{k},{10 + k}\n" for k in range(3)) + "c,x0,5\nc,x1,6\n")
-    cfg = load_config(None, ["dataset=inc", f"warehouse={tmp_path / 'wh'}",
-                             f"ingest.sources=[{{path: '{day1}'}}]"])
+    day1.write_text(
+        "user,item,timestamp\n"
+        + "".join(f"a,x{k},{k}\n" for k in range(4))
+        + "".join(f"b,x{k},{10 + k}\n" for k in range(3))
+        + "c,x0,5\nc,x1,6\n"
+    )
+    cfg = load_config(None, ["dataset=inc", f"warehouse={tmp_path / 'wh'}", f"ingest.sources=[{{path: '{day1}'}}]"])
     first = run_ingest(cfg, show_progress=False)
     assert (first.users, first.interactions) == (2, 7)  # c has 2 events: pending as too short
     ids_before = table(cfg, "user_ids").set_index("user")["user_id"].to_dict()

@@ -8,8 +8,14 @@ import pytest
 
 from momorec.ingest import parsing
 
-RULES = dict(user_col="user", item_col="item", timestamp_col="timestamp", rating_col="rating",
-             event_type_col=None, min_rating=None)
+RULES = dict(
+    user_col="user",
+    item_col="item",
+    timestamp_col="timestamp",
+    rating_col="rating",
+    event_type_col=None,
+    min_rating=None,
+)
 COLUMNS = ["user", "item", "timestamp", "rating"]
 
 
@@ -100,6 +106,10 @@ def test_catalog_rows_flatten_categories_and_truncate_long_text():
 def test_recbole_catalog_columns_are_mapped():
     header = ["item_id", "movie_title", "release_year", "class"]
     rec = parsing.parse_catalog_line(
-        b"1\tToy Story\t1995\tAnimation Comedy", 1, columns={"item": "item_id", "title": "movie_title",
-                                                          "categories": "class"}, max_text_chars=100, header=header)
+        b"1\tToy Story\t1995\tAnimation Comedy",
+        1,
+        columns={"item": "item_id", "title": "movie_title", "categories": "class"},
+        max_text_chars=100,
+        header=header,
+    )
     assert (rec["item"], rec["title"], rec["categories"]) == ("1", "Toy Story", ["Animation", "Comedy"])

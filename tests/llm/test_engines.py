@@ -78,8 +78,10 @@ def _reason_answers(engine):
 
     regex = motivations_regex(3, 2, AgentsConfig().reason_pattern)
     history = "[1] Nail polish, pink\n[2] Nail polish remover\n[3] Cuticle oil"
-    prompts = [engine.chat_prompt("Say why this shopper buys, as JSON.", history),
-               engine.chat_prompt("Answer in JSON.", "Is water wet?")]
+    prompts = [
+        engine.chat_prompt("Say why this shopper buys, as JSON.", history),
+        engine.chat_prompt("Answer in JSON.", "Is water wet?"),
+    ]
     outs = engine.generate(prompts, json_schema=[regex, YES_NO], max_tokens=96, temperature=0.0, seed=3)
     return regex, outs
 

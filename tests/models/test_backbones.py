@@ -16,13 +16,24 @@ def semantic(entities: int, seed: int) -> SemanticInputs:
     gen = torch.Generator().manual_seed(seed)
     codes = torch.randint(1, K + 1, (entities + 1, LEVELS), generator=gen)
     codes[0] = 0
-    return SemanticInputs(codes=codes, num_codes=K, centroids=torch.randn(LEVELS, K, D_LLM, generator=gen), version="v1")
+    return SemanticInputs(
+        codes=codes, num_codes=K, centroids=torch.randn(LEVELS, K, D_LLM, generator=gen), version="v1"
+    )
 
 
 def make(arch: str, item_mode="none", user_mode="none", fusion="prefix", **kw):
     cfg = ModelConfig(
-        architecture=arch, hidden_size=16, num_layers=2, num_heads=2, inner_size=32, max_len=8, dropout=0.1,
-        item_semantic={"mode": item_mode}, user_semantic={"mode": user_mode}, user_fusion=fusion, **kw,
+        architecture=arch,
+        hidden_size=16,
+        num_layers=2,
+        num_heads=2,
+        inner_size=32,
+        max_len=8,
+        dropout=0.1,
+        item_semantic={"mode": item_mode},
+        user_semantic={"mode": user_mode},
+        user_fusion=fusion,
+        **kw,
     )
     torch.manual_seed(0)
     return build_model(cfg, NUM_ITEMS, semantic(NUM_ITEMS, 1), semantic(NUM_USERS, 2), seed=0)
@@ -34,7 +45,9 @@ def batch():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("modes", [("none", "none", "prefix"), ("frozen", "frozen", "prefix"), ("trainable", "trainable", "final")])
+@pytest.mark.parametrize(
+    "modes", [("none", "none", "prefix"), ("frozen", "frozen", "prefix"), ("trainable", "trainable", "final")]
+)
 def test_interface_shapes_and_gradients(arch, modes):
     model = make(arch, *modes)
     b = batch()
@@ -122,7 +135,9 @@ def test_projection_is_linear_so_residual_sums_survive():
         x = centroids[0, 1] + centroids[1, 2] + centroids[2, 3]
         px = project_centroids(x.reshape(1, 1, -1).expand(1, 1, -1), hidden, seed=0) if hidden > D_LLM else None
         if px is not None:  # orthonormal map: same map for any input, so the sum is preserved exactly
-            torch.testing.assert_close(px[0, 0], projected[0, 1] + projected[1, 2] + projected[2, 3], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(
+                px[0, 0], projected[0, 1] + projected[1, 2] + projected[2, 3], rtol=1e-4, atol=1e-4
+            )
             assert projected.norm(dim=-1).allclose(centroids.norm(dim=-1), rtol=1e-4)
 
 
@@ -145,4 +160,6 @@ def test_bce_loss_and_config_errors():
     with pytest.raises(ValueError, match="needs semantic IDs"):
         build_model(ModelConfig(item_semantic={"mode": "frozen"}), NUM_ITEMS)
     with pytest.raises(ValueError, match="no target"):
-        make("sasrec").calculate_loss({"seq": torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 5]]), "user_id": torch.tensor([1])})
+        make("sasrec").calculate_loss(
+            {"seq": torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 5]]), "user_id": torch.tensor([1])}
+        )

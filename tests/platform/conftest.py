@@ -49,8 +49,13 @@ def free_ports(count: int) -> list[int]:
 def head_env(token: str) -> dict[str, str]:
     """The head's environment: token auth on, this venv's python first on PATH (the job's `python`)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-               RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true")
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        RAY_USAGE_STATS_ENABLED="0",
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
     return env
 
 
@@ -112,14 +117,39 @@ def ray_head():
     gcs, dash, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
     temp = Path(tempfile.mkdtemp(prefix="mmrh", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
     log = temp / "head.log"
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--num-cpus", "1", "--include-dashboard", "true",
-           "--dashboard-host", "127.0.0.1", "--port", str(gcs), "--dashboard-port", str(dash),
-           "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
-           "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(runtime_env),
-           "--metrics-export-port", str(metrics), "--temp-dir", str(temp), "--disable-usage-stats"]
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus",
+        "1",
+        "--include-dashboard",
+        "true",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--port",
+        str(gcs),
+        "--dashboard-port",
+        str(dash),
+        "--ray-client-server-port",
+        str(client),
+        "--dashboard-agent-listen-port",
+        str(agent),
+        "--dashboard-agent-grpc-port",
+        str(agent_grpc),
+        "--runtime-env-agent-port",
+        str(runtime_env),
+        "--metrics-export-port",
+        str(metrics),
+        "--temp-dir",
+        str(temp),
+        "--disable-usage-stats",
+    ]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, env=head_env(token), stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=head_env(token), stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
     address = f"http://127.0.0.1:{dash}"
     try:
         _wait_ready(address, token, proc, log)

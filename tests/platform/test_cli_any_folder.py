@@ -25,16 +25,30 @@ MOMOREC = Path(sys.executable).parent / "momorec"
 
 # A slice of the demo: 4 users motivated (HF engine, short answers), 2 epochs of Ray Train with 2 workers.
 SLICE = [
-    "spark.master=local[2]", "motivate.execution.limit_users=4", "motivate.llm.engine=hf", "motivate.llm.dtype=float32",
-    "motivate.agents.item_max_tokens=48", "motivate.agents.motivation_max_tokens=64", "motivate.agents.review_max_tokens=32",
-    "motivate.agents.max_attempts=1", "motivate.agents.max_review_rounds=0", "quantize.codes=2", "quantize.pca_dim=4",
-    "train.epochs=2", "train.seeds=[2026]", "train.launcher=ray", "train.num_workers=2", "evaluate.protocols=[full]",
+    "spark.master=local[2]",
+    "motivate.execution.limit_users=4",
+    "motivate.llm.engine=hf",
+    "motivate.llm.dtype=float32",
+    "motivate.agents.item_max_tokens=48",
+    "motivate.agents.motivation_max_tokens=64",
+    "motivate.agents.review_max_tokens=32",
+    "motivate.agents.max_attempts=1",
+    "motivate.agents.max_review_rounds=0",
+    "quantize.codes=2",
+    "quantize.pca_dim=4",
+    "train.epochs=2",
+    "train.seeds=[2026]",
+    "train.launcher=ray",
+    "train.num_workers=2",
+    "evaluate.protocols=[full]",
 ]
 
 
 def _user_env() -> dict[str, str]:
     """The environment of a user's shell: no tracking store or Ray address inherited from the tests."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PYTEST_CURRENT_TEST")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PYTEST_CURRENT_TEST")
+    }
     env["PATH"] = f"{MOMOREC.parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -51,8 +65,15 @@ def _project(tmp_path: Path) -> Path:
 
 
 def _momorec(args: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
-    return subprocess.run([str(MOMOREC), *args], cwd=cwd, env=_user_env(), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(MOMOREC), *args],
+        cwd=cwd,
+        env=_user_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.spark
@@ -68,8 +89,15 @@ def test_run_from_another_folder_lands_tables_in_the_relative_warehouse(tmp_path
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
 
     root = work / "warehouse" / "demo"
-    for table in ("sequences", "item_profiles", "user_motivations", "semantic_ids", "trained_models",
-                  "evaluation_ranks", "recommendations"):
+    for table in (
+        "sequences",
+        "item_profiles",
+        "user_motivations",
+        "semantic_ids",
+        "trained_models",
+        "evaluation_ranks",
+        "recommendations",
+    ):
         assert delta.exists(str(root / table)), f"{table} is not in {root}"
     assert any((root / "checkpoints").rglob("*.pt")), "Ray Train's checkpoints are not under the warehouse"
     assert (work / "mlflow.db").is_file(), "the default MLflow store is in the folder the command was started in"
@@ -79,8 +107,11 @@ def test_run_from_another_folder_lands_tables_in_the_relative_warehouse(tmp_path
     assert f"Delta tables:   {root}" in done.stdout and "Open the UI:" in done.stdout
     for number, stage in enumerate(("ingest", "motivate", "quantize", "train", "evaluate", "recommend"), start=1):
         assert f"done [{number}/6] {stage}" in done.stderr, done.stderr
-    noise = [line for line in (done.stdout + done.stderr).splitlines()
-             if re.search(r"\bWARN\b|core_worker|INFO |Running Dataset|\(raylet\)|Traceback", line)]
+    noise = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if re.search(r"\bWARN\b|core_worker|INFO |Running Dataset|\(raylet\)|Traceback", line)
+    ]
     assert not noise, noise[:10]
     log_path = Path(re.search(r"Full log:\s+(\S+)", done.stdout).group(1))
     assert log_path.parent == work / "logs" and log_path.stat().st_size > 0
@@ -91,17 +122,27 @@ def test_a_failing_stage_is_one_line_and_the_traceback_is_in_the_log(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     project = _project(tmp_path)
-    done = _momorec(["run", "-c", str(project / "configs" / "demo.yaml"), "--set", "pipeline.stages=[quantize]"],
-                    cwd=work, timeout=300)
+    done = _momorec(
+        ["run", "-c", str(project / "configs" / "demo.yaml"), "--set", "pipeline.stages=[quantize]"],
+        cwd=work,
+        timeout=300,
+    )
     assert done.returncode == 1
     said = [line for line in done.stderr.splitlines() if line.strip()]
-    assert any("momorec run failed at quantize: FileNotFoundError" in line and "run `momorec ingest` first" in line
-               for line in said), said
+    assert any(
+        "momorec run failed at quantize: FileNotFoundError" in line and "run `momorec ingest` first" in line
+        for line in said
+    ), said
     assert "Traceback" not in done.stderr and len(said) <= 6, said
     log_path = Path(re.search(r"Full log: (\S+)", done.stderr).group(1))
     assert log_path.parent == work / "logs" and "Traceback (most recent call last)" in log_path.read_text()
 
-    as_json = _momorec(["run", "-c", str(project / "configs" / "demo.yaml"), "--set", "pipeline.stages=[quantize]",
-                        "--json"], cwd=work, timeout=300)
+    as_json = _momorec(
+        ["run", "-c", str(project / "configs" / "demo.yaml"), "--set", "pipeline.stages=[quantize]", "--json"],
+        cwd=work,
+        timeout=300,
+    )
     payload = json.loads(as_json.stdout.strip().splitlines()[-1])
-    assert as_json.returncode == 1 and payload["stage"] == "quantize" and payload["error"].startswith("FileNotFoundError")
+    assert (
+        as_json.returncode == 1 and payload["stage"] == "quantize" and payload["error"].startswith("FileNotFoundError")
+    )

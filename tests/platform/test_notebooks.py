@@ -22,10 +22,20 @@ pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.llm, pytest.mark.s
 
 # A slice of the demo: 8 users and the items their recent histories show; short answers; 2 epochs.
 SLICE = [
-    "spark.master=local[2]", "motivate.execution.limit_users=8", "motivate.llm.engine=hf", "motivate.llm.dtype=float32",
-    "motivate.agents.item_max_tokens=48", "motivate.agents.motivation_max_tokens=64", "motivate.agents.review_max_tokens=32",
-    "motivate.agents.max_attempts=1", "quantize.codes=4", "quantize.pca_dim=8", "train.epochs=2", "train.seeds=[2026]",
-    "train.launcher=local", "evaluate.protocols=[full]",
+    "spark.master=local[2]",
+    "motivate.execution.limit_users=8",
+    "motivate.llm.engine=hf",
+    "motivate.llm.dtype=float32",
+    "motivate.agents.item_max_tokens=48",
+    "motivate.agents.motivation_max_tokens=64",
+    "motivate.agents.review_max_tokens=32",
+    "motivate.agents.max_attempts=1",
+    "quantize.codes=4",
+    "quantize.pca_dim=8",
+    "train.epochs=2",
+    "train.seeds=[2026]",
+    "train.launcher=local",
+    "evaluate.protocols=[full]",
 ]
 
 
@@ -38,7 +48,13 @@ def _execute(name: str, parameters: str) -> nbformat.NotebookNode:
 
 
 def _outputs(nb: nbformat.NotebookNode, kind: str) -> list:
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == kind or kind in o.get("data", {})]
+    return [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == kind or kind in o.get("data", {})
+    ]
 
 
 def test_quickstart_runs_the_pipeline_and_compare_plots_baseline_vs_momorec(tmp_path, tracking_env):
@@ -61,13 +77,23 @@ def test_quickstart_runs_the_pipeline_and_compare_plots_baseline_vs_momorec(tmp_
         for mode in ("none", "frozen"):
             if (arch, mode) == ("sasrec", "frozen"):
                 continue  # the quickstart's own model
-            cfg = load_config(DEMO, [*overrides, f"train.model.architecture={arch}", f"train.model.item_semantic.mode={mode}",
-                                     f"train.model.user_semantic.mode={mode}", "train.log_model=false"])
+            cfg = load_config(
+                DEMO,
+                [
+                    *overrides,
+                    f"train.model.architecture={arch}",
+                    f"train.model.item_semantic.mode={mode}",
+                    f"train.model.user_semantic.mode={mode}",
+                    "train.log_model=false",
+                ],
+            )
             run_train(cfg, show_progress=False)
             run_evaluate(cfg, show_progress=False)
 
     compare = _execute("compare", f"TRACKING_URI = {tracking_env!r}")
     last = [c for c in compare.cells if c.cell_type == "code"][-1]
-    plotted = ast.literal_eval(next(o for o in last.outputs if o["output_type"] == "execute_result")["data"]["text/plain"])
+    plotted = ast.literal_eval(
+        next(o for o in last.outputs if o["output_type"] == "execute_result")["data"]["text/plain"]
+    )
     assert plotted == {"baseline": ["bert4rec", "gru4rec", "sasrec"], "MoMoREC": ["bert4rec", "gru4rec", "sasrec"]}
     assert _outputs(compare, "image/png"), "the comparison was not plotted"

@@ -28,18 +28,42 @@ def _run(client, exp_id: str, name: str, tags: dict, params: dict | None = None,
 
 def _log_model(client, exp_id: str, semantic: str, seeds: dict[int, tuple[float, float]]) -> tuple[str, str]:
     """A train run (its config as params) and an evaluate run with one nested run per seed, as the stages log them."""
-    train = _run(client, exp_id, "train", {"momorec.stage": "train"},
-                 {"train.model.architecture": "sasrec", "train.model.item_semantic.mode": semantic,
-                  "train.model.user_semantic.mode": semantic, "train.seeds": json.dumps(sorted(seeds))},
-                 {"valid.full.ndcg_10.mean": 0.07 if semantic == "frozen" else 0.06})
+    train = _run(
+        client,
+        exp_id,
+        "train",
+        {"momorec.stage": "train"},
+        {
+            "train.model.architecture": "sasrec",
+            "train.model.item_semantic.mode": semantic,
+            "train.model.user_semantic.mode": semantic,
+            "train.seeds": json.dumps(sorted(seeds)),
+        },
+        {"valid.full.ndcg_10.mean": 0.07 if semantic == "frozen" else 0.06},
+    )
     ndcgs, hrs = [v[0] for v in seeds.values()], [v[1] for v in seeds.values()]
-    evaluate = _run(client, exp_id, "evaluate", {"momorec.stage": "evaluate"}, {"train_run_id": train},
-                    {"test.full.ndcg_10.mean": sum(ndcgs) / 2, "test.full.ndcg_10.std": abs(ndcgs[0] - ndcgs[1]) / 2,
-                     "test.sampled100.hr_10.mean": sum(hrs) / 2, "test.sampled100.hr_10.std": abs(hrs[0] - hrs[1]) / 2,
-                     "wall_time_s": 10.0 if semantic == "none" else 12.0})
+    evaluate = _run(
+        client,
+        exp_id,
+        "evaluate",
+        {"momorec.stage": "evaluate"},
+        {"train_run_id": train},
+        {
+            "test.full.ndcg_10.mean": sum(ndcgs) / 2,
+            "test.full.ndcg_10.std": abs(ndcgs[0] - ndcgs[1]) / 2,
+            "test.sampled100.hr_10.mean": sum(hrs) / 2,
+            "test.sampled100.hr_10.std": abs(hrs[0] - hrs[1]) / 2,
+            "wall_time_s": 10.0 if semantic == "none" else 12.0,
+        },
+    )
     for seed, (ndcg, hr) in seeds.items():
-        _run(client, exp_id, f"seed-{seed}", {"momorec.seed": str(seed), "mlflow.parentRunId": evaluate},
-             metrics={"test.full.ndcg_10": ndcg, "test.sampled100.hr_10": hr})
+        _run(
+            client,
+            exp_id,
+            f"seed-{seed}",
+            {"momorec.seed": str(seed), "mlflow.parentRunId": evaluate},
+            metrics={"test.full.ndcg_10": ndcg, "test.sampled100.hr_10": hr},
+        )
     return train, evaluate
 
 
@@ -59,7 +83,12 @@ def experiment(tmp_path_factory):
 def test_parse_metric_reads_protocol_and_direction():
     info = compare.parse_metric("test.sampled100.hr_10.mean")
     assert (info.name, info.split, info.protocol, info.measure, info.higher_is_better) == (
-        "test.sampled100.hr_10", "test", "sampled100", "hr_10", True)
+        "test.sampled100.hr_10",
+        "test",
+        "sampled100",
+        "hr_10",
+        True,
+    )
     assert compare.protocol_label(info) == "sampled, 100 negatives"
     assert compare.parse_metric("wall_time_s").higher_is_better is False
     assert compare.parse_metric("compare.test.full.ndcg_10.p_value").higher_is_better is False
@@ -98,8 +127,9 @@ def test_cli_table_plot_and_json(experiment, tmp_path):
     height, width = matplotlib.image.imread(png).shape[:2]
     assert width > 500 and height > 300
 
-    result = runner.invoke(app, ["compare", "-e", EXPERIMENT, "--tracking-uri", experiment["uri"], "--json",
-                                 "-m", "test.full.ndcg_10"])
+    result = runner.invoke(
+        app, ["compare", "-e", EXPERIMENT, "--tracking-uri", experiment["uri"], "--json", "-m", "test.full.ndcg_10"]
+    )
     payload = json.loads(result.stdout)
     assert payload["metrics"][0]["best_run_ids"] == [experiment["momorec"][1]]
     assert {r["run_id"] for r in payload["runs"]} == {experiment["baseline"][1], experiment["momorec"][1]}
@@ -107,7 +137,9 @@ def test_cli_table_plot_and_json(experiment, tmp_path):
 
 def test_cli_errors_name_what_exists(experiment):
     runner = CliRunner()
-    result = runner.invoke(app, ["compare", "-e", EXPERIMENT, "--tracking-uri", experiment["uri"], "-m", "test.full.mrr_3"])
+    result = runner.invoke(
+        app, ["compare", "-e", EXPERIMENT, "--tracking-uri", experiment["uri"], "-m", "test.full.mrr_3"]
+    )
     assert result.exit_code == 2 and "logged by no run" in result.output and "test.full.ndcg_10" in result.output
     result = runner.invoke(app, ["compare", "-e", "nope", "--tracking-uri", experiment["uri"]])
     assert result.exit_code == 2 and "no experiment 'nope'" in result.output and EXPERIMENT in result.output

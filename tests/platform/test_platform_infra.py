@@ -7,7 +7,6 @@ import shlex
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 
 from momorec.config import load_config
@@ -65,9 +64,13 @@ def _ray_version() -> str:
 
 # ---- cron -------------------------------------------------------------------------------------
 
-CRON_FIELDS = [(0, 59, {}), (0, 23, {}), (1, 31, {}),
-               (1, 12, {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}),
-               (0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())})]
+CRON_FIELDS = [
+    (0, 59, {}),
+    (0, 23, {}),
+    (1, 31, {}),
+    (1, 12, {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}),
+    (0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}),
+]
 
 
 def valid_cron(expr: str) -> bool:
@@ -77,7 +80,7 @@ def valid_cron(expr: str) -> bool:
     fields = expr.split()
     if len(fields) != 5:
         return False
-    for text, (low, high, names) in zip(fields, CRON_FIELDS):
+    for text, (low, high, names) in zip(fields, CRON_FIELDS, strict=True):
         for item in text.split(","):
             base, _, step = item.partition("/")
             if step and not (step.isdigit() and int(step) > 0):
@@ -104,8 +107,14 @@ def test_cron_validator():
 
 def test_every_manifest_parses_and_kubernetes_objects_have_identity():
     files = sorted(INFRA.rglob("*.yaml"))
-    assert {p.name for p in files} >= {"ray-cluster.yaml", "spark-cluster.yaml", "cluster.yaml", "rayjob-pipeline.yaml",
-                                        "raycluster.yaml", "refresh-cronjob.yaml"}
+    assert {p.name for p in files} >= {
+        "ray-cluster.yaml",
+        "spark-cluster.yaml",
+        "cluster.yaml",
+        "rayjob-pipeline.yaml",
+        "raycluster.yaml",
+        "refresh-cronjob.yaml",
+    }
     for path in files:
         assert _docs(path), f"{path} is empty"
     for path in sorted((INFRA / "kuberay").glob("*.yaml")):
@@ -161,7 +170,7 @@ def test_rayjob_runs_the_pipeline_with_a_config_that_validates():
     args = shlex.split(spec["entrypoint"])
     assert args[:3] == ["python", "-m", "momorec.platform.overlay"]
     cut = args.index("--")
-    overlays, momorec_args = [_in_repo(p) for p in args[3:cut]], args[cut + 1:]
+    overlays, momorec_args = [_in_repo(p) for p in args[3:cut]], args[cut + 1 :]
     assert momorec_args[0] == "run"
     _check_command(momorec_args[0])
     config = _in_repo(momorec_args[momorec_args.index("--config") + 1])
@@ -186,7 +195,7 @@ def test_nightly_cronjob_submits_refresh_to_the_raycluster():
     assert container["command"] == ["/bin/sh", "-c"]
     args = shlex.split(container["args"][0].removeprefix("exec "))
     assert args[:2] == ["momorec", "submit"]
-    assert "--follow" in args and "--new-logs" in args[args.index("--"):]
+    assert "--follow" in args and "--new-logs" in args[args.index("--") :]
     assert args[args.index("--address") + 1] == f"http://{cluster['metadata']['name']}-head-svc:8265"
     token = {v["name"]: v for v in container["env"]}["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert token["name"] == cluster["spec"]["authOptions"]["secretName"]

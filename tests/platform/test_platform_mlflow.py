@@ -88,13 +88,22 @@ def test_start_server_binds_localhost_and_stores_runs_in_sqlite(tmp_path):
     log = tmp_path / "server.log"
     env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
     with open(log, "w") as out:
-        proc = subprocess.Popen(["bash", str(REPO / "mlflow" / "start_server.sh"), str(port), str(store)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", str(REPO / "mlflow" / "start_server.sh"), str(port), str(store)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_health(url, proc, log)
-        listening = [c.laddr for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-                     for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+        listening = [
+            c.laddr
+            for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        ]
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
 
         client = MlflowClient(url)  # over HTTP

@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def run_cli(args: list[str], token: str | None, home: str | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], token: str | None, home: str | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess:
     """`python -m momorec.platform.cli_commands ...` in a clean environment (no RAY_ADDRESS, no inherited token)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -24,13 +26,21 @@ def run_cli(args: list[str], token: str | None, home: str | None = None, timeout
         env["RAY_AUTH_TOKEN"] = token
     if home is not None:
         env["HOME"] = home
-    return subprocess.run([sys.executable, "-m", "momorec.platform.cli_commands", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "momorec.platform.cli_commands", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_submit_follow_runs_the_command_and_never_shows_the_token(ray_head):
-    proc = run_cli(["submit", "config", "-c", "configs/demo.yaml", "--address", ray_head.address, "--follow", "-v"],
-                   token=ray_head.token)
+    proc = run_cli(
+        ["submit", "config", "-c", "configs/demo.yaml", "--address", ray_head.address, "--follow", "-v"],
+        token=ray_head.token,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert "submitted job raysubmit_" in proc.stdout
@@ -41,8 +51,20 @@ def test_submit_follow_runs_the_command_and_never_shows_the_token(ray_head):
 
 def test_followed_job_that_fails_exits_nonzero(ray_head, tmp_path):
     # --no-upload: the cluster's installed momorec runs; the config path does not exist there, so the job fails.
-    proc = run_cli(["submit", "config", "-c", "no/such/config.yaml", "--remote-config", "--no-upload",
-                    "--address", ray_head.address, "--follow"], token=ray_head.token)
+    proc = run_cli(
+        [
+            "submit",
+            "config",
+            "-c",
+            "no/such/config.yaml",
+            "--remote-config",
+            "--no-upload",
+            "--address",
+            ray_head.address,
+            "--follow",
+        ],
+        token=ray_head.token,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output[-3000:]
     assert "FAILED" in output
@@ -61,8 +83,10 @@ def _invoke_in_process(args: list[str], env: dict[str, str | None]):
 
 def test_wrong_token_is_a_clear_error(ray_head, tmp_path):
     wrong = "not-the-token-" + "x" * 20
-    result = _invoke_in_process(["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", ray_head.address],
-                                {"RAY_AUTH_TOKEN": wrong, "HOME": str(tmp_path)})
+    result = _invoke_in_process(
+        ["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", ray_head.address],
+        {"RAY_AUTH_TOKEN": wrong, "HOME": str(tmp_path)},
+    )
     assert result.exit_code == 2, result.output[-3000:]
     assert "rejected the token from $RAY_AUTH_TOKEN" in result.output
     assert "Traceback" not in result.output
@@ -70,8 +94,10 @@ def test_wrong_token_is_a_clear_error(ray_head, tmp_path):
 
 
 def test_missing_token_is_a_clear_error(ray_head, tmp_path):
-    result = _invoke_in_process(["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", ray_head.address],
-                                {"RAY_AUTH_TOKEN": None, "HOME": str(tmp_path)})
+    result = _invoke_in_process(
+        ["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", ray_head.address],
+        {"RAY_AUTH_TOKEN": None, "HOME": str(tmp_path)},
+    )
     assert result.exit_code == 2, result.output[-3000:]
     assert "requires a token" in result.output
     assert "Traceback" not in result.output

@@ -65,9 +65,21 @@ def test_redacting_writer_masks_a_token_split_across_chunks():
 
 
 def test_stage_entrypoint_is_the_cli_with_quoted_arguments():
-    entry = submit.stage_entrypoint("refresh", "configs/demo.yaml", ["train.seeds=[1, 2]"], ["--new-logs", "s3://b/d=1/"])
-    assert shlex.split(entry) == ["python", "-m", "momorec.cli", "refresh", "--config", "configs/demo.yaml",
-                                  "--set", "train.seeds=[1, 2]", "--new-logs", "s3://b/d=1/"]
+    entry = submit.stage_entrypoint(
+        "refresh", "configs/demo.yaml", ["train.seeds=[1, 2]"], ["--new-logs", "s3://b/d=1/"]
+    )
+    assert shlex.split(entry) == [
+        "python",
+        "-m",
+        "momorec.cli",
+        "refresh",
+        "--config",
+        "configs/demo.yaml",
+        "--set",
+        "train.seeds=[1, 2]",
+        "--new-logs",
+        "s3://b/d=1/",
+    ]
 
 
 def test_job_config_path_is_relative_to_the_upload(tmp_path):
@@ -124,9 +136,14 @@ def test_spark_cluster_overlay_applies_on_a_dataset_config():
 
 def test_overlay_leaves_and_dotted_maps(tmp_path):
     path = tmp_path / "o.yaml"
-    path.write_text("spark:\n  master: spark://m:7077\n  conf: {spark.a.b: '1'}\ntrain:\n  model: {architecture: gru4rec}\n")
-    assert overlay.overlay_sets(path) == ['spark.master="spark://m:7077"', 'spark.conf={"spark.a.b":"1"}',
-                                          'train.model.architecture="gru4rec"']
+    path.write_text(
+        "spark:\n  master: spark://m:7077\n  conf: {spark.a.b: '1'}\ntrain:\n  model: {architecture: gru4rec}\n"
+    )
+    assert overlay.overlay_sets(path) == [
+        'spark.master="spark://m:7077"',
+        'spark.conf={"spark.a.b":"1"}',
+        'train.model.architecture="gru4rec"',
+    ]
     cfg = load_config(REPO / "configs" / "demo.yaml", overlay.overlay_sets(path))
     assert cfg.train.model.architecture == "gru4rec" and cfg.train.model.max_len == 50  # siblings kept
     bad = tmp_path / "bad.yaml"
@@ -147,9 +164,27 @@ def test_cli_dry_run_builds_the_job_without_submitting(tmp_path):
 
     token_file = tmp_path / "token"
     token_file.write_text("tok-dry-run-123")
-    args = ["submit", "recommend", "-c", str(REPO / "configs" / "demo.yaml"), "--address", "http://head:8265",
-            "--overlay", str(REPO / "infra" / "spark-cluster.yaml"), "--set", "seed=7", "--env", "FOO=bar",
-            "--token-file", str(token_file), "--dry-run", "--json", "--", "--top-k", "5"]
+    args = [
+        "submit",
+        "recommend",
+        "-c",
+        str(REPO / "configs" / "demo.yaml"),
+        "--address",
+        "http://head:8265",
+        "--overlay",
+        str(REPO / "infra" / "spark-cluster.yaml"),
+        "--set",
+        "seed=7",
+        "--env",
+        "FOO=bar",
+        "--token-file",
+        str(token_file),
+        "--dry-run",
+        "--json",
+        "--",
+        "--top-k",
+        "5",
+    ]
     result = CliRunner().invoke(app, args, env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
@@ -162,8 +197,22 @@ def test_cli_dry_run_builds_the_job_without_submitting(tmp_path):
     assert plan["runtime_env"]["env_vars"]["FOO"] == "bar"
     assert plan["token_source"].startswith("file ") and "tok-dry-run-123" not in result.output
 
-    bad = CliRunner().invoke(app, ["submit", "nonsense", "-c", str(REPO / "configs" / "demo.yaml"), "--address", "http://h:1"])
+    bad = CliRunner().invoke(
+        app, ["submit", "nonsense", "-c", str(REPO / "configs" / "demo.yaml"), "--address", "http://h:1"]
+    )
     assert bad.exit_code == 2 and "unknown momorec command 'nonsense'" in bad.output
-    bad = CliRunner().invoke(app, ["submit", "config", "-c", str(REPO / "configs" / "demo.yaml"), "--address", "http://h:1",
-                                   "--set", "nope.key=1", "--dry-run"])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "submit",
+            "config",
+            "-c",
+            str(REPO / "configs" / "demo.yaml"),
+            "--address",
+            "http://h:1",
+            "--set",
+            "nope.key=1",
+            "--dry-run",
+        ],
+    )
     assert bad.exit_code == 2 and "nope" in bad.output

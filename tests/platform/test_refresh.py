@@ -23,21 +23,42 @@ from scripts.make_new_logs import new_events, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "configs" / "demo.yaml"
-TABLES = ("interactions", "sequences", "user_ids", "item_ids", "items", "rejects", "sources",
-          "trained_models", "evaluation_ranks", "recommendations")
+TABLES = (
+    "interactions",
+    "sequences",
+    "user_ids",
+    "item_ids",
+    "items",
+    "rejects",
+    "sources",
+    "trained_models",
+    "evaluation_ranks",
+    "recommendations",
+)
 NO_LLM = "[ingest, train, evaluate, recommend]"
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 def _cfg(tmp_path: Path, *extra: str):
-    return load_config(DEMO, [
-        f"warehouse={tmp_path / 'warehouse'}", "spark.master=local[2]",
-        f"pipeline.stages={NO_LLM}", f"refresh.stages={NO_LLM}",
-        "train.model.item_semantic.mode=none", "train.model.user_semantic.mode=none",
-        "train.launcher=local", "train.epochs=3", "train.seeds=[2026]", "train.torch_threads=2",
-        "refresh.epochs=2", "evaluate.protocols=[full]", *extra,
-    ])
+    return load_config(
+        DEMO,
+        [
+            f"warehouse={tmp_path / 'warehouse'}",
+            "spark.master=local[2]",
+            f"pipeline.stages={NO_LLM}",
+            f"refresh.stages={NO_LLM}",
+            "train.model.item_semantic.mode=none",
+            "train.model.user_semantic.mode=none",
+            "train.launcher=local",
+            "train.epochs=3",
+            "train.seeds=[2026]",
+            "train.torch_threads=2",
+            "refresh.epochs=2",
+            "evaluate.protocols=[full]",
+            *extra,
+        ],
+    )
 
 
 def _versions(cfg) -> dict[str, int | None]:
@@ -87,7 +108,9 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     promotion = night.stages["promote"]
     assert promotion["previous_champion_version"] == first_champion
     assert promotion["basis"].startswith("both rescored")  # same catalog, same users: a like-for-like comparison
-    expected = "champion" if promotion["candidate_valid_ndcg_10"] >= promotion["champion_valid_ndcg_10"] else "challenger"
+    expected = (
+        "champion" if promotion["candidate_valid_ndcg_10"] >= promotion["champion_valid_ndcg_10"] else "challenger"
+    )
     assert promotion["decision"] == expected
     assert registry.alias_version(cfg, expected) == promotion["candidate_version"]
     served = night.stages["recommend"]["model_version"]
@@ -100,7 +123,9 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     for user, items in added.items():
         row = recs.filter(pc.equal(recs.column("user_id"), user_id[user])).to_pylist()[0]
         assert not {item_id[i] for i in items} & set(row["items"])
-        seq = delta.read(cfg.table_path("sequences")).filter(pc.equal(pc.field("user_id"), user_id[user])).to_pylist()[0]
+        seq = (
+            delta.read(cfg.table_path("sequences")).filter(pc.equal(pc.field("user_id"), user_id[user])).to_pylist()[0]
+        )
         assert seq["test_item"] == item_id[items[-1]] and seq["valid_item"] == item_id[items[-2]]
 
     # The same night again: nothing is merged twice and no table changes.
@@ -114,8 +139,11 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
 
     # A malformed night: every line is rejected with a reason, and nothing else changes.
     bad = tmp_path / "bad.csv"
-    bad.write_text("user,item,timestamp\n" + "\n".join(["only-two,fields", ",B005TI7LHS,1900000000", "x,,1900000000",
-                                                        "y,z,not-a-time"]) + "\n")
+    bad.write_text(
+        "user,item,timestamp\n"
+        + "\n".join(["only-two,fields", ",B005TI7LHS,1900000000", "x,,1900000000", "y,z,not-a-time"])
+        + "\n"
+    )
     broken = run_refresh(cfg, [str(bad)], show_progress=False)
     ingest = broken.stages["ingest"]
     assert ingest["rows_read"] == 4 and ingest["rows_accepted"] == 0 and ingest["rows_rejected"] == 4
@@ -123,7 +151,12 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     changed = {name for name, v in _versions(cfg).items() if v != after_night[name]}
     assert changed == {"rejects", "sources"}, changed
     assert all(broken.stages[s].get("skipped") for s in ("train", "evaluate", "recommend"))
-    reasons = delta.read(cfg.table_path("rejects")).filter(pc.equal(pc.field("source"), str(bad))).column("reason").to_pylist()
+    reasons = (
+        delta.read(cfg.table_path("rejects"))
+        .filter(pc.equal(pc.field("source"), str(bad)))
+        .column("reason")
+        .to_pylist()
+    )
     assert len(reasons) == 4 and all(reasons)
     assert json.dumps(broken.model_dump(mode="json"))  # the CLI's --json output is serialisable
 

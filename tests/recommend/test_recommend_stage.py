@@ -16,11 +16,20 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 def test_top_k_per_user_excludes_history_and_is_sorted(spark, tmp_path, tracking_env):
-    cfg = load_config(DEMO_CONFIG, [
-        f"warehouse={tmp_path / 'wh'}", "spark.master=local[2]", "train.launcher=local", "train.epochs=2",
-        "train.seeds=[1]", "train.model.item_semantic.mode=none", "train.model.user_semantic.mode=none",
-        "train.log_model=false", "recommend.top_k=7",
-    ])
+    cfg = load_config(
+        DEMO_CONFIG,
+        [
+            f"warehouse={tmp_path / 'wh'}",
+            "spark.master=local[2]",
+            "train.launcher=local",
+            "train.epochs=2",
+            "train.seeds=[1]",
+            "train.model.item_semantic.mode=none",
+            "train.model.user_semantic.mode=none",
+            "train.log_model=false",
+            "recommend.top_k=7",
+        ],
+    )
     with pytest.raises(FileNotFoundError, match="momorec train"):
         run_recommend(cfg, show_progress=False)
     run_ingest(cfg, show_progress=False)

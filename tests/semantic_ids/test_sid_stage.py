@@ -24,7 +24,9 @@ def _vectors_table(id_name: str, ids, vectors, status=None) -> pa.Table:
         {
             id_name: pa.array(ids, pa.int64()),
             "status": pa.array(status or ["ok"] * len(ids), pa.string()),
-            "embedding": pa.array([None if v is None else list(map(float, v)) for v in vectors], pa.list_(pa.float32())),
+            "embedding": pa.array(
+                [None if v is None else list(map(float, v)) for v in vectors], pa.list_(pa.float32())
+            ),
         }
     )
 
@@ -47,9 +49,14 @@ def warehouse_cfg(tmp_path, tracking_env, make_clustered):
     rows = []
     for user in range(1, N_USERS + 1):
         train = rng.choice(np.arange(1, TRAIN_ITEMS + 1), size=4, replace=False).tolist()
-        valid, test = int(rng.integers(TRAIN_ITEMS + 1, ALL_ITEMS + 1)), int(rng.integers(TRAIN_ITEMS + 1, ALL_ITEMS + 1))
+        valid, test = (
+            int(rng.integers(TRAIN_ITEMS + 1, ALL_ITEMS + 1)),
+            int(rng.integers(TRAIN_ITEMS + 1, ALL_ITEMS + 1)),
+        )
         items = [*train, valid, test]
-        rows.append({"user_id": user, "items": items, "train_items": train, "valid_item": valid, "test_item": test, "length": 6})
+        rows.append(
+            {"user_id": user, "items": items, "train_items": train, "valid_item": valid, "test_item": test, "length": 6}
+        )
     delta.write(cfg.table_path("sequences"), pa.Table.from_pylist(rows, schema=schemas.SEQUENCES))
     # every train item appears in some prefix (60 users x 4 draws over 40 items): check, don't hope
     seen = {i for r in rows for i in r["train_items"]}
@@ -132,7 +139,9 @@ def test_stage_rerun_is_deterministic_and_assign_mode_freezes(warehouse_cfg):
     assert again.entities["item"].codebook_version == first.entities["item"].codebook_version
     assert _semantic_ids(cfg, "item")["codes"] == codes_before
 
-    frozen = run_quantize(cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"mode": "assign"})}), False)
+    frozen = run_quantize(
+        cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"mode": "assign"})}), False
+    )
     assert frozen.entities["item"].action == "assign"
     assert frozen.entities["item"].codebook_version == first.entities["item"].codebook_version
     assert _semantic_ids(cfg, "item")["codes"] == codes_before
@@ -193,7 +202,9 @@ def test_auto_mode_assigns_until_drift_then_refits(warehouse_cfg, make_clustered
     assert {s.action for s in same.entities.values()} == {"assign"}  # nothing new: frozen codebooks kept
 
     far = make_clustered(20, DIM, 2, seed=3) + 50.0  # 20 new users unlike any seen at fit time
-    delta.write(cfg.table_path("user_motivations"), _vectors_table("user_id", list(range(61, 81)), list(far)), mode="append")
+    delta.write(
+        cfg.table_path("user_motivations"), _vectors_table("user_id", list(range(61, 81)), list(far)), mode="append"
+    )
     drifted = run_quantize(auto, show_progress=False)
     assert drifted.entities["item"].action == "assign"
     assert drifted.entities["user"].action == "refit"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from training_toydata import ring_sequences, write_sequences
 
 

@@ -6,13 +6,13 @@ import os
 
 import numpy as np
 import pytest
+from training_toydata import write_sequences
 
 from momorec.evaluation.evaluator import rank_users
 from momorec.evaluation.metrics import summarize
 from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
 from momorec.training.data import load_sequences
 from momorec.training.runner import TrainingInputs, make_model, train_local
-from training_toydata import write_sequences
 
 
 @pytest.mark.parametrize("arch", ["sasrec", "gru4rec", "bert4rec"])
@@ -59,9 +59,13 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="empty training set"):
         training_arrays(data, max_len=5)
     import pyarrow as pa
+
     from momorec.storage import delta
 
-    delta.write(f"{root}/sequences", pa.table({"user_id": pa.array([1], pa.int64()), "items": pa.array([[1, 2, 3]], pa.list_(pa.int64()))}))
+    delta.write(
+        f"{root}/sequences",
+        pa.table({"user_id": pa.array([1], pa.int64()), "items": pa.array([[1, 2, 3]], pa.list_(pa.int64()))}),
+    )
     with pytest.raises(ValueError, match="no leave-one-out split"):
         load_sequences(f"{root}/sequences", f"{root}/item_ids")
     assert os.path.isdir(root)

@@ -22,8 +22,13 @@ def toy() -> SequenceData:
     items = np.concatenate([np.array(s) for s in seqs])
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
     return SequenceData(
-        user_ids=np.array([1, 2, 3]), items=items, offsets=offsets, train_len=np.array([3, 1, 2]),
-        valid_item=np.array([4, 7, 4]), test_item=np.array([5, 8, 1]), num_items=9,
+        user_ids=np.array([1, 2, 3]),
+        items=items,
+        offsets=offsets,
+        train_len=np.array([3, 1, 2]),
+        valid_item=np.array([4, 7, 4]),
+        test_item=np.array([5, 8, 1]),
+        num_items=9,
     )
 
 
@@ -66,7 +71,9 @@ def test_split_consistency_and_npz_round_trip(tmp_path):
 def test_codes_matrix_shifts_codes_and_handles_missing_entities():
     ids = np.array([1, 3, 99])
     codes = [[0, 1], [2, 0], [1, 1]]
-    out, missing = codes_matrix(ids, codes, num_entities=3, wanted=np.array([1, 2, 3]), on_missing="reserved", what="item")
+    out, missing = codes_matrix(
+        ids, codes, num_entities=3, wanted=np.array([1, 2, 3]), on_missing="reserved", what="item"
+    )
     assert out.tolist() == [[0, 0], [1, 2], [0, 0], [3, 1]]  # id 99 ignored, id 2 reserved
     assert missing == 1
     with pytest.raises(ValueError, match="misses 1 of 3 items"):

@@ -7,11 +7,11 @@ import os
 
 import numpy as np
 import pytest
+from training_toydata import write_semantic_ids
 
 from momorec.evaluation.stage import run_evaluate
 from momorec.storage import delta
 from momorec.training.stage import run_train
-from training_toydata import write_semantic_ids
 
 LEVELS, K, DIM = 2, 4, 12
 
@@ -88,7 +88,9 @@ def test_train_then_evaluate_with_mlflow_and_significance(toy_cfg):
     assert ranks.num_rows == 2 * 2 * 60  # seeds x protocols x users
 
     # a second, untrained-ish run (1 epoch, tiny lr) compared with the first: paired tests on the same users
-    weak = quick(cfg, ("train.seeds", [1]), ("train.epochs", 1), ("train.learning_rate", 1e-5), ("train.log_model", False))
+    weak = quick(
+        cfg, ("train.seeds", [1]), ("train.epochs", 1), ("train.learning_rate", 1e-5), ("train.log_model", False)
+    )
     weak_run = run_train(weak, show_progress=False)
     weak_eval = quick(weak, ("evaluate.compare_with", trained.mlflow_run_id), ("evaluate.protocols", ["full"]))
     compared = run_evaluate(weak_eval, show_progress=False)

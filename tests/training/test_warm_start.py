@@ -12,8 +12,15 @@ from momorec.training.loop import TrainState
 
 
 def _model(arch: str, num_items: int, seed: int, item_mode: str = "none"):
-    cfg = ModelConfig(architecture=arch, hidden_size=16, num_layers=1, num_heads=2, inner_size=32, max_len=8,
-                      item_semantic={"mode": item_mode})
+    cfg = ModelConfig(
+        architecture=arch,
+        hidden_size=16,
+        num_layers=1,
+        num_heads=2,
+        inner_size=32,
+        max_len=8,
+        item_semantic={"mode": item_mode},
+    )
     gen = torch.Generator().manual_seed(seed)
     codes = torch.randint(1, 5, (num_items + 1, 2), generator=gen)
     codes[0] = 0

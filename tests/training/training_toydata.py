@@ -33,7 +33,9 @@ def write_sequences(root: str, sequences: list[list[int]], num_items: int) -> No
     delta.write(f"{root}/item_ids", pa.Table.from_pydict(items, schema=schemas.ITEM_IDS))
 
 
-def write_semantic_ids(root: str, entity_type: str, num_entities: int, levels: int, k: int, version: str, seed: int = 0, skip=()) -> np.ndarray:
+def write_semantic_ids(
+    root: str, entity_type: str, num_entities: int, levels: int, k: int, version: str, seed: int = 0, skip=()
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, k, size=(num_entities, levels))
     ids = [i for i in range(1, num_entities + 1) if i not in skip]
@@ -47,4 +49,3 @@ def write_semantic_ids(root: str, entity_type: str, num_entities: int, levels: i
     )
     delta.write(f"{root}/semantic_ids", table, mode="append" if delta.exists(f"{root}/semantic_ids") else "overwrite")
     return codes
-
