@@ -64,8 +64,8 @@ class TrackingConfig(StrictModel):
 
 class PipelineConfig(StrictModel):
     stages: list[str] = Field(
-        default_factory=lambda: ["ingest"],
-        description="Stages `momorec run` executes, in order (ingest, motivate, quantize, train, evaluate, recommend).",
+        default_factory=lambda: ["ingest", "motivate", "quantize", "train", "evaluate", "recommend"],
+        description="Stages `momorec run` executes, in order; by default the whole pipeline.",
     )
     skip_unchanged: bool = Field(
         True,

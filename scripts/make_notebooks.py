@@ -161,10 +161,16 @@ COMPARE = [
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write notebooks/quickstart.ipynb and notebooks/compare.ipynb.")
+    parser.parse_args()
     OUT.mkdir(exist_ok=True)
     kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     for name, cells in (("quickstart", QUICKSTART), ("compare", COMPARE)):
         nb = new_notebook(cells=cells, metadata=kernel)
+        for number, cell in enumerate(nb.cells):
+            cell.id = f"{name}-{number}"  # stable ids: regenerating an unchanged notebook changes nothing
         nbformat.write(nb, OUT / f"{name}.ipynb")
         print(f"wrote {OUT / f'{name}.ipynb'}")
 
