@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    from momorec.models.base import SemanticInputs
+    from momorec.models.interface import SemanticInputs
     from momorec.training.data import SequenceData
 
     data = SequenceData.load_npz(args.data_npz)

@@ -11,36 +11,49 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from momorec.models.base import SemanticInputs, trim_padding
 from momorec.models.config import ModelConfig
-from momorec.models.sasrec import TransformerBackbone
+from momorec.models.losses import Loss
+from momorec.models.parts import (
+    SequenceEmbedder,
+    init_weights,
+    score_all,
+    score_candidates,
+    serving_batch,
+    trim_padding,
+)
+from momorec.models.transformer import TransformerEncoder
+
+EXTRA_TOKENS = 1  # [mask] = N + 1: the embedder reserves one id after the items
 
 
-class BERT4Rec(TransformerBackbone):
-    """Bidirectional attention, masked-item loss."""
+class BERT4Rec(nn.Module):
+    """Bidirectional self-attention over item (+ semantic-ID, + motivation) tokens; masked-item loss."""
 
-    causal = False
-    extra_tokens = 1  # [mask] = N + 1
-
-    def __init__(
-        self,
-        cfg: ModelConfig,
-        num_items: int,
-        item_semantic: SemanticInputs | None = None,
-        user_semantic: SemanticInputs | None = None,
-        seed: int = 0,
-    ):
-        super().__init__(cfg, num_items, item_semantic, user_semantic, seed)
-        self.mask_token = num_items + 1
+    def __init__(self, cfg: ModelConfig, embedder: SequenceEmbedder, loss: Loss):
+        super().__init__()
+        if embedder.extra_tokens != EXTRA_TOKENS:
+            raise ValueError("BERT4Rec needs an embedder with one extra token ([mask])")
+        self.cfg = cfg
+        self.num_items = embedder.num_items
+        self.mask_token = embedder.num_items + 1
+        self.embedder = embedder  # items + semantic-ID levels + the user's motivation token; + [mask]
+        self.encoder = TransformerEncoder(cfg, causal=False)
         self.head = nn.Sequential(
             nn.Linear(cfg.hidden_size, cfg.hidden_size), nn.GELU(), nn.LayerNorm(cfg.hidden_size, eps=1e-12)
         )
-        self.init_weights()
+        self.loss = loss
+        init_weights(self, cfg.init_std)
+        self.encoder.reset_positions(cfg.init_std)
 
-    def encode(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return self.head(super().encode(tokens, valid)) * valid.unsqueeze(-1)  # (B, T, d)
+    def states(self, items: torch.Tensor, user_id: torch.Tensor) -> torch.Tensor:
+        """Left-padded items and [mask]s (B, T) -> one output state per position (B, T, d)."""
+        tokens, valid = self.embedder.tokens(items, user_id)  # (B, T', d), (B, T'); T' = T (+1 prefix)
+        hidden = self.head(self.encoder(tokens, valid)) * valid.unsqueeze(-1)  # (B, T', d)
+        return self.embedder.item_states(hidden, items, user_id)  # (B, T, d)
 
+    # ---- training path ---------------------------------------------------------------------------
     def calculate_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Masked-item loss: predict each masked item from both sides."""
         items = trim_padding(batch["seq"][:, 1:])  # (B, T): the newest T items of the training sequence
         real = items > 0  # (B, T)
         masked = (torch.rand(items.shape, device=items.device) < self.cfg.mask_prob) & real  # (B, T)
@@ -49,10 +62,22 @@ class BERT4Rec(TransformerBackbone):
         masked[none, -1] = True
         inputs = torch.where(masked, torch.full_like(items, self.mask_token), items)  # (B, T)
         hidden = self.states(inputs, batch["user_id"])  # (B, T, d)
-        return self.loss_at(hidden[masked], items[masked])
+        return self.loss(hidden[masked], items[masked], self.embedder.table())  # (P, d), (P,), (N+1, d)
 
+    # ---- scoring path ----------------------------------------------------------------------------
     def sequence_vector(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, d): the state of a [mask] appended after `history` (its oldest item makes room)."""
         history = trim_padding(batch["history"])  # (B, T)
-        mask_column = torch.full_like(history[:, :1], self.mask_token)
-        inputs = torch.cat([history[:, 1:], mask_column], dim=1)  # (B, T): oldest dropped, [mask] last
+        mask_column = torch.full_like(history[:, :1], self.mask_token)  # (B, 1)
+        inputs = torch.cat([history[:, 1:], mask_column], dim=1)  # (B, T)
         return self.states(inputs, batch["user_id"])[:, -1]  # (B, d)
+
+    def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return score_all(self.sequence_vector(batch), self.embedder)  # (B, N+1)
+
+    def predict(self, batch: dict[str, torch.Tensor], candidates: torch.Tensor) -> torch.Tensor:
+        return score_candidates(self.sequence_vector(batch), self.embedder, candidates)  # (B, C)
+
+    def forward(self, request: torch.Tensor) -> torch.Tensor:
+        """Serving: (B, 1+T) int64 = [user_id, history...] -> (B, N+1) scores."""
+        return self.full_sort_predict(serving_batch(request, self.num_items))

@@ -1,7 +1,7 @@
 """Checkpoints that carry their config: enough to resume training, or to rebuild the best model alone.
 
 One file, `checkpoint.pt`, a dict:
-    format          1
+    format          2 (1: written before the backbones were composed of parts; its weights are renamed on load)
     model_config    ModelConfig as a dict (the model is rebuilt from it, never from a file name)
     num_items       N
     seed            training seed
@@ -22,6 +22,32 @@ from momorec.models import ModelConfig, SemanticInputs, SequentialRecommender, b
 from momorec.training.loop import TrainState
 
 FILE = "checkpoint.pt"
+FORMAT = 2
+# Format 1 kept the embedder's and the Transformer's weights at the top of the model; format 2 nests
+# them under `embedder.` and `encoder.` (momorec.models.parts / transformer). GRU4Rec's own layers
+# and BERT4Rec's head kept their names.
+_FORMAT_1_PREFIXES = {
+    "item_id_embedding.": "embedder.item_id_embedding.",
+    "item_semantic.": "embedder.item_semantic.",
+    "user_semantic.": "embedder.user_semantic.",
+    "position_embedding.": "encoder.position_embedding.",
+    "input_norm.": "encoder.input_norm.",
+    "blocks.": "encoder.blocks.",
+}
+
+
+def upgraded_weights(payload: dict, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights under today's names (format 1 is renamed; an unknown format is an error)."""
+    fmt = payload.get("format")
+    if fmt == FORMAT:
+        return weights
+    if fmt != 1:
+        raise ValueError(f"checkpoint format {fmt!r} is not known to this version (it reads 1 and {FORMAT})")
+    renamed = {}
+    for name, value in weights.items():
+        old = next((prefix for prefix in _FORMAT_1_PREFIXES if name.startswith(prefix)), None)
+        renamed[_FORMAT_1_PREFIXES[old] + name[len(old) :] if old else name] = value
+    return renamed
 
 
 def _semantic_dict(inputs: SemanticInputs | None) -> dict | None:
@@ -44,7 +70,7 @@ def save_checkpoint(
     """Write `folder/checkpoint.pt` atomically; return its path."""
     os.makedirs(folder, exist_ok=True)
     payload = {
-        "format": 1,
+        "format": FORMAT,
         "model_config": model.cfg.model_dump(),
         "num_items": model.num_items,
         "seed": seed,
@@ -70,7 +96,11 @@ def load_checkpoint(path: str) -> dict:
 
 
 def train_state(payload: dict) -> TrainState:
-    return TrainState.from_dict(payload["train_state"])
+    """The training state to resume from, its best weights under today's names."""
+    state = TrainState.from_dict(payload["train_state"])
+    if state.best_state is not None:
+        state.best_state = upgraded_weights(payload, state.best_state)
+    return state
 
 
 def model_from_checkpoint(payload: dict, which: str = "best") -> SequentialRecommender:
@@ -86,7 +116,7 @@ def model_from_checkpoint(payload: dict, which: str = "best") -> SequentialRecom
     weights = payload["train_state"]["best_state"] if which == "best" else payload["model_state"]
     if weights is None:
         raise ValueError("checkpoint holds no best weights yet (no epoch finished)")
-    model.load_state_dict(weights)
+    model.load_state_dict(upgraded_weights(payload, weights))
     return model.eval()
 
 
@@ -98,7 +128,7 @@ def warm_start(model: SequentialRecommender, payload: dict) -> dict[str, int]:
     the new rows. Buffers that describe the data rather than learned weights (semantic codes,
     frozen codebook vectors) are left as the current tables built them. Returns counts for MLflow.
     """
-    source = payload["train_state"]["best_state"] or payload["model_state"]
+    source = upgraded_weights(payload, payload["train_state"]["best_state"] or payload["model_state"])
     target = model.state_dict()
     learned = {name for name, _ in model.named_parameters()}
     copied = grown = skipped = 0
@@ -117,7 +147,7 @@ def warm_start(model: SequentialRecommender, payload: dict) -> dict[str, int]:
                 and current.shape[0] > value.shape[0]
             ):
                 # Special tokens (BERT4Rec's mask) sit after the items: they stay at the end.
-                tail = getattr(model, "extra_tokens", 0) if name == "item_id_embedding.weight" else 0
+                tail = model.embedder.extra_tokens if name == "embedder.item_id_embedding.weight" else 0
                 head = value.shape[0] - tail
                 current[:head].copy_(value[:head])
                 if tail:

@@ -23,7 +23,7 @@ import torch
 
 from momorec.config import PlatformConfig
 from momorec.storage import delta
-from momorec.training.checkpoint import FILE, load_checkpoint, save_checkpoint, train_state
+from momorec.training.checkpoint import FILE, load_checkpoint, save_checkpoint, train_state, upgraded_weights
 from momorec.training.data import pad_train_items
 from momorec.training.loop import LossModule, TrainState, fit
 from momorec.training.runner import TrainingInputs, make_model, make_validator
@@ -64,7 +64,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if restored is not None:
         with restored.as_directory() as folder:
             payload = load_checkpoint(os.path.join(folder, FILE))
-        model.load_state_dict(payload["model_state"])
+        model.load_state_dict(upgraded_weights(payload, payload["model_state"]))
         optimizer.load_state_dict(payload["optimizer_state"])
         state = train_state(payload)
         state.resumed_at.append(state.epoch)

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from momorec.models.base import SemanticInputs
 from momorec.models.config import SemanticInputConfig
+from momorec.models.interface import SemanticInputs
 
 log = logging.getLogger(__name__)
 

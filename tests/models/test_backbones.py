@@ -54,7 +54,7 @@ def test_interface_shapes_and_gradients(arch, modes):
     loss = model.calculate_loss(b)
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
-    assert model.item_id_embedding.weight.grad is not None
+    assert model.embedder.item_id_embedding.weight.grad is not None
     model.eval()
     with torch.no_grad():
         scores = model.full_sort_predict(b)
@@ -101,7 +101,7 @@ def test_padding_is_ignored(arch, user_mode):
     with torch.no_grad():
         a = model.states(short, user)
         b = model.states(longer, user)
-        model.item_id_embedding.weight[0].normal_()  # garbage in the padding row changes nothing real
+        model.embedder.item_id_embedding.weight[0].normal_()  # garbage in the padding row changes nothing real
         c = model.states(short, user)
     torch.testing.assert_close(a[:, -3:], b[:, -3:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a[:, -3:], c[:, -3:], rtol=1e-5, atol=1e-5)
@@ -117,13 +117,13 @@ def test_frozen_mode_adds_no_trainable_parameter_and_trainable_mode_adds_tables(
     assert trainable(make("sasrec", "trainable", "none")) == base + LEVELS * (K + 1) * 16
     frozen = make("sasrec", "frozen", "frozen")
     names = dict(frozen.named_buffers())
-    assert "item_semantic.level_vectors" in names and "user_semantic.level_vectors" in names
+    assert "embedder.item_semantic.level_vectors" in names and "embedder.user_semantic.level_vectors" in names
 
 
 def test_semantic_ids_change_the_scores():
     plain, with_ids = make("sasrec").eval(), make("sasrec", "frozen").eval()
     with torch.no_grad():
-        assert not torch.allclose(plain.item_table(), with_ids.item_table())
+        assert not torch.allclose(plain.embedder.table(), with_ids.embedder.table())
 
 
 def test_projection_is_linear_so_residual_sums_survive():

@@ -86,7 +86,7 @@ def test_codes_matrix_shifts_codes_and_handles_missing_entities():
 def test_semantic_inputs_npz_round_trip(tmp_path, with_centroids):
     import torch
 
-    from momorec.models.base import SemanticInputs
+    from momorec.models.interface import SemanticInputs
 
     codes = torch.tensor([[0, 0], [1, 3], [4, 2]])
     centroids = torch.rand(2, 4, 5) if with_centroids else None

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from momorec.models import ModelConfig, SemanticInputs, build_model
-from momorec.training.checkpoint import warm_start
+from momorec.training.checkpoint import FORMAT, warm_start
 from momorec.training.loop import TrainState
 
 
@@ -32,7 +32,7 @@ def _model(arch: str, num_items: int, seed: int, item_mode: str = "none"):
 def _payload(model) -> dict:
     state = TrainState()
     state.best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    return {"model_state": model.state_dict(), "train_state": state.as_dict()}
+    return {"format": FORMAT, "model_state": model.state_dict(), "train_state": state.as_dict()}
 
 
 @pytest.mark.parametrize("arch", ["sasrec", "gru4rec", "bert4rec"])
@@ -47,12 +47,12 @@ def test_same_shapes_copy_every_learned_tensor(arch):
 @pytest.mark.parametrize("arch", ["sasrec", "bert4rec"])
 def test_grown_catalog_keeps_old_rows_new_rows_fresh_and_mask_at_the_end(arch):
     old, new = _model(arch, 20, seed=1), _model(arch, 25, seed=2)
-    fresh = new.item_id_embedding.weight.detach().clone()
+    fresh = new.embedder.item_id_embedding.weight.detach().clone()
     counts = warm_start(new, _payload(old))
     assert counts["warm_start.grown"] == 1
-    got, had = new.item_id_embedding.weight.detach(), old.item_id_embedding.weight.detach()
+    got, had = new.embedder.item_id_embedding.weight.detach(), old.embedder.item_id_embedding.weight.detach()
     assert torch.equal(got[:21], had[:21])  # padding + the 20 known items
-    tail = new.extra_tokens
+    tail = new.embedder.extra_tokens
     new_rows = slice(21, 26)
     assert torch.equal(got[new_rows], fresh[new_rows])  # the 5 new items keep their fresh initialisation
     if tail:
@@ -61,7 +61,7 @@ def test_grown_catalog_keeps_old_rows_new_rows_fresh_and_mask_at_the_end(arch):
 
 def test_data_buffers_are_not_overwritten():
     old, new = _model("sasrec", 20, seed=1, item_mode="frozen"), _model("sasrec", 20, seed=2, item_mode="frozen")
-    codes = new.item_semantic.codes.clone()
-    assert not torch.equal(codes, old.item_semantic.codes)
+    codes = new.embedder.item_semantic.codes.clone()
+    assert not torch.equal(codes, old.embedder.item_semantic.codes)
     warm_start(new, _payload(old))
-    assert torch.equal(new.item_semantic.codes, codes)  # today's semantic IDs, not the champion's
+    assert torch.equal(new.embedder.item_semantic.codes, codes)  # today's semantic IDs, not the champion's
