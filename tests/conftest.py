@@ -14,6 +14,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 
+# The demo's LLM stage cut down for tests: the HF engine in float32, short answers, one attempt, 2 epochs.
+DEMO_LLM_SLICE = [
+    "spark.master=local[2]",
+    "motivate.llm.engine=hf",
+    "motivate.llm.dtype=float32",
+    "motivate.agents.item_max_tokens=48",
+    "motivate.agents.motivation_max_tokens=64",
+    "motivate.agents.review_max_tokens=32",
+    "motivate.agents.max_attempts=1",
+    "train.epochs=2",
+    "train.seeds=[2026]",
+]
+
 
 def shared_dataset(*parts: str) -> Path:
     """A path under ../shared/datasets; the test skips (saying why) only when ../shared is absent."""

@@ -19,25 +19,18 @@ import pytest
 import yaml
 
 from momorec.storage import delta
+from tests.conftest import DEMO_LLM_SLICE
 
 REPO = Path(__file__).resolve().parents[2]
 MOMOREC = Path(sys.executable).parent / "momorec"
 
 # A slice of the demo: 4 users motivated (HF engine, short answers), 2 epochs of Ray Train with 2 workers.
 SLICE = [
-    "spark.master=local[2]",
+    *DEMO_LLM_SLICE,
     "motivate.execution.limit_users=4",
-    "motivate.llm.engine=hf",
-    "motivate.llm.dtype=float32",
-    "motivate.agents.item_max_tokens=48",
-    "motivate.agents.motivation_max_tokens=64",
-    "motivate.agents.review_max_tokens=32",
-    "motivate.agents.max_attempts=1",
     "motivate.agents.max_review_rounds=0",
     "quantize.codes=2",
     "quantize.pca_dim=4",
-    "train.epochs=2",
-    "train.seeds=[2026]",
     "train.launcher=ray",
     "train.num_workers=2",
     "evaluate.protocols=[full]",

@@ -14,6 +14,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.conftest import DEMO_LLM_SLICE
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 DEMO = REPO / "configs" / "demo.yaml"
@@ -22,18 +24,10 @@ pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.llm, pytest.mark.s
 
 # A slice of the demo: 8 users and the items their recent histories show; short answers; 2 epochs.
 SLICE = [
-    "spark.master=local[2]",
+    *DEMO_LLM_SLICE,
     "motivate.execution.limit_users=8",
-    "motivate.llm.engine=hf",
-    "motivate.llm.dtype=float32",
-    "motivate.agents.item_max_tokens=48",
-    "motivate.agents.motivation_max_tokens=64",
-    "motivate.agents.review_max_tokens=32",
-    "motivate.agents.max_attempts=1",
     "quantize.codes=4",
     "quantize.pca_dim=8",
-    "train.epochs=2",
-    "train.seeds=[2026]",
     "train.launcher=local",
     "evaluate.protocols=[full]",
 ]
