@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from momorec import progress
@@ -42,12 +43,20 @@ VerboseOpt = Annotated[
 ]
 
 
-def _load(config: Path, overrides: list[str] | None) -> PlatformConfig:
+def _usage_error(as_json: bool, kind: str, message: str) -> typer.Exit:
+    """A bad config or option, before anything ran: exit 2, as one JSON object with --json."""
+    if as_json:
+        sys.stdout.write(json.dumps({"error": f"{kind}: {message}", "stage": None, "log": None}) + "\n")
+    else:
+        console.print(f"[red]{kind}:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def _load(config: Path, overrides: list[str] | None, as_json: bool = False) -> PlatformConfig:
     try:
         return load_config(config, overrides or [])
     except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+        raise _usage_error(as_json, "config error", str(exc)) from exc
 
 
 def _fail(as_json: bool, command: str, error: BaseException, out: RunOutput) -> typer.Exit:
@@ -116,7 +125,7 @@ def _print_pipeline(result: PipelineResult, out: Console, log_path: str) -> None
 
 
 def run_stage(name: str, config: Path, overrides: list[str] | None, as_json: bool, verbose: bool) -> StageResult:
-    cfg = _load(config, overrides)
+    cfg = _load(config, overrides, as_json)
     func = stage_function(name)
     result, _ = _execute(name, cfg, as_json, verbose, lambda: func(cfg, show_progress=not as_json))
     return result
@@ -141,7 +150,7 @@ _make_stage_command("recommend", "Top-K recommendations per user, explained by t
 @app.command("run")
 def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """The whole pipeline (the config's pipeline.stages) under one parent MLflow run; unchanged stages are skipped."""
-    cfg = _load(config, set_)
+    cfg = _load(config, set_, as_json)
     _execute("run", cfg, as_json, verbose, lambda: run_pipeline(cfg, show_progress=not as_json))
 
 
@@ -167,7 +176,7 @@ def refresh(
     from momorec.ingest.config import EventSource
     from momorec.refresh import run_refresh
 
-    cfg = _load(config, set_)
+    cfg = _load(config, set_, as_json)
     try:
         source = EventSource(
             path=new_logs[0],
@@ -177,8 +186,7 @@ def refresh(
             timestamp_col=timestamp_col or None,
         )
     except ValidationError as exc:
-        console.print(f"[red]bad new-log options:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+        raise _usage_error(as_json, "bad new-log options", str(exc)) from exc
     _execute(
         "refresh", cfg, as_json, verbose, lambda: run_refresh(cfg, new_logs, show_progress=not as_json, source=source)
     )

@@ -139,3 +139,13 @@ def test_a_failing_stage_is_one_line_and_the_traceback_is_in_the_log(tmp_path):
     assert (
         as_json.returncode == 1 and payload["stage"] == "quantize" and payload["error"].startswith("FileNotFoundError")
     )
+
+
+def test_a_bad_config_with_json_is_one_json_object_and_exit_2(tmp_path):
+    done = _momorec(
+        ["run", "-c", str(REPO / "configs" / "demo.yaml"), "--set", "train.epochs=0", "--json"],
+        cwd=tmp_path,
+        timeout=120,
+    )
+    payload = json.loads(done.stdout)
+    assert done.returncode == 2 and payload["error"].startswith("config error") and "train.epochs" in payload["error"]
