@@ -41,7 +41,8 @@ from momorec.training.data import SequenceData  # noqa: E402
 from momorec.training.runner import TrainingInputs, train_local  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
-    "plain": [],
+    # plain sets every semantic input to none itself: a config that enables semantic IDs must not leak into it
+    "plain": ["train.model.item_semantic.mode=none", "train.model.user_semantic.mode=none"],
     "item_frozen": ["train.model.item_semantic.mode=frozen"],
     "item_trainable": ["train.model.item_semantic.mode=trainable"],
     "item_user_frozen": [
