@@ -8,11 +8,12 @@ Environment variables are read only where a tool defines them (`RAY_ADDRESS`, `M
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from momorec.agents.config import MotivateConfig
 from momorec.evaluation.config import EvaluateConfig
@@ -128,6 +129,17 @@ class PlatformConfig(StrictModel):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     refresh: RefreshConfig = Field(default_factory=RefreshConfig)
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_a_safe_name(cls, value: str) -> str:
+        # The name becomes a folder under the warehouse: `../x` or `/abs` would write outside it.
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}", value):
+            raise ValueError(
+                f"{value!r} is not a safe dataset name: use 1-128 ASCII letters, digits, '_', '-' and '.' "
+                "(not leading), no '/'"
+            )
+        return value
 
     @property
     def dataset_root(self) -> str:
