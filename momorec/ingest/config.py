@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from momorec.typed import StrictModel
 
@@ -51,3 +51,26 @@ class IngestConfig(StrictModel):
         2000, ge=16, description="Catalog text longer than this is truncated (and counted) so prompts stay bounded."
     )
     staging_dir: str | None = Field(None, description="Scratch folder for Spark output; default <warehouse>/_staging.")
+    min_timestamp: float = Field(
+        631_152_000.0,
+        description="Earliest plausible event time, unix seconds (default 1990-01-01T00:00:00Z); an event before "
+        "it is rejected as bad_timestamp:range.",
+    )
+    max_timestamp: float = Field(
+        4_102_444_800.0,
+        description="Latest plausible event time, unix seconds (default 2100-01-01T00:00:00Z); an event after it "
+        "(after the unit rule) is rejected as bad_timestamp:range.",
+    )
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = Field(
+        "auto",
+        description="Unit of numeric event times. auto: a number >= 1e11 (past the year 5138 in seconds) is "
+        "milliseconds, >= 1e14 microseconds, >= 1e17 nanoseconds, anything smaller seconds; so a log mixing "
+        "seconds and milliseconds lands on one clock. s/ms/us/ns: every number is in that unit. ISO-8601 "
+        "strings are read as they are.",
+    )
+
+    @model_validator(mode="after")
+    def _timestamp_range_is_not_empty(self) -> IngestConfig:
+        if not self.min_timestamp < self.max_timestamp:
+            raise ValueError(f"ingest.min_timestamp ({self.min_timestamp}) must be below max_timestamp")
+        return self

@@ -1,28 +1,64 @@
-"""Pure row parsers: one raw input line (bytes) -> accepted records or a reject with a reason.
+"""Pure row parsers: one raw input record (bytes) -> accepted records or a reject with a reason.
 
-Run inside Spark (`rdd.flatMap`) and unit-tested without it. Every line yields at least one record,
-so rows in = rows accepted + rows rejected holds by construction: an event-log line is one record; a
-sequence line is one record per item token (or one reject when it has no usable item).
+Run inside Spark (`rdd.flatMap`) and unit-tested without it. Every record yields at least one output,
+so rows in = rows accepted + rows rejected holds by construction: an event-log record is one output; a
+sequence line is one output per item token (or one reject when it has no usable item). Field values
+are normalised by momorec.ingest.values.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
+import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
-MAX_ID_CHARS = 256
+from momorec.ingest import lines as text_lines
+from momorec.ingest.values import (
+    MAX_ID_CHARS,
+    TimestampRule,
+    clean_id,
+    normalise_id,
+    parse_categories,
+    parse_number,
+    parse_price,
+    parse_text,
+    parse_timestamp,
+    safe_text,
+)
+
+__all__ = ["MAX_ID_CHARS", "clean_id", "normalise_id", "parse_timestamp"]
+
 MAX_RAW_CHARS = 1024
 
-# event_order packs (batch, line, position) into one sortable int64: batch < 2^13, line < 2^30, pos < 2^20.
+# event_order packs (batch, line, position) into one sortable, non-negative int64 (the column type of
+# `interactions` and `rejects`): batch < 2^13, line < 2^30, position < 2^20. The layout is the one
+# existing warehouses hold, so it cannot be widened in place; a value out of these bounds is an error
+# (EventOrderOverflow) rather than a silent overflow or a collision with another event.
+BATCH_BITS = 13
 LINE_BITS = 30
 POS_BITS = 20
+MAX_BATCH = (1 << BATCH_BITS) - 1
+MAX_LINE = (1 << LINE_BITS) - 1
+MAX_POSITION = (1 << POS_BITS) - 1
+
+
+class EventOrderOverflow(ValueError):
+    """A batch, line or position that does not fit the event_order key."""
 
 
 def event_order(batch: int, line: int, position: int = 0) -> int:
+    """The ingest-order key: sorts by batch, then line, then position; exact (one key per triple)."""
+    for name, value, bound in (
+        ("batch", batch, MAX_BATCH),
+        ("line", line, MAX_LINE),
+        ("position", position, MAX_POSITION),
+    ):
+        if not 0 <= value <= bound:
+            raise EventOrderOverflow(
+                f"event_order: {name} {value} is outside 0..{bound} ({name} bits of the int64 ingest-order key)"
+            )
     return (batch << (LINE_BITS + POS_BITS)) | (line << POS_BITS) | position
 
 
@@ -49,61 +85,23 @@ def _clip(text: str) -> str:
 
 
 def decode_line(raw: bytes) -> tuple[str | None, str]:
-    """(text, printable raw). text is None when the bytes are not valid UTF-8."""
+    """(text, printable raw). text is None when the bytes are not valid UTF-8 (a real U+FFFD, the
+    three bytes EF BF BD, is valid) or when the line was over-long (lines.OVERLONG_LINE)."""
+    if raw == text_lines.OVERLONG_LINE:
+        return None, f"<line longer than {text_lines.MAX_LINE_BYTES} bytes>"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None, _clip(raw.decode("utf-8", errors="replace"))
-    # Spark's text reader decodes through Java strings, which turns invalid bytes into U+FFFD
-    # before we see them; a replacement character therefore marks a line that was not UTF-8.
-    if "\ufffd" in text:
-        return None, _clip(text.rstrip("\r"))
-    return text.rstrip("\r"), _clip(text.rstrip("\r"))
+        return None, _clip(raw[: MAX_RAW_CHARS * 4].decode("utf-8", errors="replace"))
+    return text, _clip(text)
 
 
-def clean_id(value: Any) -> str | None:
-    """A usable raw id: a non-empty string without control characters, at most 256 chars; else None."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        value = int(value) if value.is_integer() else value
-    text = str(value).strip()
-    if not text or len(text) > MAX_ID_CHARS or any(ord(c) < 32 for c in text):
-        return None
-    return text
+def _undecodable_reason(raw: bytes) -> str:
+    return "malformed_line:too_long" if raw == text_lines.OVERLONG_LINE else "invalid_utf8"
 
 
-def parse_timestamp(value: Any) -> float | None:
-    """Unix seconds from a number or an ISO-8601 string; None when it cannot be read."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if math.isfinite(float(value)) else None
-    text = str(value).strip()
-    try:
-        number = float(text)
-        return number if math.isfinite(number) else None
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
-def _number(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+def _id_reject_reason(reason: str, field: str) -> str:
+    return f"missing_or_bad_field:{field}" if reason == "missing" else reason
 
 
 def validate_event(
@@ -118,42 +116,39 @@ def validate_event(
     order: int,
     line: int,
     raw: str,
+    timestamps: TimestampRule | None = None,
 ) -> dict[str, Any]:
     """One event-log row (already split into named fields) -> an event or a reject record."""
+    user, user_problem = normalise_id(fields.get(user_col))
+    item, item_problem = normalise_id(fields.get(item_col))
 
     def reject(reason: str) -> dict[str, Any]:
-        return record(
-            "reject",
-            reason=reason,
-            line=line,
-            raw=raw,
-            event_order=order,
-            user=clean_id(fields.get(user_col)),
-            item=clean_id(fields.get(item_col)),
-        )
+        return record("reject", reason=reason, line=line, raw=safe_text(raw), event_order=order, user=user, item=item)
 
-    user, item = clean_id(fields.get(user_col)), clean_id(fields.get(item_col))
-    if user is None:
-        return reject("missing_or_bad_field:user")
-    if item is None:
-        return reject("missing_or_bad_field:item")
+    if user_problem is not None:
+        return reject(_id_reject_reason(user_problem, "user"))
+    if item_problem is not None:
+        return reject(_id_reject_reason(item_problem, "item"))
     timestamp = None
     if timestamp_col is not None:
         if fields.get(timestamp_col) in (None, ""):
             return reject("missing_or_bad_field:timestamp")
-        timestamp = parse_timestamp(fields.get(timestamp_col))
-        if timestamp is None:
-            return reject("bad_timestamp")
+        timestamp, problem = parse_timestamp(fields.get(timestamp_col), timestamps)
+        if problem is not None:
+            return reject(problem)
     rating = None
     if rating_col is not None:
-        rating = _number(fields.get(rating_col))
+        rating = parse_number(fields.get(rating_col))
         if rating is None and fields.get(rating_col) not in (None, ""):
             return reject("bad_rating")
         if min_rating is not None and (rating is None or rating < min_rating):
             return reject("below_min_rating")
     event_type = None
     if event_type_col is not None and fields.get(event_type_col) not in (None, ""):
-        event_type = str(fields.get(event_type_col))[:64]
+        value = fields.get(event_type_col)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return reject("bad_event_type")
+        event_type = safe_text(str(value))[:64]
     return record(
         "event",
         user=user,
@@ -166,36 +161,40 @@ def validate_event(
     )
 
 
+# Sequence files separate tokens by ASCII blanks only: a token holding U+2028 or NEL is a bad id (and
+# rejected as such), not two tokens, which str.split() would make of it.
+_BLANKS = re.compile(r"[ \t\x0b\x0c]+")
+
+
 def parse_sequence_line(raw_bytes: bytes, line: int, batch: int) -> Iterator[dict[str, Any]]:
     """`user item item ...` (oldest first) -> one event per item token, or one reject."""
     text, raw = decode_line(raw_bytes)
     order0 = event_order(batch, line)
     if text is None:
-        yield record("reject", reason="invalid_utf8", line=line, raw=raw, event_order=order0)
+        yield record("reject", reason=_undecodable_reason(raw_bytes), line=line, raw=raw, event_order=order0)
         return
-    tokens = text.split()
+    tokens = [t for t in _BLANKS.split(text) if t]
     if not tokens:
         yield record("reject", reason="empty_line", line=line, raw=raw, event_order=order0)
         return
-    user = clean_id(tokens[0])
-    if user is None:
-        yield record("reject", reason="missing_or_bad_field:user", line=line, raw=raw, event_order=order0)
+    user, problem = normalise_id(tokens[0])
+    if problem is not None:
+        yield record("reject", reason=_id_reject_reason(problem, "user"), line=line, raw=raw, event_order=order0)
         return
     if len(tokens) == 1:
         yield record("reject", reason="malformed_line:no_items", line=line, raw=raw, user=user, event_order=order0)
         return
-    if len(tokens) - 1 >= (1 << POS_BITS):
+    if len(tokens) - 1 > MAX_POSITION + 1:
         yield record(
             "reject", reason="malformed_line:too_many_items", line=line, raw=raw, user=user, event_order=order0
         )
         return
     for position, token in enumerate(tokens[1:]):
         order = event_order(batch, line, position)
-        item = clean_id(token)
-        if item is None:
-            yield record(
-                "reject", reason="missing_or_bad_field:item", line=line, raw=_clip(token), user=user, event_order=order
-            )
+        item, problem = normalise_id(token)
+        if problem is not None:
+            reason = _id_reject_reason(problem, "item")
+            yield record("reject", reason=reason, line=line, raw=_clip(token), user=user, event_order=order)
         else:
             yield record("event", user=user, item=item, event_order=order, line=line)
 
@@ -206,10 +205,10 @@ def split_header(header: str, delimiter: str, recbole: bool) -> list[str]:
     return [n.split(":", 1)[0].strip() if recbole else n.strip() for n in names]
 
 
-def _unreadable_line(text: str | None, raw: str, line: int, order: int) -> dict[str, Any] | None:
-    """The reject for an event-log line that is not UTF-8 or is blank; None when it can be parsed."""
+def _unreadable_line(raw_bytes: bytes, text: str | None, raw: str, line: int, order: int) -> dict[str, Any] | None:
+    """The reject for an event-log line that is not UTF-8, over-long or blank; None when it can be parsed."""
     if text is None:
-        return record("reject", reason="invalid_utf8", line=line, raw=raw, event_order=order)
+        return record("reject", reason=_undecodable_reason(raw_bytes), line=line, raw=raw, event_order=order)
     if not text.strip():
         return record("reject", reason="empty_line", line=line, raw=raw, event_order=order)
     return None
@@ -218,11 +217,13 @@ def _unreadable_line(text: str | None, raw: str, line: int, order: int) -> dict[
 def parse_delimited_line(
     raw_bytes: bytes, line: int, batch: int, columns: list[str], delimiter: str, **rules: Any
 ) -> dict[str, Any]:
-    """One CSV/TSV data line -> an event or a reject."""
+    """One CSV/TSV record (lines.delimited_records: quoted newlines already joined) -> an event or a reject."""
     text, raw = decode_line(raw_bytes)
     order = event_order(batch, line)
-    if (unusable := _unreadable_line(text, raw, line, order)) is not None:
+    if (unusable := _unreadable_line(raw_bytes, text, raw, line, order)) is not None:
         return unusable
+    if text_lines.ends_in_open_quote(raw_bytes, delimiter.encode()):
+        return record("reject", reason="malformed_line:unterminated_quote", line=line, raw=raw, event_order=order)
     try:
         values = next(csv.reader([text], delimiter=delimiter))
     except csv.Error:
@@ -232,16 +233,22 @@ def parse_delimited_line(
     return validate_event(dict(zip(columns, values, strict=True)), order=order, line=line, raw=raw, **rules)
 
 
+def _json_object(text: str) -> tuple[Any, str | None]:
+    try:
+        return json.loads(text), None
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested past the stack
+        return None, "malformed_line:json"
+
+
 def parse_json_line(raw_bytes: bytes, line: int, batch: int, **rules: Any) -> dict[str, Any]:
     """One JSONL event line -> an event or a reject."""
     text, raw = decode_line(raw_bytes)
     order = event_order(batch, line)
-    if (unusable := _unreadable_line(text, raw, line, order)) is not None:
+    if (unusable := _unreadable_line(raw_bytes, text, raw, line, order)) is not None:
         return unusable
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:
-        return record("reject", reason="malformed_line:json", line=line, raw=raw, event_order=order)
+    obj, problem = _json_object(text)
+    if problem is not None:
+        return record("reject", reason=problem, line=line, raw=raw, event_order=order)
     if not isinstance(obj, dict):
         return record("reject", reason="malformed_line:not_an_object", line=line, raw=raw, event_order=order)
     return validate_event(obj, order=order, line=line, raw=raw, **rules)
@@ -252,56 +259,42 @@ def parse_json_line(raw_bytes: bytes, line: int, batch: int, **rules: Any) -> di
 CATALOG_FIELDS = ("item", "title", "categories", "brand", "price", "description")
 
 
-def _categories(value: Any) -> list[str]:
-    """Categories as a flat list: the Amazon nested paths [[a, b, c]] -> the longest path; a string
-    (RecBole `class`: space separated) -> its tokens."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in value.split() if v][:32]
-    if isinstance(value, list):
-        paths = [v for v in value if isinstance(v, list)]
-        if paths:
-            return [str(c)[:128] for c in max(paths, key=len)][:32]
-        return [str(c)[:128] for c in value if c is not None][:32]
-    return [str(value)[:128]]
-
-
-def _text(value: Any, max_chars: int) -> tuple[str | None, bool]:
-    """(text, truncated?)"""
-    if value is None:
-        return None, False
-    text = str(value).strip()
-    if len(text) > max_chars:
-        return text[:max_chars], True
-    return text or None, False
+def _catalog_reject(reason: str, line: int, raw: str, item: str | None = None) -> dict[str, Any]:
+    return {"kind": "reject", "reason": reason, "line": line, "raw": raw, "item": item, "issues": []}
 
 
 def catalog_record(
-    obj: dict[str, Any], columns: dict[str, str], line: int, raw: str, max_text_chars: int
+    obj: dict[str, Any], columns: dict[str, str], line: int, raw: str, max_text_chars: int, recbole: bool = False
 ) -> dict[str, Any]:
-    """One catalog object -> a catalog row (kind "item") or a reject."""
+    """One catalog object -> a catalog row (kind "item") or a reject.
+
+    A field that is present but unusable does not reject the row: it becomes null (or is joined, for a
+    list-valued title or description) and its issue is listed in `issues` (counted by the stage)."""
 
     def get(field: str) -> Any:
         return obj.get(columns.get(field, field))
 
-    item = clean_id(get("item"))
-    if item is None:
-        return {"kind": "reject", "reason": "missing_or_bad_field:item", "line": line, "raw": raw}
-    title, t_cut = _text(get("title"), max_text_chars)
-    description, d_cut = _text(get("description"), max_text_chars)
-    brand, _ = _text(get("brand"), 256)
+    item, problem = normalise_id(get("item"))
+    if problem is not None:
+        return _catalog_reject(_id_reject_reason(problem, "item"), line, safe_text(raw))
+    title, t_cut, title_issue = parse_text(get("title"), max_text_chars, "title")
+    description, d_cut, description_issue = parse_text(get("description"), max_text_chars, "description")
+    brand, _, brand_issue = parse_text(get("brand"), 256, "brand")
+    categories, categories_issue = parse_categories(get("categories"), token_separated=recbole)
+    price, price_issue = parse_price(get("price"))
+    issues = [i for i in (title_issue, description_issue, brand_issue, categories_issue, price_issue) if i]
     return {
         "kind": "item",
         "item": item,
         "title": title,
-        "categories": _categories(get("categories")),
+        "categories": categories,
         "brand": brand,
-        "price": _number(get("price")),
+        "price": price,
         "description": description,
         "truncated": t_cut or d_cut,
+        "issues": issues,
         "line": line,
-        "raw": raw,
+        "raw": safe_text(raw),
     }
 
 
@@ -311,19 +304,18 @@ def parse_catalog_line(
     """A JSONL catalog line, or a RecBole .item line when `header` is given."""
     text, raw = decode_line(raw_bytes)
     if text is None:
-        return {"kind": "reject", "reason": "invalid_utf8", "line": line, "raw": raw}
+        return _catalog_reject(_undecodable_reason(raw_bytes), line, raw)
     if not text.strip():
-        return {"kind": "reject", "reason": "empty_line", "line": line, "raw": raw}
+        return _catalog_reject("empty_line", line, raw)
     if header is not None:
         values = text.split("\t")
         if len(values) != len(header):
-            return {"kind": "reject", "reason": "malformed_line:column_count", "line": line, "raw": raw}
+            return _catalog_reject("malformed_line:column_count", line, raw)
         obj: Any = dict(zip(header, values, strict=True))
     else:
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError:
-            return {"kind": "reject", "reason": "malformed_line:json", "line": line, "raw": raw}
+        obj, problem = _json_object(text)
+        if problem is not None:
+            return _catalog_reject(problem, line, raw)
     if not isinstance(obj, dict):
-        return {"kind": "reject", "reason": "malformed_line:not_an_object", "line": line, "raw": raw}
-    return catalog_record(obj, columns, line, raw, max_text_chars)
+        return _catalog_reject("malformed_line:not_an_object", line, raw)
+    return catalog_record(obj, columns, line, raw, max_text_chars, recbole=header is not None)

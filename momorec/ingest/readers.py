@@ -1,7 +1,9 @@
 """Spark readers: input files -> a DataFrame of parsed records (events and rejects, one schema).
 
-Text inputs are read as raw bytes (`textFile(use_unicode=False)`) so invalid UTF-8 is caught per line
-instead of being silently replaced; `zipWithIndex` gives every line its number for the rejects table.
+Text inputs (plain or compressed) are read by momorec.ingest.lines in a Spark task, from the raw bytes,
+so invalid UTF-8 is caught per line and a real U+FFFD is kept; each record carries its line number for
+the rejects table. One task reads and parses one text file (a CSV record may span lines and a
+compressed stream cannot be split); files are read in parallel. Parquet is read by Spark.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 
+from momorec.ingest import lines as text_lines
 from momorec.ingest import parsing
 from momorec.ingest.config import CatalogSource, EventSource
+from momorec.ingest.values import TimestampRule
 
 RECORD_DDL = (
     "kind string, user string, item string, timestamp double, event_order long, rating double, "
@@ -21,7 +25,7 @@ RECORD_DDL = (
 )
 CATALOG_DDL = (
     "kind string, item string, title string, categories array<string>, brand string, price double, "
-    "description string, truncated boolean, line long, reason string, raw string"
+    "description string, truncated boolean, issues array<string>, line long, reason string, raw string"
 )
 
 
@@ -55,9 +59,10 @@ def fingerprint(path: str) -> InputFile:
 
 
 def detect_format(path: str, declared: str) -> str:
+    """The declared format, or the one of the file's (inner) extension: `x.jsonl.gz` is JSONL."""
     if declared != "auto":
         return declared
-    ext = os.path.splitext(path)[1].lower()
+    ext = os.path.splitext(text_lines.inner_name(path))[1].lower()
     return {
         ".csv": "csv",
         ".tsv": "tsv",
@@ -68,50 +73,110 @@ def detect_format(path: str, declared: str) -> str:
     }.get(ext, "csv")
 
 
-def _lines(spark, path: str):
-    """RDD of (line bytes, line number)."""
-    return spark.sparkContext.textFile(path, use_unicode=False).zipWithIndex()
+def _checked_lines(path: str, numbered):
+    """The records of one file, with an error naming the file and line past the event_order bound."""
+    for raw, line in numbered:
+        if line > parsing.MAX_LINE:
+            raise parsing.EventOrderOverflow(
+                f"{path} line {line}: more than {parsing.MAX_LINE + 1} lines in one file do not fit the ingest-order "
+                "key; split the file"
+            )
+        yield raw, line
 
 
-def read_events(spark, source: EventSource, path: str, batch: int):
-    """One event-log or sequence file -> DataFrame[RECORD_DDL]."""
-    rules = dict(
+def _file_records(path: str, delimiter: str | None = None, skip_header: bool = False):
+    """(record bytes, line number) of a text file: physical lines, or CSV/TSV records when `delimiter` is set."""
+    numbered = text_lines.read_lines(path)
+    if delimiter is not None:
+        numbered = text_lines.delimited_records(numbered, delimiter.encode())
+    if skip_header:
+        next(numbered, None)
+    return _checked_lines(path, numbered)
+
+
+def first_record(path: str, delimiter: str | None = None) -> bytes | None:
+    """The file's first record (its header, for CSV/TSV/RecBole), read on the driver; None when empty."""
+    first = next(_file_records(path, delimiter), None)
+    return first[0] if first is not None else None
+
+
+def _header(path: str, delimiter: str, recbole: bool) -> list[str] | None:
+    """Column names of a delimited file; None when the file is empty. An undecodable header is an error."""
+    header_bytes = first_record(path, delimiter)
+    if header_bytes is None:
+        return None
+    header_text, _ = parsing.decode_line(header_bytes)
+    if header_text is None:
+        raise ValueError(f"{path} line 0: the header line is not valid UTF-8 (or longer than the line limit)")
+    return parsing.split_header(header_text, delimiter, recbole=recbole)
+
+
+def _delimiter(fmt: str) -> str:
+    return "," if fmt == "csv" else "\t"
+
+
+def event_rules(source: EventSource, timestamps: TimestampRule | None = None) -> dict:
+    """The keyword rules of parsing.validate_event for one source."""
+    return dict(
         user_col=source.user_col,
         item_col=source.item_col,
         timestamp_col=source.timestamp_col,
         rating_col=source.rating_col,
         event_type_col=source.event_type_col,
         min_rating=source.min_rating,
+        timestamps=timestamps or TimestampRule(),
     )
-    if source.kind == "sequences":
-        rdd = _lines(spark, path).flatMap(lambda pair: parsing.parse_sequence_line(pair[0], pair[1], batch))
-        return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
+
+def event_columns(source: EventSource, path: str) -> list[str] | None:
+    """The header of a CSV/TSV/RecBole event log, checked against the source's columns (read on the
+    driver, so a wrong header is one clear error naming the file); None when the file is empty."""
     fmt = detect_format(path, source.format)
-    if fmt == "parquet":
-        return _read_parquet_events(spark, path, batch, rules)
-    lines = _lines(spark, path)
-    if fmt == "jsonl":
-        rdd = lines.map(lambda pair: parsing.parse_json_line(pair[0], pair[1], batch, **rules))
-        return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
-
-    delimiter = "," if fmt == "csv" else "\t"
-    header_bytes = lines.filter(lambda pair: pair[1] == 0).map(lambda pair: pair[0]).collect()
-    if not header_bytes:
-        raise ValueError(f"{path}: empty file, expected a header line")
-    header_text, _ = parsing.decode_line(header_bytes[0])
-    if header_text is None:
-        raise ValueError(f"{path}: the header line is not valid UTF-8")
-    columns = parsing.split_header(header_text, delimiter, recbole=(fmt == "recbole"))
-    missing = [
-        c
-        for c in (source.user_col, source.item_col, source.timestamp_col, source.rating_col, source.event_type_col)
-        if c is not None and c not in columns
-    ]
+    columns = _header(path, _delimiter(fmt), recbole=(fmt == "recbole"))
+    if columns is None:
+        return None
+    wanted = (source.user_col, source.item_col, source.timestamp_col, source.rating_col, source.event_type_col)
+    missing = [c for c in wanted if c is not None and c not in columns]
     if missing:
         raise ValueError(f"{path}: columns {missing} not in the header {columns}; set them in the source config")
-    parse = partial(parsing.parse_delimited_line, batch=batch, columns=columns, delimiter=delimiter, **rules)
-    rdd = lines.filter(lambda pair: pair[1] > 0).map(lambda pair: parse(pair[0], pair[1]))
+    return columns
+
+
+def parse_text_events(
+    source: EventSource, path: str, batch: int, timestamps: TimestampRule | None, columns: list[str] | None
+) -> Iterator[dict]:
+    """Every record of a text event log or sequence file (plain or compressed) -> parsed records.
+
+    Pure Python: one Spark task runs it per file, and the tests run it as it is. `columns`: the header
+    of a delimited file (event_columns); ignored for JSONL and sequences."""
+    if source.kind == "sequences":
+        for raw, line in _file_records(path):
+            yield from parsing.parse_sequence_line(raw, line, batch)
+        return
+    rules = event_rules(source, timestamps)
+    fmt = detect_format(path, source.format)
+    if fmt == "jsonl":
+        for raw, line in _file_records(path):
+            yield parsing.parse_json_line(raw, line, batch, **rules)
+        return
+    if columns is None:  # empty file
+        return
+    delimiter = _delimiter(fmt)
+    for raw, line in _file_records(path, delimiter, skip_header=True):
+        yield parsing.parse_delimited_line(raw, line, batch, columns, delimiter, **rules)
+
+
+def read_events(spark, source: EventSource, path: str, batch: int, timestamps: TimestampRule | None = None):
+    """One event-log or sequence file -> DataFrame[RECORD_DDL]. An empty or header-only file gives no rows."""
+    if text_lines.is_empty(path):
+        return spark.createDataFrame([], RECORD_DDL)
+    fmt = detect_format(path, source.format)
+    if source.kind == "events" and fmt == "parquet":
+        return _read_parquet_events(spark, path, batch, event_rules(source, timestamps))
+    columns = event_columns(source, path) if source.kind == "events" and fmt != "jsonl" else None
+    rdd = spark.sparkContext.parallelize([path], 1).flatMap(
+        lambda file_path: parse_text_events(source, file_path, batch, timestamps, columns)
+    )
     return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
 
@@ -134,33 +199,48 @@ def _read_parquet_events(spark, path: str, batch: int, rules: dict):
 
     def parse(pair):
         row, line = pair
+        if line > parsing.MAX_LINE:
+            raise parsing.EventOrderOverflow(f"{path} row {line}: too many rows in one file for the ingest-order key")
         fields = row.asDict()
-        return parsing.validate_event(
-            fields, order=parsing.event_order(batch, line), line=line, raw=str(fields)[: parsing.MAX_RAW_CHARS], **rules
-        )
+        raw = str(fields)[: parsing.MAX_RAW_CHARS]
+        return parsing.validate_event(fields, order=parsing.event_order(batch, line), line=line, raw=raw, **rules)
 
     rdd = frame.select(*wanted).rdd.zipWithIndex().map(parse)
     return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
 
+def _is_recbole_catalog(source: CatalogSource, path: str) -> bool:
+    return source.format == "recbole" or (source.format == "auto" and text_lines.inner_name(path).endswith(".item"))
+
+
+def catalog_header(source: CatalogSource, path: str) -> list[str] | None:
+    """The header of a RecBole .item catalog (read on the driver); None for JSONL or an empty file."""
+    return _header(path, "\t", recbole=True) if _is_recbole_catalog(source, path) else None
+
+
+def parse_catalog_file(
+    source: CatalogSource, path: str, max_text_chars: int, header: list[str] | None
+) -> Iterator[dict]:
+    """Every line of a catalog file -> catalog rows or rejects (pure Python, one Spark task per file)."""
+    recbole = _is_recbole_catalog(source, path)
+    if recbole and header is None:  # empty file
+        return
+    # A RecBole .item line is tab separated but not CSV-quoted (RecBole splits on tabs): records are lines.
+    for raw, line in _file_records(path, skip_header=recbole):
+        yield parsing.parse_catalog_line(raw, line, dict(source.columns), max_text_chars, header)
+
+
 def read_catalog(spark, source: CatalogSource, path: str, max_text_chars: int):
-    """A catalog file -> DataFrame[CATALOG_DDL] (kind "item" or "reject")."""
-    fmt = source.format if source.format != "auto" else ("recbole" if path.endswith(".item") else "jsonl")
+    """A catalog file -> DataFrame[CATALOG_DDL] (kind "item" or "reject"). An empty file gives no rows."""
     unknown = set(source.columns) - set(parsing.CATALOG_FIELDS)
     if unknown:
         raise ValueError(f"catalog.columns: unknown fields {sorted(unknown)}; known: {parsing.CATALOG_FIELDS}")
-    lines = _lines(spark, path)
-    header = None
-    if fmt == "recbole":
-        first = lines.filter(lambda pair: pair[1] == 0).map(lambda pair: pair[0]).collect()
-        header_text, _ = parsing.decode_line(first[0]) if first else (None, "")
-        if header_text is None:
-            raise ValueError(f"{path}: missing or undecodable header")
-        header = parsing.split_header(header_text, "\t", recbole=True)
-        lines = lines.filter(lambda pair: pair[1] > 0)
-    columns = dict(source.columns)
-    parse = partial(parsing.parse_catalog_line, columns=columns, max_text_chars=max_text_chars, header=header)
-    rdd = lines.map(lambda pair: parse(pair[0], pair[1]))
+    if text_lines.is_empty(path):
+        return spark.createDataFrame([], CATALOG_DDL)
+    header = catalog_header(source, path)
+    rdd = spark.sparkContext.parallelize([path], 1).flatMap(
+        lambda file_path: parse_catalog_file(source, file_path, max_text_chars, header)
+    )
     return spark.createDataFrame(rdd.map(_catalog_tuple), CATALOG_DDL, verifySchema=False)
 
 

@@ -19,8 +19,9 @@ from pyspark.sql import functions as F
 
 from momorec import tracking
 from momorec.config import PlatformConfig
-from momorec.ingest import readers, transforms
-from momorec.ingest.config import EventSource
+from momorec.ingest import parsing, readers, transforms
+from momorec.ingest.config import EventSource, IngestConfig
+from momorec.ingest.values import TimestampRule
 from momorec.progress import step_progress
 from momorec.storage import delta, schemas
 from momorec.storage.spark import get_spark, read_delta, write_delta
@@ -48,6 +49,14 @@ class IngestResult(StageResult):
     catalog_rows: int = 0
     catalog_rejected: int = 0
     truncated_texts: int = 0
+    catalog_issues: dict[str, int] = Field(
+        default_factory=dict,
+        description="Catalog fields kept as null or joined, by issue (price:unparsed, title:joined ...); the row "
+        "itself is accepted.",
+    )
+    empty_files: list[str] = Field(
+        default_factory=list, description="New input files that were empty or held only a header: zero rows each."
+    )
     conservation_ok: bool = Field(True, description="rows in = accepted + rejected, this run and all runs together.")
     tables: dict[str, dict[str, str | int | None]] = Field(default_factory=dict)
 
@@ -91,8 +100,9 @@ def run_ingest(
             result = _unchanged_result(cfg, paths, run.info.run_id, start)
             mlflow.log_metric("unchanged", 1)
             return result
-        spark = get_spark(cfg.spark)
         next_batch = max((row["batch"] for row in known), default=-1) + 1
+        _check_batches_fit(next_batch, len(new_files))
+        spark = get_spark(cfg.spark)
         with step_progress(show_progress, f"ingest {cfg.dataset}", total=len(INGEST_STEPS)) as advance:
             counts = _ingest_with_spark(
                 cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch, advance
@@ -109,10 +119,26 @@ def run_ingest(
         )
         mlflow.log_metrics({k: float(v) for k, v in counts.items() if isinstance(v, int | float | bool)})
         mlflow.log_metrics({f"rejected.{reason}": float(n) for reason, n in counts["rejected_by_reason"].items()})
+        mlflow.log_metrics({f"catalog_issue.{issue}": float(n) for issue, n in counts["catalog_issues"].items()})
+        mlflow.log_metric("empty_files", len(counts["empty_files"]))
         mlflow.log_metric("unchanged", 0)
         if not result.conservation_ok:
             raise RuntimeError(f"row conservation violated: {counts}")
         return result
+
+
+def _check_batches_fit(next_batch: int, new_files: int) -> None:
+    """Every ingested file is a batch of the event_order key; past its bound events would collide."""
+    last = next_batch + new_files - 1
+    if new_files and last > parsing.MAX_BATCH:
+        raise parsing.EventOrderOverflow(
+            f"ingest batch {last} is past the last one the event_order key holds ({parsing.MAX_BATCH}): this "
+            f"warehouse has ingested {next_batch} files; concatenate new logs into fewer files, or start a new dataset"
+        )
+
+
+def timestamp_rule(ingest: IngestConfig) -> TimestampRule:
+    return TimestampRule(min_seconds=ingest.min_timestamp, max_seconds=ingest.max_timestamp, unit=ingest.timestamp_unit)
 
 
 def _unchanged_result(cfg: PlatformConfig, paths: dict[str, str], run_id: str, start: float) -> IngestResult:
@@ -145,9 +171,10 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
 
     # 1. Parse the new files: every line becomes events or a reject.
     parsed = None
+    timestamps = timestamp_rule(cfg.ingest)
     for batch, (source, fp) in enumerate(new_files, start=next_batch):
         frame = (
-            readers.read_events(spark, source, fp.path, batch)
+            readers.read_events(spark, source, fp.path, batch, timestamps)
             .withColumn("source", F.lit(fp.path))
             .withColumn("input", F.lit(source.kind))
         )
@@ -194,6 +221,7 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
 
     # 4. Catalog (re-read whole whenever anything changed: it is small next to the logs).
     items_table, catalog_rejects, catalog_rows, truncated, catalog_per_file = None, None, 0, 0, {}
+    catalog_issues: dict[str, int] = {}
     if catalog_files:
         catalog = None
         for fp in catalog_files:
@@ -209,6 +237,8 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
         catalog_per_file = {r["source"]: r["n"] for r in stats}
         catalog_rows = sum(catalog_per_file.values())
         truncated = sum(r["cut"] or 0 for r in stats)
+        issues = catalog.select(F.explode("issues").alias("issue")).groupBy("issue").count().collect()
+        catalog_issues = {r["issue"]: r["count"] for r in sorted(issues, key=lambda r: r["issue"])}
         items_table, cat_rej = transforms.catalog_items(catalog, item_map)
         catalog_rejects = transforms.as_rejects(cat_rej)
     else:
@@ -302,5 +332,7 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
         "catalog_rows": catalog_rows,
         "catalog_rejected": catalog_rejected,
         "truncated_texts": truncated,
+        "catalog_issues": catalog_issues,
+        "empty_files": sorted(fp.path for _, fp in new_files if read_per_file.get(fp.path, 0) == 0),
         "conservation_ok": bool(read_now == accepted_now + rejected_now and total_ok and catalog_ok),
     }

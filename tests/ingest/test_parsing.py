@@ -7,6 +7,7 @@ import json
 import pytest
 
 from momorec.ingest import parsing
+from momorec.ingest.values import TimestampRule
 
 RULES = dict(
     user_col="user",
@@ -15,6 +16,7 @@ RULES = dict(
     rating_col="rating",
     event_type_col=None,
     min_rating=None,
+    timestamps=TimestampRule(min_seconds=0),  # these lines use small made-up times
 )
 COLUMNS = ["user", "item", "timestamp", "rating"]
 
@@ -41,7 +43,8 @@ def test_a_good_csv_line_is_an_event():
         (b"u1,i1,1000,great", "bad_rating"),
         (b"u1,i1,1000", "malformed_line:column_count"),
         (b"u1,i\xff,1000,4", "invalid_utf8"),
-        (b"u1,i1,inf,4", "bad_timestamp"),
+        (b"u1,i1,inf,4", "bad_timestamp:range"),
+        (b"u1,i1,nan,4", "bad_timestamp"),
     ],
 )
 def test_bad_csv_lines_are_rejected_with_a_reason(line, reason):
@@ -57,9 +60,10 @@ def test_min_rating_turns_explicit_feedback_into_implicit():
 
 
 def test_iso_timestamps_are_unix_seconds():
-    assert parsing.parse_timestamp("1970-01-01T00:01:40Z") == 100.0
-    assert parsing.parse_timestamp("1970-01-01T00:01:40") == 100.0
-    assert parsing.parse_timestamp("not a time") is None
+    since_1970 = TimestampRule(min_seconds=0)
+    assert parsing.parse_timestamp("1970-01-01T00:01:40Z", since_1970) == (100.0, None)
+    assert parsing.parse_timestamp("1970-01-01T00:01:40", since_1970) == (100.0, None)
+    assert parsing.parse_timestamp("not a time") == (None, "bad_timestamp")
 
 
 def test_a_sequence_line_yields_one_event_per_item_in_order():

@@ -1,0 +1,166 @@
+"""Pure readers of text inputs: a file -> its records as raw bytes with their line numbers.
+
+Text inputs are read here, in Python, from the raw bytes (on a Spark executor, see readers.py), not by
+Spark's text reader: that one decodes every line through a Java string, which turns invalid UTF-8 into
+U+FFFD, so an honest U+FFFD in the data and a broken byte could not be told apart.
+
+- Compressed files are opened by their outer extension (.gz, .bz2, .xz, .zst/.zstd when the
+  `zstandard` package is importable) and read by their inner one: `events.jsonl.gz` is JSONL.
+- Lines end at "\\n"; one "\\r" before it (CRLF) is dropped. A UTF-8 byte-order mark at the start of
+  the file is dropped. Line numbers count physical lines from 0 (a CSV header is line 0).
+- A line longer than MAX_LINE_BYTES is not held in memory: it comes back as OVERLONG_LINE (and is
+  rejected as malformed_line:too_long).
+- CSV/TSV records may span lines inside a quoted field (RFC 4180): `delimited_records` joins them, and
+  the record keeps the number of its first line.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import importlib.util
+import lzma
+import os
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+MAX_LINE_BYTES = 8 << 20
+# A quoted field may span at most this many physical lines; an opening quote that is not closed by then
+# (or by the end of the file) is a broken line, not the start of a record that swallows the file.
+MAX_RECORD_LINES = 64
+OVERLONG_LINE = b"\x00momorec:overlong-line\x00"
+UTF8_BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 20
+
+
+def _zstd_open(path: str) -> BinaryIO:
+    if importlib.util.find_spec("zstandard") is None:
+        raise ValueError(f"{path}: a zstd-compressed input needs the `zstandard` package (pip install zstandard)")
+    import zstandard
+
+    return zstandard.open(path, "rb")
+
+
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _zstd_open, ".zstd": _zstd_open}
+
+
+def inner_name(path: str) -> str:
+    """The file name without its compression extension: `a/events.jsonl.gz` -> `a/events.jsonl`."""
+    stem, ext = os.path.splitext(path)
+    return stem if ext.lower() in _OPENERS else path
+
+
+def open_input(path: str) -> BinaryIO:
+    """The file's decompressed bytes."""
+    opener = _OPENERS.get(os.path.splitext(path)[1].lower())
+    return opener(path) if opener is not None else open(path, "rb")  # noqa: SIM115 (the caller closes it)
+
+
+def _rest_of_line(stream: BinaryIO) -> None:
+    """Skip to just after the next newline (or the end), in bounded chunks."""
+    while True:
+        chunk = stream.readline(_CHUNK)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def split_lines(stream: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, int]]:
+    """(line bytes without its ending, line number) for every physical line; no line after a final
+    newline. An over-long line is yielded as OVERLONG_LINE."""
+    number = 0
+    while True:
+        line = stream.readline(max_line_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+            _rest_of_line(stream)
+            line = OVERLONG_LINE
+        else:
+            line = line[:-1] if line.endswith(b"\n") else line
+            line = line[:-1] if line.endswith(b"\r") else line
+        if number == 0 and line.startswith(UTF8_BOM):
+            line = line[len(UTF8_BOM) :]
+        yield line, number
+        number += 1
+
+
+def read_lines(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, int]]:
+    """split_lines of a file, decompressed by its extension."""
+    with open_input(path) as stream:
+        yield from split_lines(stream, max_line_bytes)
+
+
+def is_empty(path: str) -> bool:
+    """True when the file holds no line at all (0 bytes, or a compressed stream of 0 bytes)."""
+    if os.path.getsize(path) == 0:
+        return True
+    with open_input(path) as stream:
+        return not stream.read(1)
+
+
+# ---- CSV records spanning lines -------------------------------------------------------------------
+
+_START, _UNQUOTED, _QUOTED, _QUOTE_IN_QUOTED = range(4)
+_QUOTE = ord('"')
+
+
+def ends_in_open_quote(line: bytes, delimiter: bytes, inside: bool = False) -> bool:
+    """Whether a CSV line leaves a quoted field open, under the rules of Python's csv module (default
+    dialect, non-strict): a quote opens a field only at the field's start; inside it, "" is a literal
+    quote and a lone quote closes it. `inside`: the line continues an open field. Works on bytes: the
+    quote and the delimiter are ASCII, which never occurs inside a UTF-8 multi-byte sequence."""
+    if not inside and b'"' not in line:
+        return False
+    state = _QUOTED if inside else _START
+    sep = delimiter[0]
+    for byte in line:
+        if state == _QUOTED:
+            state = _QUOTE_IN_QUOTED if byte == _QUOTE else _QUOTED
+        elif state == _QUOTE_IN_QUOTED:
+            state = _QUOTED if byte == _QUOTE else (_START if byte == sep else _UNQUOTED)
+        elif state == _START:
+            state = _QUOTED if byte == _QUOTE else (_START if byte == sep else _UNQUOTED)
+        elif byte == sep:
+            state = _START
+    return state == _QUOTED
+
+
+def _closing_length(buffer: list[tuple[bytes, int]], delimiter: bytes, more: Iterator, max_lines: int) -> int:
+    """How many lines from buffer[0] make one record (pulling lines from `more` as needed); 0 when the
+    quote opened on buffer[0] is not closed within max_lines lines, MAX_LINE_BYTES or the file."""
+    inside = ends_in_open_quote(buffer[0][0], delimiter)
+    count, size = 1, len(buffer[0][0])
+    while inside:
+        if count == len(buffer):
+            nxt = next(more, None) if count < max_lines and size <= MAX_LINE_BYTES else None
+            if nxt is None:
+                return 0
+            buffer.append(nxt)
+        line = buffer[count][0]
+        if line == OVERLONG_LINE:
+            return 0
+        inside = ends_in_open_quote(line, delimiter, inside=True)
+        count, size = count + 1, size + len(line) + 1
+    return count
+
+
+def delimited_records(
+    lines: Iterable[tuple[bytes, int]], delimiter: bytes, max_lines: int = MAX_RECORD_LINES
+) -> Iterator[tuple[bytes, int]]:
+    """Physical lines -> CSV/TSV records: lines joined with "\\n" while a quoted field is open. A quote
+    that never closes leaves its first line alone as a record (the parser rejects it as
+    malformed_line:unterminated_quote) and the lines after it are read afresh."""
+    more = iter(lines)
+    buffer: list[tuple[bytes, int]] = []
+    while True:
+        if not buffer:
+            nxt = next(more, None)
+            if nxt is None:
+                return
+            buffer.append(nxt)
+        count = _closing_length(buffer, delimiter, more, max_lines)
+        if count <= 1:
+            yield buffer.pop(0)
+            continue
+        yield b"\n".join(line for line, _ in buffer[:count]), buffer[0][1]
+        del buffer[:count]
