@@ -21,6 +21,7 @@ import gzip
 import importlib.util
 import lzma
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
@@ -84,18 +85,33 @@ def split_lines(stream: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> Itera
         number += 1
 
 
+# What a truncated or corrupt compressed stream raises (gzip: BadGzipFile is an OSError, EOFError when cut).
+_BROKEN_STREAM = (OSError, EOFError, lzma.LZMAError, zlib.error)
+
+
 def read_lines(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, int]]:
-    """split_lines of a file, decompressed by its extension."""
-    with open_input(path) as stream:
-        yield from split_lines(stream, max_line_bytes)
+    """split_lines of a file, decompressed by its extension. A file that cannot be read to its end (a
+    truncated or corrupt compressed stream) is an error naming the file and the last line read."""
+    last = -1
+    try:
+        with open_input(path) as stream:
+            for numbered in split_lines(stream, max_line_bytes):
+                last = numbered[1]
+                yield numbered
+    except _BROKEN_STREAM as exc:
+        where = f" after line {last}" if last >= 0 else ""
+        raise ValueError(f"{path}: cannot be read{where}: {type(exc).__name__}: {exc}") from exc
 
 
 def is_empty(path: str) -> bool:
     """True when the file holds no line at all (0 bytes, or a compressed stream of 0 bytes)."""
     if os.path.getsize(path) == 0:
         return True
-    with open_input(path) as stream:
-        return not stream.read(1)
+    try:
+        with open_input(path) as stream:
+            return not stream.read(1)
+    except _BROKEN_STREAM as exc:
+        raise ValueError(f"{path}: cannot be read: {type(exc).__name__}: {exc}") from exc
 
 
 # ---- CSV records spanning lines -------------------------------------------------------------------

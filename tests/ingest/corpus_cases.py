@@ -641,6 +641,22 @@ ERRORS = [
         csv_bytes(b"user,item,timestamp,caf\xe9", f"x1,a,{T},1"),
         error=r"latin1_header\.csv line 0: the header line is not valid UTF-8",
     ),
+    Case(
+        "truncated_gzip",
+        "errors/truncated.jsonl.gz",
+        "events",
+        "a gzip stream cut short is an error naming the file and the last line read, not a silent partial file",
+        _gzip(jsonl(*[event("t1", f"i{k}", T + k) for k in range(200)]))[:-40],
+        error=r"truncated\.jsonl\.gz: cannot be read after line \d+: EOFError",
+    ),
+    Case(
+        "not_gzip",
+        "errors/not_really.csv.gz",
+        "events",
+        "a .gz file that is not gzip is an error naming the file",
+        csv_bytes("user,item,timestamp", f"x1,a,{T}"),
+        error=r"not_really\.csv\.gz: cannot be read: BadGzipFile",
+    ),
 ]
 
 CASES: list[Case] = [

@@ -121,9 +121,8 @@ def test_each_corpus_file_conserves_rows_and_every_reject_has_a_reason(case):
 
 @pytest.mark.parametrize("case", [c for c in CASES if "error" in c], ids=lambda c: c["name"])
 def test_error_cases_are_one_clear_error_naming_the_file(case):
-    path = str(CORPUS / case["file"])
     with pytest.raises(ValueError, match=case["error"]):
-        readers.event_columns(EventSource(path=path, **case.get("source", {})), path)
+        parse_case(case)
 
 
 def test_the_share_of_corpus_records_rejected_with_a_reason():

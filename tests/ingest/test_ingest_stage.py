@@ -106,6 +106,7 @@ def test_bad_input_is_rejected_with_reasons_and_nothing_is_lost(spark, bad_input
             f"ingest.sources=[{{path: '{events}', kind: events, rating_col: rating}}]",
             f"ingest.catalog={{path: '{catalog}'}}",
             "ingest.max_text_chars=500",
+            "ingest.min_timestamp=0",  # the lines above use small made-up times
         ],
     )
     result = run_ingest(cfg, show_progress=False)
@@ -149,7 +150,15 @@ def test_appending_a_log_adds_only_new_events_and_keeps_ids(spark, tmp_path, tra
         + "".join(f"b,x{k},{10 + k}\n" for k in range(3))
         + "c,x0,5\nc,x1,6\n"
     )
-    cfg = load_config(None, ["dataset=inc", f"warehouse={tmp_path / 'wh'}", f"ingest.sources=[{{path: '{day1}'}}]"])
+    cfg = load_config(
+        None,
+        [
+            "dataset=inc",
+            f"warehouse={tmp_path / 'wh'}",
+            f"ingest.sources=[{{path: '{day1}'}}]",
+            "ingest.min_timestamp=0",
+        ],
+    )
     first = run_ingest(cfg, show_progress=False)
     assert (first.users, first.interactions) == (2, 7)  # c has 2 events: pending as too short
     ids_before = table(cfg, "user_ids").set_index("user")["user_id"].to_dict()
