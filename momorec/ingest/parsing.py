@@ -50,16 +50,16 @@ class EventOrderOverflow(ValueError):
 
 def event_order(batch: int, line: int, position: int = 0) -> int:
     """The ingest-order key: sorts by batch, then line, then position; exact (one key per triple)."""
+    if 0 <= batch <= MAX_BATCH and 0 <= line <= MAX_LINE and 0 <= position <= MAX_POSITION:
+        return (batch << (LINE_BITS + POS_BITS)) | (line << POS_BITS) | position
     for name, value, bound in (
         ("batch", batch, MAX_BATCH),
         ("line", line, MAX_LINE),
         ("position", position, MAX_POSITION),
     ):
         if not 0 <= value <= bound:
-            raise EventOrderOverflow(
-                f"event_order: {name} {value} is outside 0..{bound} ({name} bits of the int64 ingest-order key)"
-            )
-    return (batch << (LINE_BITS + POS_BITS)) | (line << POS_BITS) | position
+            raise EventOrderOverflow(f"event_order: {name} {value} is outside 0..{bound}, the bound of the int64 key")
+    raise AssertionError("unreachable")
 
 
 def record(kind: str, **fields: Any) -> dict[str, Any]:

@@ -36,6 +36,8 @@ def safe_text(text: str) -> str:
 
 
 def _bad_id_characters(text: str) -> bool:
+    if text.isascii() and text.isprintable():  # the common case, without a per-character lookup
+        return False
     return any((cat := unicodedata.category(c)) in _FORBIDDEN_ID_CATEGORIES or (cat == "Zs" and c != " ") for c in text)
 
 
