@@ -1,10 +1,11 @@
 """The whole bad-input corpus through the real ingest stage: real local Spark, real Delta, real MLflow.
 
-One run ingests every event and sequence case of tests/ingest/corpus (each file its own source, in
-manifest order) with the corpus catalog. What the parsers must make of each record is the manifest; on
-top of that ingest rejects repeated (user, item, time) events as duplicate_event (the first wins) and
-users left with fewer than 3 events as user_too_short. This test computes both from the manifest and
-checks the `rejects` table row by row, the counts, and rows in = accepted + rejected.
+One run ingests every event and sequence case of tests/ingest/corpus (each event log its own source,
+in manifest order; the sequence folder as one source) with the corpus catalog. What the parsers must
+make of each record is the manifest; on top of that ingest rejects repeated (user, item, time) events
+as duplicate_event (the first wins) and users left with fewer than 3 events as user_too_short. This
+test computes both from the manifest and checks the `rejects` table row by row, the counts, and rows
+in = accepted + rejected.
 """
 
 from __future__ import annotations
@@ -59,7 +60,15 @@ def after_dedup_and_length(records: list[dict[str, Any]]) -> tuple[list[dict], l
 
 
 def test_the_corpus_ingests_with_every_row_accounted_for(spark, tmp_path, tracking_env):
-    sources = [{"path": str(CORPUS / c["file"]), "kind": c["input"], **c.get("source", {})} for c in EVENT_CASES]
+    # Event logs one source per file; the sequence files as one folder, as a user points at a folder of logs:
+    # its empty file must not abort the folder.
+    sources = [
+        {"path": str(CORPUS / c["file"]), "kind": "events", **c.get("source", {})}
+        for c in EVENT_CASES
+        if c["input"] == "events"
+    ]
+    sources.append({"path": str(CORPUS / "sequences"), "kind": "sequences"})
+    assert sorted(p.name for p in (CORPUS / "sequences").iterdir()) == ["bad_tokens.txt", "empty.txt"]
     cfg = load_config(
         None,
         [
