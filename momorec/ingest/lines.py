@@ -20,6 +20,7 @@ import bz2
 import gzip
 import importlib.util
 import lzma
+import math
 import os
 import zlib
 from collections.abc import Iterable, Iterator
@@ -57,32 +58,79 @@ def open_input(path: str) -> BinaryIO:
     return opener(path) if opener is not None else open(path, "rb")  # noqa: SIM115 (the caller closes it)
 
 
-def _rest_of_line(stream: BinaryIO) -> None:
-    """Skip to just after the next newline (or the end), in bounded chunks."""
+def _rest_of_line(stream: BinaryIO) -> int:
+    """Skip to just after the next newline (or the end), in bounded chunks; the bytes skipped."""
+    skipped = 0
     while True:
         chunk = stream.readline(_CHUNK)
+        skipped += len(chunk)
         if not chunk or chunk.endswith(b"\n"):
+            return skipped
+
+
+def _lines_from(
+    stream: BinaryIO, number: int, position: int, stop: float, max_line_bytes: int
+) -> Iterator[tuple[bytes, int]]:
+    """The lines that start at or after `position` (the stream's offset) and before `stop`."""
+    while position < stop:
+        line = stream.readline(max_line_bytes + 1)
+        if not line:
             return
+        start, position = position, position + len(line)
+        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+            position += _rest_of_line(stream)
+            line = OVERLONG_LINE
+        else:
+            line = line[:-1] if line.endswith(b"\n") else line
+            line = line[:-1] if line.endswith(b"\r") else line
+        if start == 0 and line.startswith(UTF8_BOM):
+            line = line[len(UTF8_BOM) :]
+        yield line, number
+        number += 1
 
 
 def split_lines(stream: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, int]]:
     """(line bytes without its ending, line number) for every physical line; no line after a final
     newline. An over-long line is yielded as OVERLONG_LINE."""
-    number = 0
-    while True:
-        line = stream.readline(max_line_bytes + 1)
-        if not line:
-            return
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
-            _rest_of_line(stream)
-            line = OVERLONG_LINE
-        else:
-            line = line[:-1] if line.endswith(b"\n") else line
-            line = line[:-1] if line.endswith(b"\r") else line
-        if number == 0 and line.startswith(UTF8_BOM):
-            line = line[len(UTF8_BOM) :]
-        yield line, number
-        number += 1
+    return _lines_from(stream, 0, 0, math.inf, max_line_bytes)
+
+
+# ---- byte ranges of a large plain file, read in parallel -------------------------------------------
+
+
+def byte_ranges(size: int, range_bytes: int) -> list[tuple[int, int]]:
+    """[start, end) ranges covering a file of `size` bytes."""
+    return [(start, min(start + range_bytes, size)) for start in range(0, size, range_bytes)] or [(0, 0)]
+
+
+def count_newlines(path: str, start: int, end: int) -> int:
+    """How many b"\\n" bytes the file holds in [start, end)."""
+    count = 0
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            chunk = fh.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            remaining -= len(chunk)
+    return count
+
+
+def read_range(
+    path: str, start: int, end: int, newlines_before: int, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[bytes, int]]:
+    """The lines of an uncompressed file that start in [start, end), numbered as in read_lines:
+    `newlines_before` is count_newlines(path, 0, start). A line that starts here and runs past `end` is
+    read whole; the range after it skips it."""
+    with open(path, "rb") as fh:
+        position, number = 0, 0
+        if start > 0:
+            fh.seek(start - 1)
+            position = start - 1 + _rest_of_line(fh)  # the line holding byte start-1 belongs to a range before
+            number = newlines_before + (1 if position - 1 >= start else 0)
+        yield from _lines_from(fh, number, position, end, max_line_bytes)
 
 
 # What a truncated or corrupt compressed stream raises (gzip: BadGzipFile is an OSError, EOFError when cut).

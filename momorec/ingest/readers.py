@@ -2,8 +2,9 @@
 
 Text inputs (plain or compressed) are read by momorec.ingest.lines in a Spark task, from the raw bytes,
 so invalid UTF-8 is caught per line and a real U+FFFD is kept; each record carries its line number for
-the rejects table. One task reads and parses one text file (a CSV record may span lines and a
-compressed stream cannot be split); files are read in parallel. Parquet is read by Spark.
+the rejects table. A CSV/TSV or compressed file is read and parsed by one task (a CSV record may span
+lines, a compressed stream cannot be split); a large plain JSONL or sequence file by one task per 64 MB
+byte range. Parquet is read by Spark.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from momorec.ingest import lines as text_lines
 from momorec.ingest import parsing
 from momorec.ingest.config import CatalogSource, EventSource
 from momorec.ingest.values import TimestampRule
+
+# A plain JSONL or sequence file larger than this is read in ranges of this size, in parallel.
+RANGE_BYTES = 64 << 20
 
 RECORD_DDL = (
     "kind string, user string, item string, timestamp double, event_order long, rating double, "
@@ -143,27 +147,66 @@ def event_columns(source: EventSource, path: str) -> list[str] | None:
 
 
 def parse_text_events(
-    source: EventSource, path: str, batch: int, timestamps: TimestampRule | None, columns: list[str] | None
+    source: EventSource,
+    path: str,
+    batch: int,
+    timestamps: TimestampRule | None,
+    columns: list[str] | None,
+    byte_range: tuple[int, int, int] | None = None,
 ) -> Iterator[dict]:
     """Every record of a text event log or sequence file (plain or compressed) -> parsed records.
 
-    Pure Python: one Spark task runs it per file, and the tests run it as it is. `columns`: the header
-    of a delimited file (event_columns); ignored for JSONL and sequences."""
+    Pure Python: a Spark task runs it, and the tests run it as it is. `columns`: the header of a
+    delimited file (event_columns); ignored for JSONL and sequences. `byte_range` (start, end,
+    newlines before start): only the lines starting in that range of a plain JSONL or sequence file."""
+    if byte_range is None:
+        numbered = _file_records(path)
+    else:
+        numbered = _checked_lines(path, text_lines.read_range(path, *byte_range))
     if source.kind == "sequences":
-        for raw, line in _file_records(path):
+        for raw, line in numbered:
             yield from parsing.parse_sequence_line(raw, line, batch)
         return
     rules = event_rules(source, timestamps)
     fmt = detect_format(path, source.format)
     if fmt == "jsonl":
-        for raw, line in _file_records(path):
+        for raw, line in numbered:
             yield parsing.parse_json_line(raw, line, batch, **rules)
         return
+    if byte_range is not None:
+        raise ValueError(f"{path}: a {fmt} file is read whole (its records may span lines), not by byte range")
     if columns is None:  # empty file
         return
     delimiter = _delimiter(fmt)
     for raw, line in _file_records(path, delimiter, skip_header=True):
         yield parsing.parse_delimited_line(raw, line, batch, columns, delimiter, **rules)
+
+
+def line_ranges(spark, path: str, range_bytes: int = RANGE_BYTES) -> list[tuple[int, int, int]]:
+    """(start, end, newlines before start) for each byte range of a plain file: one Spark job counts the
+    newlines of every range, so each range's first line gets its number in the whole file."""
+    ranges = text_lines.byte_ranges(os.path.getsize(path), range_bytes)
+    counts = (
+        spark.sparkContext.parallelize(ranges, len(ranges))
+        .map(lambda r: text_lines.count_newlines(path, r[0], r[1]))
+        .collect()
+    )
+    return numbered_ranges(ranges, counts)
+
+
+def numbered_ranges(ranges: list[tuple[int, int]], newline_counts: list[int]) -> list[tuple[int, int, int]]:
+    """(start, end, newlines before start): the running sum of the ranges' newline counts."""
+    before = [0]
+    for count in newline_counts[:-1]:
+        before.append(before[-1] + count)
+    return [(start, end, n) for (start, end), n in zip(ranges, before, strict=True)]
+
+
+def _split_by_range(source: EventSource, path: str) -> bool:
+    """A large plain JSONL or sequence file is read in byte ranges, in parallel; line records cannot span
+    lines there. CSV/TSV (quoted newlines) and compressed streams are read whole, one task per file."""
+    line_oriented = source.kind == "sequences" or detect_format(path, source.format) == "jsonl"
+    return line_oriented and text_lines.inner_name(path) == path and os.path.getsize(path) > RANGE_BYTES
 
 
 def read_events(spark, source: EventSource, path: str, batch: int, timestamps: TimestampRule | None = None):
@@ -173,6 +216,12 @@ def read_events(spark, source: EventSource, path: str, batch: int, timestamps: T
     fmt = detect_format(path, source.format)
     if source.kind == "events" and fmt == "parquet":
         return _read_parquet_events(spark, path, batch, event_rules(source, timestamps))
+    if _split_by_range(source, path):
+        ranges = line_ranges(spark, path)
+        rdd = spark.sparkContext.parallelize(ranges, len(ranges)).flatMap(
+            lambda byte_range: parse_text_events(source, path, batch, timestamps, None, byte_range)
+        )
+        return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
     columns = event_columns(source, path) if source.kind == "events" and fmt != "jsonl" else None
     rdd = spark.sparkContext.parallelize([path], 1).flatMap(
         lambda file_path: parse_text_events(source, file_path, batch, timestamps, columns)

@@ -171,3 +171,30 @@ def test_a_whole_file_of_random_bytes_conserves_its_records(body, name):
         assert all(skip <= r["line"] < len(physical) for r in records)
         if name.endswith(".jsonl"):
             assert len(records) == len(physical)
+
+
+@FUZZ
+@given(
+    st.lists(st.one_of(mutated_line(), st.binary(max_size=30), st.just(b"\xef\xbb\xbf")), max_size=15),
+    st.integers(1, 60),
+    st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_byte_ranges_read_every_line_once_with_its_whole_file_number(body_lines, range_bytes, ending):
+    body = ending.join(line.replace(b"\n", b"") for line in body_lines)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "events.jsonl")
+        with open(path, "wb") as fh:
+            fh.write(body)
+        ranges = lines.byte_ranges(len(body), range_bytes)
+        counts = [lines.count_newlines(path, start, end) for start, end in ranges]
+        by_range = [
+            r for byte_range in readers.numbered_ranges(ranges, counts) for r in lines.read_range(path, *byte_range)
+        ]
+        assert by_range == list(lines.read_lines(path))
+        source = EventSource(path=path)
+        ranged = [
+            r
+            for byte_range in readers.numbered_ranges(ranges, counts)
+            for r in readers.parse_text_events(source, path, 0, None, None, byte_range)
+        ]
+        assert ranged == list(readers.parse_text_events(source, path, 0, None, None))

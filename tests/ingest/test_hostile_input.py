@@ -174,6 +174,20 @@ def test_an_overlong_line_is_one_marker_and_the_next_line_is_read():
     assert parsing.parse_json_line(lines.OVERLONG_LINE, 1, 0)["reason"] == "malformed_line:too_long"
 
 
+def test_a_line_over_the_limit_that_crosses_byte_ranges_is_read_once(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes(b"\xef\xbb\xbfu1 a b\r\n" + b"u2 " + b"x" * 200 + b"\nu3 c d\n")
+    ranges = lines.byte_ranges(path.stat().st_size, 16)
+    counts = [lines.count_newlines(str(path), *r) for r in ranges]
+    got = [
+        rec
+        for r in readers.numbered_ranges(ranges, counts)
+        for rec in lines.read_range(str(path), *r, max_line_bytes=100)
+    ]
+    assert got == [(b"u1 a b", 0), (lines.OVERLONG_LINE, 1), (b"u3 c d", 2)]
+    assert not readers._split_by_range(EventSource(path=str(path), kind="sequences"), str(path))  # small: whole
+
+
 def test_compressed_inputs_are_read_by_their_inner_extension(tmp_path):
     body = b'{"user": "u", "item": "i", "timestamp": 1700000000}\n'
     for name, data in (
