@@ -182,10 +182,10 @@ def parse_text_events(
         yield parsing.parse_delimited_line(raw, line, batch, columns, delimiter, **rules)
 
 
-def line_ranges(spark, path: str, range_bytes: int = RANGE_BYTES) -> list[tuple[int, int, int]]:
-    """(start, end, newlines before start) for each byte range of a plain file: one Spark job counts the
-    newlines of every range, so each range's first line gets its number in the whole file."""
-    ranges = text_lines.byte_ranges(os.path.getsize(path), range_bytes)
+def line_ranges(spark, path: str) -> list[tuple[int, int, int]]:
+    """(start, end, newlines before start) for each RANGE_BYTES range of a plain file: one Spark job counts
+    the newlines of every range, so each range's first line gets its number in the whole file."""
+    ranges = text_lines.byte_ranges(os.path.getsize(path), RANGE_BYTES)
     counts = (
         spark.sparkContext.parallelize(ranges, len(ranges))
         .map(lambda r: text_lines.count_newlines(path, r[0], r[1]))

@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from momorec.config import load_config
+from momorec.ingest import readers
+from momorec.ingest.config import EventSource
 from momorec.ingest.stage import run_ingest
 from momorec.storage import delta
 from tests.ingest.corpus_cases import CORPUS
@@ -59,7 +61,12 @@ def after_dedup_and_length(records: list[dict[str, Any]]) -> tuple[list[dict], l
     return kept, duplicates, short
 
 
-def test_the_corpus_ingests_with_every_row_accounted_for(spark, tmp_path, tracking_env):
+def test_the_corpus_ingests_with_every_row_accounted_for(spark, tmp_path, tracking_env, monkeypatch):
+    # Plain JSONL and sequence files over RANGE_BYTES are read in parallel byte ranges: make the corpus's
+    # larger ones (ids_*.jsonl, nested_values.jsonl) take that path, with several ranges each.
+    monkeypatch.setattr(readers, "RANGE_BYTES", 256)
+    ranged = str(CORPUS / "events/ids_characters.jsonl")
+    assert readers._split_by_range(EventSource(path=ranged), ranged)
     # Event logs one source per file; the sequence files as one folder, as a user points at a folder of logs:
     # its empty file must not abort the folder.
     sources = [
