@@ -69,10 +69,12 @@ def captured(log_dir: str, command: str, verbose: bool = False, show_progress: b
     """Run the body with descriptors 1 and 2 sent to a new log file (unless `verbose`).
 
     Yields a RunOutput whose `out` is the terminal's stdout; progress is drawn on the terminal's stderr.
-    On exit Ray is shut down while the redirect still holds, so its shutdown chatter stays in the log.
+    On exit a Ray that the body started is shut down while the redirect still holds, so its shutdown
+    chatter stays in the log; a Ray that was up before (a notebook's, a test session's) is left running.
     """
     os.makedirs(log_dir, exist_ok=True)
     path = log_file_path(log_dir, command)
+    ray_was_up = _ray_is_up()
     log_file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed below
     root = logging.getLogger()
     file_handler = logging.StreamHandler(log_file)
@@ -86,7 +88,8 @@ def captured(log_dir: str, command: str, verbose: bool = False, show_progress: b
         try:
             yield RunOutput(out=sys.stdout, log_path=path, verbose=True)
         finally:
-            _shutdown_ray()
+            if not ray_was_up:
+                _shutdown_ray()
             root.removeHandler(stream)
             root.removeHandler(file_handler)
             log_file.close()
@@ -103,7 +106,8 @@ def captured(log_dir: str, command: str, verbose: bool = False, show_progress: b
     try:
         yield RunOutput(out=terminal_out, log_path=path, verbose=False)
     finally:
-        _shutdown_ray()
+        if not ray_was_up:
+            _shutdown_ray()
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(saved_out, 1)
@@ -139,8 +143,12 @@ def record_failure(error: BaseException) -> None:
     )
 
 
-def _shutdown_ray() -> None:
+def _ray_is_up() -> bool:
     ray = sys.modules.get("ray")
-    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+    return ray is not None and bool(getattr(ray, "is_initialized", lambda: False)())
+
+
+def _shutdown_ray() -> None:
+    if _ray_is_up():
         with contextlib.suppress(Exception):
-            ray.shutdown()
+            sys.modules["ray"].shutdown()

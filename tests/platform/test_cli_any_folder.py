@@ -149,3 +149,16 @@ def test_a_bad_config_with_json_is_one_json_object_and_exit_2(tmp_path):
     )
     payload = json.loads(done.stdout)
     assert done.returncode == 2 and payload["error"].startswith("config error") and "train.epochs" in payload["error"]
+
+
+@pytest.mark.ray
+def test_the_cli_in_process_leaves_a_ray_it_did_not_start_running(ray_local, tmp_path, monkeypatch, tracking_env):
+    """A notebook or a test session calls the CLI with its own Ray up; the CLI must not shut that Ray down."""
+    from typer.testing import CliRunner
+
+    from momorec.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "-c", str(REPO / "configs" / "demo.yaml"), "--set", "pipeline.stages=[quantize]"]
+    assert CliRunner().invoke(app, args).exit_code == 1
+    assert ray_local.is_initialized()
