@@ -3,7 +3,7 @@
 Random bytes, mutated valid lines and arbitrary JSON values must never crash a parser, every input
 record must come out as exactly one record (a sequence line: one per item token, at least one), every
 reject must carry a reason, and every string must be encodable as UTF-8 (Arrow and Spark need it).
-About 2,000 examples in all; a few seconds.
+8 properties x 250 examples (2,000 in all); about 15 s here.
 """
 
 from __future__ import annotations
