@@ -20,6 +20,7 @@ from momorec.evaluation.config import EvaluateConfig
 from momorec.ingest.config import IngestConfig
 from momorec.recommend.config import RecommendConfig
 from momorec.semantic_ids.config import QuantizeConfig
+from momorec.storage import objectstore
 from momorec.storage.locations import resolve_optional, resolve_path, resolve_tracking_uri
 from momorec.training.config import TrainConfig
 from momorec.typed import StrictModel
@@ -39,6 +40,46 @@ class SparkConfig(StrictModel):
         4, ge=1, description="spark.sql.shuffle.partitions; 4 suits 2 cores, raise on a cluster."
     )
     conf: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings, passed as given.")
+
+
+# Keys of storage settings that would hold a credential: those belong in the environment or the pod's identity.
+_SECRET_SETTING = re.compile(r"SECRET|TOKEN|PASSWORD|ACCESS_KEY|ACCOUNT_KEY|SAS|CREDENTIAL|PRIVATE", re.IGNORECASE)
+
+
+class StorageConfig(StrictModel):
+    """Object-store settings and the run lease (momorec.storage.objectstore, momorec.storage.lease)."""
+
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Non-secret object-store settings, named as the environment variables pyarrow, delta-rs and "
+        "boto3 read (AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP, AZURE_STORAGE_ACCOUNT_NAME ...). Credentials are "
+        "refused here: they come from the environment or the pod's identity.",
+    )
+    lease_ttl_s: float = Field(
+        600.0,
+        gt=0,
+        description="A run's lease on its dataset expires this long after its last renewal (renewed every third of "
+        "it), so a killed run blocks the next one at most this long (at once on the same host: its pid is gone).",
+    )
+    lease_wait_s: float = Field(
+        0.0, ge=0, description="How long a run waits for another run's lease on the same dataset (0: fail at once)."
+    )
+    commit_attempts: int = Field(
+        5, ge=1, description="Attempts of a Delta commit that conflicts with a concurrent one before it is reported."
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _no_credentials(cls, options: dict[str, str]) -> dict[str, str]:
+        for key in options:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment-variable name (AWS_ENDPOINT_URL, AWS_REGION ...)")
+            if _SECRET_SETTING.search(key):
+                raise ValueError(
+                    f"{key} is a credential: put it in the environment (or use the pod's identity), not in a config "
+                    "file that is logged, copied and committed"
+                )
+        return options
 
 
 class RayConfig(StrictModel):
@@ -118,6 +159,7 @@ class PlatformConfig(StrictModel):
         "folder the command was started in).",
     )
     seed: int = Field(2026, description="Global seed; each stage derives its own from it unless it sets one.")
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -143,11 +185,11 @@ class PlatformConfig(StrictModel):
 
     @property
     def dataset_root(self) -> str:
-        return os.path.join(self.warehouse, self.dataset)
+        return objectstore.join(self.warehouse, self.dataset)
 
     def table_path(self, name: str) -> str:
         """Where the Delta table `name` of this dataset lives."""
-        return os.path.join(self.dataset_root, name)
+        return objectstore.join(self.dataset_root, name)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

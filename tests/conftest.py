@@ -73,3 +73,40 @@ def demo_cfg(tmp_path, tracking_env):
     from momorec.config import load_config
 
     return load_config(DEMO_CONFIG, [f"warehouse={tmp_path / 'warehouse'}", "spark.master=local[2]"])
+
+
+S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "momorec-test", "AWS_SECRET_ACCESS_KEY": "momorec-test", "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's standalone server) on 127.0.0.1, for the whole session.
+
+    Yields the environment a client needs (endpoint, http allowed, throwaway keys); the server holds
+    its objects in memory and stops with the session.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**S3_TEST_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ALLOW_HTTP": "true"}
+    yield env
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch, request):
+    """A fresh bucket on the test S3 server, with this process's environment pointing at the server.
+
+    Yields "s3://<bucket>"; the bucket is named after the test.
+    """
+    import re
+
+    import boto3
+
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid()}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    yield f"s3://{name}"

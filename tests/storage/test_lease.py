@@ -1,0 +1,105 @@
+"""The dataset lease: one holder at a time, on a local disk and on S3; a dead or expired holder is taken over."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from momorec.config import PlatformConfig
+from momorec.storage import lease, objectstore
+
+
+@pytest.fixture(params=["local", "s3"])
+def warehouse(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "wh")
+    return request.getfixturevalue("s3_bucket") + "/wh"
+
+
+def _cfg(warehouse: str, wait: float = 0.0, ttl: float = 60.0) -> PlatformConfig:
+    return PlatformConfig(dataset="d", warehouse=warehouse, storage={"lease_wait_s": wait, "lease_ttl_s": ttl})
+
+
+def _plant(path: str, **row) -> None:
+    """Write a lease row as another run would have left it."""
+    base = {"holder": "other", "command": "run", "host": socket.gethostname(), "pid": 1, "acquired_at": time.time()}
+    assert lease._commit(path, [{**base, **row}], lease._read(path)[1])
+
+
+def test_a_second_holder_fails_fast_with_the_holder_named(warehouse):
+    with lease.held(_cfg(warehouse), "ingest") as first:
+        with lease.held(_cfg(warehouse), "train") as again:  # re-entrant in one process
+            assert again is first
+        with pytest.raises(lease.LeaseHeld, match="momorec ingest"):
+            lease.acquire(first.path, "refresh", ttl_s=60, wait_s=0)  # another run (no re-entry)
+        row, _ = lease._read(first.path)
+        assert row["holder"] == first.holder and row["command"] == "ingest"
+    assert lease._read(first.path)[0] is None  # released
+
+
+def test_a_live_foreign_lease_blocks_and_names_its_holder(warehouse):
+    path = objectstore.join(_cfg(warehouse).dataset_root, lease.TABLE)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _plant(path, pid=sleeper.pid, expires_at=time.time() + 60)
+        start = time.monotonic()
+        with pytest.raises(lease.LeaseHeld, match=rf"momorec run` \(pid {sleeper.pid} on"):
+            with lease.held(_cfg(warehouse, wait=1.0), "ingest"):
+                pass
+        assert 0.9 <= time.monotonic() - start < 10
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(warehouse):
+    path = objectstore.join(_cfg(warehouse).dataset_root, lease.TABLE)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _plant(path, pid=dead.pid, expires_at=time.time() + 600)
+    with lease.held(_cfg(warehouse), "ingest") as mine:
+        assert lease._read(path)[0]["holder"] == mine.holder
+
+
+def test_an_expired_lease_of_another_host_is_taken_over(warehouse):
+    path = objectstore.join(_cfg(warehouse).dataset_root, lease.TABLE)
+    _plant(path, host="another-host", pid=1, expires_at=time.time() - 1)
+    with lease.held(_cfg(warehouse), "ingest") as mine:
+        assert lease._read(path)[0]["holder"] == mine.holder
+
+
+def test_racing_acquirers_get_exactly_one_lease(warehouse):
+    path = objectstore.join(_cfg(warehouse).dataset_root, lease.TABLE)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def contend() -> None:
+        barrier.wait()
+        try:
+            lease.acquire(path, "run", ttl_s=60, wait_s=0)
+            outcomes.append("won")
+        except lease.LeaseHeld:
+            outcomes.append("held")
+
+    threads = [threading.Thread(target=contend) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["held", "held", "held", "won"]
+
+
+def test_renewal_moves_the_expiry_and_detects_a_takeover(warehouse):
+    path = objectstore.join(_cfg(warehouse).dataset_root, lease.TABLE)
+    mine = lease.acquire(path, "run", ttl_s=60, wait_s=0)
+    before = lease._read(path)[0]["expires_at"]
+    time.sleep(0.05)
+    assert lease.renew(mine)
+    assert lease._read(path)[0]["expires_at"] > before
+    _plant(path, host="another-host", expires_at=time.time() + 60)
+    assert not lease.renew(mine) and mine.lost
