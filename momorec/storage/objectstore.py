@@ -40,11 +40,6 @@ def configure(options: Mapping[str, str]) -> None:
             os.environ[key] = value
 
 
-def environment(options: Mapping[str, str]) -> dict[str, str]:
-    """The storage settings a Ray job's workers need (their runtime_env env_vars)."""
-    return dict(options)
-
-
 def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     """(file system, path inside it) for a location."""
     if is_uri(location):
@@ -101,10 +96,10 @@ def size(location: str) -> int:
 
 def open_input(location: str) -> BinaryIO:
     """A buffered, seekable binary stream of the file (the caller closes it)."""
-    if not is_uri(location):
-        return open(location, "rb")  # noqa: SIM115 - the caller closes it
-    fs, path = filesystem(location)
     try:
+        if not is_uri(location):
+            return open(location, "rb")  # noqa: SIM115 - the caller closes it
+        fs, path = filesystem(location)
         return io.BufferedReader(fs.open_input_file(path), buffer_size=1 << 20)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"no file at {location}") from exc
