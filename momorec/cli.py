@@ -14,7 +14,7 @@ from rich.table import Table
 
 from momorec import progress
 from momorec.config import ConfigError, PlatformConfig, load_config
-from momorec.pipeline import PipelineResult, run_pipeline, stage_function
+from momorec.pipeline import PipelineResult, run_one_stage, run_pipeline, stage_function
 from momorec.progress import stage_summary
 from momorec.run_log import RunOutput, StageFailed, captured, one_line, record_failure
 from momorec.typed import StageResult
@@ -126,8 +126,8 @@ def _print_pipeline(result: PipelineResult, out: Console, log_path: str) -> None
 
 def run_stage(name: str, config: Path, overrides: list[str] | None, as_json: bool, verbose: bool) -> StageResult:
     cfg = _load(config, overrides, as_json)
-    func = stage_function(name)
-    result, _ = _execute(name, cfg, as_json, verbose, lambda: func(cfg, show_progress=not as_json))
+    stage_function(name)  # an unknown name fails before anything starts
+    result, _ = _execute(name, cfg, as_json, verbose, lambda: run_one_stage(cfg, name, show_progress=not as_json))
     return result
 
 

@@ -18,6 +18,7 @@ from pydantic import Field
 from momorec import progress, tracking
 from momorec.config import PlatformConfig
 from momorec.run_log import StageFailed
+from momorec.storage import lease
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,16 @@ def job_main(stage: str, argv: list[str] | None = None) -> int:
     parser.add_argument("-s", "--set", dest="overrides", action="append", default=[], help="section.key=value")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    result = stage_function(stage)(load_config(args.config, args.overrides), show_progress=False)
+    result = run_one_stage(load_config(args.config, args.overrides), stage, show_progress=False)
     sys.stdout.write(result.model_dump_json() + "\n")
     return 0
+
+
+def run_one_stage(cfg: PlatformConfig, name: str, show_progress: bool = True) -> StageResult:
+    """One stage on its own (`momorec <stage>`, jobs/<stage>.py), holding the dataset's lease."""
+    func = stage_function(name)
+    with lease.held(cfg, name):
+        return func(cfg, show_progress=show_progress)
 
 
 def _run_stage(cfg: PlatformConfig, name: str, func, show_progress: bool, extra_sources) -> dict:
@@ -113,7 +121,8 @@ def run_pipeline(
 
     extra_sources: event files for ingest besides the config's (the nightly refresh's new logs).
     After a train stage that ran, the new model competes for the registry's @champion alias
-    (momorec.registry.promote); recommend then serves the champion.
+    (momorec.registry.promote); recommend then serves the champion. The run holds the dataset's
+    lease (momorec.storage.lease) throughout.
     """
     import mlflow
 
@@ -122,7 +131,10 @@ def run_pipeline(
     uri = tracking.configure(cfg.tracking)
     start = time.perf_counter()
     results: dict[str, dict] = {}
-    with mlflow.start_run(run_name=f"{kind}:{cfg.dataset}", tags={"momorec.stage": kind}) as parent:
+    with (
+        lease.held(cfg, kind),  # one run at a time per dataset: a second one waits or fails here
+        mlflow.start_run(run_name=f"{kind}:{cfg.dataset}", tags={"momorec.stage": kind}) as parent,
+    ):
         mlflow.log_params(tracking.flat_params({"pipeline.stages": names, "dataset": cfg.dataset}))
         for number, (name, func) in enumerate(functions, start=1):
             position = f"[{number}/{len(functions)}]"

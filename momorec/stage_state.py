@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from typing import Any
 
 from momorec import __version__
 from momorec.config import PlatformConfig
-from momorec.storage import delta
+from momorec.storage import delta, objectstore
 
 # stage -> (tables read, tables written)
 STAGE_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -59,16 +58,15 @@ def fingerprint(cfg: PlatformConfig, stage: str, extra: dict[str, Any] | None = 
 
 
 def _path(cfg: PlatformConfig, stage: str) -> str:
-    return os.path.join(cfg.dataset_root, "_pipeline", f"{stage}.json")
+    return objectstore.join(cfg.dataset_root, "_pipeline", f"{stage}.json")
 
 
 def previous(cfg: PlatformConfig, stage: str, current: dict[str, Any]) -> dict[str, Any] | None:
     """The last record of `stage` if it is still valid for `current` (same fingerprint, outputs untouched)."""
     path = _path(cfg, stage)
-    if stage not in STAGE_TABLES or not os.path.isfile(path):
+    if stage not in STAGE_TABLES or not objectstore.is_file(path):
         return None
-    with open(path) as f:
-        record = json.load(f)
+    record = objectstore.read_json(path)
     if record.get("fingerprint", {}).get("digest") != current["digest"]:
         return None
     _, writes = STAGE_TABLES[stage]
@@ -87,8 +85,4 @@ def record(cfg: PlatformConfig, stage: str, current: dict[str, Any], result: dic
         "outputs": {name: delta.version(cfg.table_path(name)) for name in writes},
         "result": result,
     }
-    path = _path(cfg, stage)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=1, default=str)
-    os.replace(path + ".tmp", path)
+    objectstore.write_json(_path(cfg, stage), payload)

@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from momorec.storage import objectstore
+
 MAX_LINE_BYTES = 8 << 20
 # A quoted field may span at most this many physical lines; an opening quote that is not closed by then
 # (or by the end of the file) is a broken line, not the start of a record that swallows the file.
@@ -35,15 +37,22 @@ UTF8_BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20
 
 
-def _zstd_open(path: str) -> BinaryIO:
+def _zstd_open(raw: BinaryIO, path: str) -> BinaryIO:
     if importlib.util.find_spec("zstandard") is None:
         raise ValueError(f"{path}: a zstd-compressed input needs the `zstandard` package (pip install zstandard)")
     import zstandard
 
-    return zstandard.open(path, "rb")
+    return zstandard.open(raw, "rb")
 
 
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _zstd_open, ".zstd": _zstd_open}
+# Each takes the raw stream (a local file or an object-store object) and the location, for messages.
+_OPENERS = {
+    ".gz": lambda raw, path: gzip.GzipFile(fileobj=raw, mode="rb"),
+    ".bz2": lambda raw, path: bz2.BZ2File(raw, "rb"),
+    ".xz": lambda raw, path: lzma.LZMAFile(raw, "rb"),
+    ".zst": _zstd_open,
+    ".zstd": _zstd_open,
+}
 
 
 def inner_name(path: str) -> str:
@@ -53,9 +62,32 @@ def inner_name(path: str) -> str:
 
 
 def open_input(path: str) -> BinaryIO:
-    """The file's decompressed bytes."""
+    """The file's decompressed bytes (a local path or an object-store URI)."""
+    raw = objectstore.open_input(path)
     opener = _OPENERS.get(os.path.splitext(path)[1].lower())
-    return opener(path) if opener is not None else open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    return _Closing(opener(raw, path), raw) if opener is not None else raw
+
+
+class _Closing:
+    """A decompressing stream that also closes the raw stream under it."""
+
+    def __init__(self, stream: BinaryIO, raw: BinaryIO):
+        self._stream, self._raw = stream, raw
+
+    def __getattr__(self, attribute):
+        return getattr(self._stream, attribute)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._raw.close()
 
 
 def _rest_of_line(stream: BinaryIO) -> int:
@@ -106,7 +138,7 @@ def byte_ranges(size: int, range_bytes: int) -> list[tuple[int, int]]:
 def count_newlines(path: str, start: int, end: int) -> int:
     """How many b"\\n" bytes the file holds in [start, end)."""
     count = 0
-    with open(path, "rb") as fh:
+    with objectstore.open_input(path) as fh:
         fh.seek(start)
         remaining = end - start
         while remaining > 0:
@@ -124,7 +156,7 @@ def read_range(
     """The lines of an uncompressed file that start in [start, end), numbered as in read_lines:
     `newlines_before` is count_newlines(path, 0, start). A line that starts here and runs past `end` is
     read whole; the range after it skips it."""
-    with open(path, "rb") as fh:
+    with objectstore.open_input(path) as fh:
         position, number = 0, 0
         if start > 0:
             fh.seek(start - 1)
@@ -153,7 +185,7 @@ def read_lines(path: str, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tupl
 
 def is_empty(path: str) -> bool:
     """True when the file holds no line at all (0 bytes, or a compressed stream of 0 bytes)."""
-    if os.path.getsize(path) == 0:
+    if objectstore.size(path) == 0:
         return True
     try:
         with open_input(path) as stream:

@@ -9,7 +9,6 @@ byte range. Parquet is read by Spark.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from momorec.ingest import lines as text_lines
 from momorec.ingest import parsing
 from momorec.ingest.config import CatalogSource, EventSource
 from momorec.ingest.values import TimestampRule
+from momorec.storage import objectstore
+from momorec.storage.locations import is_uri
 
 # A plain JSONL or sequence file larger than this is read in ranges of this size, in parallel.
 RANGE_BYTES = 64 << 20
@@ -41,14 +42,15 @@ class InputFile:
 
 
 def expand(path: str) -> list[str]:
-    """A file, a folder (its files, sorted) or a glob -> files; missing input is a clear error."""
-    if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path) if not f.startswith((".", "_")))
-    elif any(c in path for c in "*?["):
-        files = sorted(glob.glob(path))
+    """A file, a folder (its files, sorted) or a glob -> files, on a local disk or an object store;
+    missing input is a clear error."""
+    if any(c in path for c in "*?["):
+        files = objectstore.glob(path)
+    elif objectstore.is_dir(path):
+        files = objectstore.list_files(path)
     else:
         files = [path]
-    files = [f for f in files if os.path.isfile(f)]
+    files = [f for f in files if objectstore.is_file(f)]
     if not files:
         raise FileNotFoundError(f"no input file at {path}")
     return files
@@ -56,10 +58,13 @@ def expand(path: str) -> list[str]:
 
 def fingerprint(path: str) -> InputFile:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    size = 0
+    with objectstore.open_input(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return InputFile(path=os.path.abspath(path), sha256=digest.hexdigest(), size=os.path.getsize(path))
+            size += len(chunk)
+    location = path if is_uri(path) else os.path.abspath(path)
+    return InputFile(path=location, sha256=digest.hexdigest(), size=size)
 
 
 def detect_format(path: str, declared: str) -> str:
@@ -185,7 +190,7 @@ def parse_text_events(
 def line_ranges(spark, path: str) -> list[tuple[int, int, int]]:
     """(start, end, newlines before start) for each RANGE_BYTES range of a plain file: one Spark job counts
     the newlines of every range, so each range's first line gets its number in the whole file."""
-    ranges = text_lines.byte_ranges(os.path.getsize(path), RANGE_BYTES)
+    ranges = text_lines.byte_ranges(objectstore.size(path), RANGE_BYTES)
     counts = (
         spark.sparkContext.parallelize(ranges, len(ranges))
         .map(lambda r: text_lines.count_newlines(path, r[0], r[1]))
@@ -206,7 +211,7 @@ def _split_by_range(source: EventSource, path: str) -> bool:
     """A large plain JSONL or sequence file is read in byte ranges, in parallel; line records cannot span
     lines there. CSV/TSV (quoted newlines) and compressed streams are read whole, one task per file."""
     line_oriented = source.kind == "sequences" or detect_format(path, source.format) == "jsonl"
-    return line_oriented and text_lines.inner_name(path) == path and os.path.getsize(path) > RANGE_BYTES
+    return line_oriented and text_lines.inner_name(path) == path and objectstore.size(path) > RANGE_BYTES
 
 
 def read_events(spark, source: EventSource, path: str, batch: int, timestamps: TimestampRule | None = None):

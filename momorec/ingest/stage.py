@@ -9,7 +9,6 @@ commits nothing. Ids are stable: existing ids are kept, new users and items get 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 
@@ -23,8 +22,8 @@ from momorec.ingest import parsing, readers, transforms
 from momorec.ingest.config import EventSource, IngestConfig
 from momorec.ingest.values import TimestampRule
 from momorec.progress import step_progress
-from momorec.storage import delta, schemas
-from momorec.storage.spark import get_spark, read_delta, write_delta
+from momorec.storage import delta, objectstore, schemas
+from momorec.storage.spark import get_spark, read_delta, run_staging, write_delta
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def run_ingest(
     """Ingest the config's sources (plus `extra_sources`, e.g. a night's new logs)."""
     start = time.perf_counter()
     paths = {name: cfg.table_path(name) for name in TABLES}
-    staging_root = cfg.ingest.staging_dir or os.path.join(cfg.dataset_root, "_staging")
+    staging_root = cfg.ingest.staging_dir or objectstore.join(cfg.dataset_root, "_staging")
     versions_before = {name: delta.version(p) for name, p in paths.items()}
 
     known = delta.read_or_empty(paths["sources"], schemas.SOURCES).to_pylist()
@@ -103,9 +102,12 @@ def run_ingest(
         next_batch = max((row["batch"] for row in known), default=-1) + 1
         _check_batches_fit(next_batch, len(new_files))
         spark = get_spark(cfg.spark)
-        with step_progress(show_progress, f"ingest {cfg.dataset}", total=len(INGEST_STEPS)) as advance:
+        with (
+            step_progress(show_progress, f"ingest {cfg.dataset}", total=len(INGEST_STEPS)) as advance,
+            run_staging(spark, staging_root) as staging,
+        ):
             counts = _ingest_with_spark(
-                cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch, advance
+                cfg, spark, paths, staging, known, new_files, catalog_files, next_batch, advance
             )
         versions_after = {name: delta.version(p) for name, p in paths.items()}
         tracking.log_table_versions(read=versions_before, written=versions_after)
@@ -157,16 +159,16 @@ def _unchanged_result(cfg: PlatformConfig, paths: dict[str, str], run_id: str, s
     )
 
 
-def _read_table(spark, path: str, schema):
+def _read_table(spark, path: str, schema, staging: str):
     """A Delta table as a Spark DataFrame, or an empty frame of its contract on the first run."""
     if delta.exists(path):
-        return read_delta(spark, path)
+        return read_delta(spark, path, staging)
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return spark.createDataFrame([], from_arrow_schema(schema))
 
 
-def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalog_files, next_batch, advance):
+def _ingest_with_spark(cfg, spark, paths, staging, known, new_files, catalog_files, next_batch, advance):
     new_sources = [fp.path for _, fp in new_files]
 
     # 1. Parse the new files: every line becomes events or a reject.
@@ -192,10 +194,10 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
 
     # 2. Known state. Rows from a file being re-read (changed, or a crash before `sources` was
     #    committed) are dropped from it and derived again, so nothing is counted twice.
-    old_inter = _read_table(spark, paths["interactions"], schemas.INTERACTIONS)
-    old_rejects = _read_table(spark, paths["rejects"], schemas.REJECTS)
-    old_users = _read_table(spark, paths["user_ids"], schemas.USER_IDS)
-    old_items = _read_table(spark, paths["item_ids"], schemas.ITEM_IDS)
+    old_inter = _read_table(spark, paths["interactions"], schemas.INTERACTIONS, staging)
+    old_rejects = _read_table(spark, paths["rejects"], schemas.REJECTS, staging)
+    old_users = _read_table(spark, paths["user_ids"], schemas.USER_IDS, staging)
+    old_items = _read_table(spark, paths["item_ids"], schemas.ITEM_IDS, staging)
     reread = F.col("source").isin(new_sources) if new_sources else F.lit(False)
     kept_inter = old_inter.filter(~reread)
     pending = old_rejects.filter(F.col("reason").isin(*transforms.PENDING_REASONS) & ~reread)
@@ -261,7 +263,6 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     advance("catalog")
 
     # 5. Commit. `sources` goes last: a crash before it makes the next run re-read these files.
-    os.makedirs(staging_root, exist_ok=True)
     commits = {
         "interactions": (interactions, schemas.INTERACTIONS),
         "sequences": (transforms.build_sequences(interactions), schemas.SEQUENCES),
@@ -272,7 +273,7 @@ def _ingest_with_spark(cfg, spark, paths, staging_root, known, new_files, catalo
     }
     for name, (frame, schema) in commits.items():
         # A night whose logs change nothing (all rejected, all duplicates) leaves these versions as they are.
-        write_delta(frame, paths[name], schema, os.path.join(staging_root, name), skip_unchanged=True)
+        write_delta(frame, paths[name], schema, staging, skip_unchanged=True)
         advance(name)
     sources_rows = [row for row in known if row["path"] not in set(new_sources) | {fp.path for fp in catalog_files}]
     for batch, (source, fp) in enumerate(new_files, start=next_batch):

@@ -18,14 +18,15 @@ codebook.npz arrays:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from momorec.semantic_ids.pca import Projection
+from momorec.storage import objectstore
 
 LATEST = "LATEST"
 
@@ -73,8 +74,7 @@ class Codebook:
 def save_codebook(codebook: Codebook, root: str) -> str:
     """Write codebook.npz + meta.json under `root/<version>/` and point `root/LATEST` at it; return the dir."""
     version = codebook.version()
-    folder = os.path.join(root, version)
-    os.makedirs(folder, exist_ok=True)
+    folder = objectstore.join(root, version)
     arrays = {
         "centroids": codebook.centroids.astype(np.float32),
         "codes_per_level": codebook.codes_per_level.astype(np.int64),
@@ -86,26 +86,27 @@ def save_codebook(codebook: Codebook, root: str) -> str:
         arrays["pca_components"] = codebook.projection.components.astype(np.float32)
     if codebook.projection.scale is not None:
         arrays["pca_scale"] = codebook.projection.scale.astype(np.float32)
-    np.savez(os.path.join(folder, "codebook.npz"), **arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    objectstore.write_bytes(objectstore.join(folder, "codebook.npz"), buffer.getvalue())
     meta = {**codebook.meta, "version": version, "pca_explained_variance": codebook.projection.explained_variance}
-    with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2, sort_keys=True, default=float)
-    pointer = os.path.join(root, LATEST)
-    with open(pointer + ".tmp", "w", encoding="utf-8") as fh:
-        fh.write(version + "\n")
-    os.replace(pointer + ".tmp", pointer)  # atomic: readers see the old or the new version, never half
+    objectstore.write_bytes(
+        objectstore.join(folder, "meta.json"),
+        json.dumps(meta, indent=2, sort_keys=True, default=float).encode("utf-8"),
+    )
+    # The pointer last, in one atomic write: readers see the old version or the new one, never half.
+    objectstore.write_bytes(objectstore.join(root, LATEST), (version + "\n").encode("utf-8"))
     return folder
 
 
 def load_codebook(folder: str) -> Codebook:
     """Read a codebook folder written by `save_codebook`."""
-    path = os.path.join(folder, "codebook.npz")
-    if not os.path.isfile(path):
+    path = objectstore.join(folder, "codebook.npz")
+    if not objectstore.is_file(path):
         raise FileNotFoundError(f"no codebook.npz in {folder}")
-    with np.load(path) as npz:
+    with np.load(io.BytesIO(objectstore.read_bytes(path))) as npz:
         arrays = {name: npz[name] for name in npz.files}
-    with open(os.path.join(folder, "meta.json"), encoding="utf-8") as fh:
-        meta = json.load(fh)
+    meta = objectstore.read_json(objectstore.join(folder, "meta.json"))
     projection = Projection(
         arrays["pca_mean"],
         arrays.get("pca_components"),
@@ -124,7 +125,7 @@ def load_codebook(folder: str) -> Codebook:
 
 def codebook_root(dataset_root: str, entity_type: str) -> str:
     """Folder holding every version of one entity type's codebooks."""
-    return os.path.join(dataset_root, "codebooks", entity_type)
+    return objectstore.join(dataset_root, "codebooks", entity_type)
 
 
 def latest_codebook_dir(cfg: Any, entity_type: str) -> str:
@@ -134,12 +135,11 @@ def latest_codebook_dir(cfg: Any, entity_type: str) -> str:
     quantize stage has not produced one yet.
     """
     root = codebook_root(cfg.dataset_root, entity_type)
-    pointer = os.path.join(root, LATEST)
-    if not os.path.isfile(pointer):
+    pointer = objectstore.join(root, LATEST)
+    if not objectstore.is_file(pointer):
         raise FileNotFoundError(f"no {entity_type} codebook under {root}: run `momorec quantize` first")
-    with open(pointer, encoding="utf-8") as fh:
-        version = fh.read().strip()
-    folder = os.path.join(root, version)
-    if not os.path.isdir(folder):
+    version = objectstore.read_bytes(pointer).decode("utf-8").strip()
+    folder = objectstore.join(root, version)
+    if not objectstore.is_file(objectstore.join(folder, "codebook.npz")):
         raise FileNotFoundError(f"{pointer} names {version}, which is missing")
     return folder

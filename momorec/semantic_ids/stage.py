@@ -36,7 +36,7 @@ from momorec.semantic_ids.metrics import append_uniqueness_level, level_metrics
 from momorec.semantic_ids.residual import Coded, FitOutput, FitParams, encode_pool, fit_residual
 from momorec.semantic_ids.result import EntitySummary, LevelMetrics, QuantizeResult, metrics_table
 from momorec.semantic_ids.shards import LocalPool, ShardPool
-from momorec.storage import delta, schemas
+from momorec.storage import delta, objectstore, schemas
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def quantize_entity(
     if entity == "item" and q.unique_items:
         codes = append_uniqueness_level(codes, emb.ids)
         unique_size = int(codes[:, -1].max()) + 1 if n else 0
-    version = os.path.basename(folder)
+    version = objectstore.name(folder)
     rows = pa.table(
         {
             "entity_type": pa.array([entity] * n, pa.string()),
@@ -265,10 +265,13 @@ def _log_mlflow(summaries: dict[str, EntitySummary], folders: dict[str, str], re
                 for key, value in m.model_dump(exclude={"level", "codes"}).items():
                     metrics[f"{entity}.{scope}.L{m.level}.{key}"] = float(value)
     mlflow.log_metrics(metrics)
-    for entity, folder in folders.items():
-        mlflow.log_artifacts(folder, artifact_path=f"codebooks/{entity}/{os.path.basename(folder)}")
-        mlflow.set_tag(f"momorec.codebook.{entity}", os.path.basename(folder))
     with tempfile.TemporaryDirectory() as tmp:
+        for entity, folder in folders.items():
+            version = objectstore.name(folder)
+            local = os.path.join(tmp, entity, version)
+            objectstore.copy_tree(folder, local)  # MLflow logs from a local folder
+            mlflow.log_artifacts(local, artifact_path=f"codebooks/{entity}/{version}")
+            mlflow.set_tag(f"momorec.codebook.{entity}", version)
         path = os.path.join(tmp, "rejects.json")
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(rejected, fh, indent=1)

@@ -31,6 +31,9 @@ from momorec.storage.locations import is_uri
 log = logging.getLogger(__name__)
 
 
+_configured: dict[str, str] = {}
+
+
 def configure(options: Mapping[str, str]) -> None:
     """Export the config's non-secret storage settings (AWS_ENDPOINT_URL, AWS_REGION ...) to this
     process's environment, where pyarrow, delta-rs, boto3 and Ray workers started from it read them."""
@@ -38,6 +41,12 @@ def configure(options: Mapping[str, str]) -> None:
         if os.environ.get(key) != value:
             log.info("storage setting %s taken from the config", key)  # the value may name a private endpoint
             os.environ[key] = value
+        _configured[key] = value
+
+
+def configured() -> dict[str, str]:
+    """The settings `configure` exported: what workers on a remote Ray cluster must be given."""
+    return dict(_configured)
 
 
 def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
@@ -56,7 +65,9 @@ def join(location: str, *parts: str) -> str:
 
 def name(location: str) -> str:
     """The last component of a location (a file or folder name)."""
-    return posixpath.basename(location.rstrip("/")) if is_uri(location) else os.path.basename(os.path.normpath(location))
+    return (
+        posixpath.basename(location.rstrip("/")) if is_uri(location) else os.path.basename(os.path.normpath(location))
+    )
 
 
 def parent(location: str) -> str:

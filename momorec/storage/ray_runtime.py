@@ -6,6 +6,7 @@ import logging
 import os
 
 from momorec.config import RayConfig
+from momorec.storage import objectstore
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ def init_ray(cfg: RayConfig):
     kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False}
     if address:
         kwargs["address"] = address
+        settings = objectstore.configured()
+        if settings:  # a cluster's workers did not inherit this process's environment
+            kwargs["runtime_env"] = {"env_vars": settings}
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         if cfg.num_cpus is not None:
