@@ -1,6 +1,8 @@
 """Checkpoints that carry their config: enough to resume training, or to rebuild the best model alone.
 
-One file, `checkpoint.pt`, a dict:
+One file, `checkpoint.pt`, anywhere `momorec.storage.objectstore` reaches (a local folder, s3://,
+gs://, abfss://). It is read with `torch.load(weights_only=True)`: only tensors, containers and
+primitives unpickle, so a checkpoint from an untrusted location cannot run code. It is a dict:
     format          2 (1: written before the backbones were composed of parts; its weights are renamed on load)
     model_config    ModelConfig as a dict (the model is rebuilt from it, never from a file name)
     num_items       N
@@ -13,16 +15,28 @@ One file, `checkpoint.pt`, a dict:
 
 from __future__ import annotations
 
-import os
+import io
+import pickle
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
 from momorec.models import ModelConfig, SemanticInputs, SequentialRecommender, build_model
+from momorec.storage import objectstore
 from momorec.training.loop import TrainState
 
 FILE = "checkpoint.pt"
 FORMAT = 2
+# Besides tensors and primitives, the weights-only unpickler may rebuild numpy scalars and arrays
+# (a metric once stored as np.float64): their reconstructors only allocate data, they call nothing.
+_NUMPY_GLOBALS = [
+    np._core.multiarray.scalar,
+    np._core.multiarray._reconstruct,
+    np.ndarray,
+    np.dtype,
+    *(type(np.dtype(kind)) for kind in ("float64", "float32", "int64", "int32", "bool")),
+]
 # Format 1 kept the embedder's and the Transformer's weights at the top of the model; format 2 nests
 # them under `embedder.` and `encoder.` (momorec.models.parts / transformer). GRU4Rec's own layers
 # and BERT4Rec's head kept their names.
@@ -67,8 +81,7 @@ def save_checkpoint(
     item_semantic: SemanticInputs | None,
     user_semantic: SemanticInputs | None,
 ) -> str:
-    """Write `folder/checkpoint.pt` atomically; return its path."""
-    os.makedirs(folder, exist_ok=True)
+    """Write `folder/checkpoint.pt` (any objectstore location) atomically; return its location."""
     payload = {
         "format": FORMAT,
         "model_config": model.cfg.model_dump(),
@@ -80,19 +93,43 @@ def save_checkpoint(
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "train_state": state.as_dict(),
     }
-    path = os.path.join(folder, FILE)
-    torch.save(payload, path + ".tmp")
-    os.replace(path + ".tmp", path)
-    return path
+    location = objectstore.join(folder, FILE)
+    write_checkpoint(location, payload)
+    return location
 
 
-def load_checkpoint(path: str) -> dict:
-    """The checkpoint dict (path = the file or its folder)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, FILE)
-    if not os.path.isfile(path):
+def write_checkpoint(location: str, payload: dict) -> None:
+    """Serialise in memory, then one atomic write (a local rename or one object-store PUT)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    objectstore.write_bytes(location, buffer.getvalue())
+
+
+def checkpoint_file(location: str) -> str:
+    """The checkpoint file a location names: the file itself, or `checkpoint.pt` in that folder."""
+    if objectstore.name(location) != FILE and objectstore.is_dir(location):
+        return objectstore.join(location, FILE)
+    return location
+
+
+def read_checkpoint(data: bytes, source: str = "checkpoint") -> dict:
+    """The checkpoint dict in `data`, unpickled with weights_only=True (an error for anything else)."""
+    try:
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{source} is not a plain weights checkpoint (it would unpickle objects other than tensors, "
+            f"containers and numbers), refused: {str(exc).splitlines()[0]}"
+        ) from exc
+
+
+def load_checkpoint(location: str) -> dict:
+    """The checkpoint dict (location = the file or its folder, local or on an object store)."""
+    path = checkpoint_file(location)
+    if not objectstore.is_file(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return read_checkpoint(objectstore.read_bytes(path), source=path)
 
 
 def train_state(payload: dict) -> TrainState:
