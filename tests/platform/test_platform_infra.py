@@ -328,6 +328,17 @@ def test_kuberay_operator_checks_pass():
                 assert not (key in group["rayStartParams"] and group.get("resources")), f"{name}: {key} set twice"
 
 
+def test_the_readme_states_what_was_validated_against_which_versions():
+    readme = " ".join((INFRA / "README.md").read_text().split())
+    assert "## What was run and what was only validated" in readme
+    oldest = CRD_FOLDERS[0].name.removeprefix("kuberay-v")
+    assert f"KubeRay >= {oldest}" in readme, "the README's minimum KubeRay is not the oldest schema checked"
+    for folder in CRD_FOLDERS:
+        assert f"tag {folder.name.removeprefix('kuberay-')}" in readme, folder.name
+    assert f"Kubernetes {' and '.join(KUBERNETES_VERSIONS)} schemas" in readme
+    assert f"Kubernetes >= {KUBERNETES_VERSIONS[0]}" in readme
+
+
 # ---- pods: images, resources, GPUs, identities, /dev/shm --------------------------------------
 
 
