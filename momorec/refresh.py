@@ -21,26 +21,34 @@ import os
 from momorec.config import PlatformConfig
 from momorec.ingest.config import EventSource
 from momorec.pipeline import PipelineResult, run_pipeline
+from momorec.storage import objectstore
+from momorec.storage.locations import is_uri
 
 log = logging.getLogger(__name__)
 
 
 def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
     """The config a refresh runs with: the full run's, with the refresh's quantize mode, epoch budget,
-    seeds (default: the champion's) and warm start from the current champion."""
-    from momorec.registry import champion_row
+    seeds (default: the champion's) and warm start from the current champion.
+
+    The warm start names the champion's registered version (`models:/<name>/<version>`: pinned, so
+    the run's params say which weights it started from even after the alias moves); the train stage
+    reads that version's checkpoint from the registry.
+    """
+    from momorec.registry import CHAMPION, alias_version, model_row, version_uri
 
     r = cfg.refresh
     train = {"epochs": r.epochs, "patience": min(r.patience, r.epochs)}
-    champion = champion_row(cfg) if r.warm_start else None
-    if champion is not None and os.path.exists(champion["checkpoint"]):
-        train["warm_start"] = champion["checkpoint"]
+    version = alias_version(cfg, CHAMPION) if r.warm_start or r.seeds is None else None
+    if version is not None and r.warm_start:
+        train["warm_start"] = version_uri(cfg, version)
+    champion = None if version is None else model_row(cfg, version)
     if r.seeds is not None:
         train["seeds"] = list(r.seeds)
     elif champion is not None:
         train["seeds"] = [champion["seed"]]
-    elif r.warm_start:
-        log.warning("no @champion checkpoint to warm-start from: the refresh trains from scratch")
+    if version is None and r.warm_start:
+        log.warning("no @champion in the registry to warm-start from: the refresh trains from scratch")
     execution = cfg.motivate.execution.model_copy(update={"retry_failed": r.retry_failed})
     return cfg.model_copy(
         update={
@@ -53,12 +61,19 @@ def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
 
 def new_log_sources(paths: list[str], template: EventSource | None = None) -> list[EventSource]:
     """Event sources for the night's files (columns and format as `template`, default CSV/JSONL events
-    with user, item, timestamp columns)."""
-    missing = [p for p in paths if not (os.path.exists(p) or any(ch in p for ch in "*?["))]
+    with user, item, timestamp columns). Paths may be local (made absolute) or object-store URIs;
+    a glob must match at least one file."""
+
+    def found(path: str) -> bool:
+        if any(ch in path for ch in "*?["):
+            return bool(objectstore.glob(path))
+        return objectstore.exists(path) or objectstore.is_dir(path)  # an object-store folder is a prefix
+
+    missing = [p for p in paths if not found(p)]
     if missing:
         raise FileNotFoundError(f"new logs not found: {missing}")
     base = template or EventSource(path=paths[0])
-    return [base.model_copy(update={"path": os.path.abspath(p)}) for p in paths]
+    return [base.model_copy(update={"path": p if is_uri(p) else os.path.abspath(p)}) for p in paths]
 
 
 def run_refresh(

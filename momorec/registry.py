@@ -1,9 +1,12 @@
 """The serving model: MLflow registry aliases `champion` and `challenger`, and the promotion rule.
 
-The train stage registers every seed's best model as a version of `momorec-<dataset>-<architecture>`.
-After a train run, `promote` rescores the run's best seed and the current champion on the SAME
-current validation split (full ranking, NDCG@10) and moves `champion` to the new version only if
-it is not worse; otherwise the new version becomes `challenger`. `recommend` serves the champion.
+The train stage registers every seed's best model as a version of `momorec-<dataset>-<architecture>`
+(an MLflow pyfunc holding the checkpoint, momorec.training.logged_model). Everything that serves or
+compares models reads them from the registry (`models:/<name>@champion`, `models:/<name>/<version>`),
+never from a training run's checkpoint folder. After a train run, `promote` rescores the run's best
+seed and the current champion on the SAME current validation split (full ranking, NDCG@10) and
+moves `champion` to the new version only if it is not worse; otherwise the new version becomes
+`challenger`. `recommend` serves the champion.
 The test split never takes part in this decision.
 """
 
@@ -43,7 +46,24 @@ class Promotion(StrictModel):
 
 
 def model_name(cfg: PlatformConfig) -> str:
-    return cfg.train.registered_model_name or f"momorec-{cfg.dataset}-{cfg.train.model.architecture}"
+    from momorec.training.logged_model import registered_name
+
+    return registered_name(cfg)
+
+
+def alias_uri(cfg: PlatformConfig, alias: str = CHAMPION) -> str:
+    return f"models:/{model_name(cfg)}@{alias}"
+
+
+def version_uri(cfg: PlatformConfig, version: str) -> str:
+    return f"models:/{model_name(cfg)}/{version}"
+
+
+def registered_checkpoint(cfg: PlatformConfig, version: str) -> dict:
+    """The checkpoint dict of registered `version`, downloaded from the registry's artifact store."""
+    from momorec.training.logged_model import registered_checkpoint as download
+
+    return download(cfg, version_uri(cfg, version))
 
 
 def _client(cfg: PlatformConfig):
@@ -65,7 +85,7 @@ def alias_version(cfg: PlatformConfig, alias: str = CHAMPION) -> str | None:
 
 
 def model_row(cfg: PlatformConfig, version: str) -> dict | None:
-    """The `trained_models` row registered as `version` (checkpoint, seed, metrics), or None."""
+    """The `trained_models` row registered as `version` (seed, train run, metrics), or None."""
     path = cfg.table_path("trained_models")
     if not delta.exists(path):
         return None
@@ -80,8 +100,8 @@ def champion_row(cfg: PlatformConfig) -> dict | None:
     return None if version is None else model_row(cfg, version)
 
 
-def valid_ndcg(cfg: PlatformConfig, checkpoint: str, data: SequenceData) -> tuple[float | None, str]:
-    """NDCG@10 of a checkpoint's best weights on the current validation split (full ranking).
+def valid_ndcg(cfg: PlatformConfig, payload: dict, data: SequenceData) -> tuple[float | None, str]:
+    """NDCG@10 of a checkpoint's (dict) best weights on the current validation split (full ranking).
 
     A model trained before the catalog or the user base grew cannot score the new ids; then
     (None, reason) and the caller falls back to the metric recorded at training time.
@@ -90,9 +110,8 @@ def valid_ndcg(cfg: PlatformConfig, checkpoint: str, data: SequenceData) -> tupl
 
     from momorec.evaluation.evaluator import rank_users
     from momorec.evaluation.metrics import metric_sums, sums_to_metrics
-    from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from momorec.training.checkpoint import model_from_checkpoint
 
-    payload = load_checkpoint(checkpoint)
     if payload["num_items"] != data.num_items:
         return None, f"catalog changed ({payload['num_items']} -> {data.num_items} items)"
     user_semantic = payload.get("user_semantic")
@@ -118,7 +137,7 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
 
     previous = champion_row(cfg)
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))  # one read for both models
-    cand_score, _ = valid_ndcg(cfg, candidate["checkpoint"], data)
+    cand_score, _ = valid_ndcg(cfg, registered_checkpoint(cfg, candidate["registered_version"]), data)
     cand_score = candidate["valid_ndcg_10"] if cand_score is None else cand_score
     result = Promotion(
         model_name=name,
@@ -128,7 +147,8 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
         basis="no champion yet",
     )
     if previous is not None and previous["registered_version"] != candidate["registered_version"]:
-        champ_score, champ_basis = valid_ndcg(cfg, previous["checkpoint"], data)
+        champion = registered_checkpoint(cfg, previous["registered_version"])
+        champ_score, champ_basis = valid_ndcg(cfg, champion, data)
         if champ_score is None:
             champ_score = previous["valid_ndcg_10"]
             basis = f"champion's recorded validation NDCG@10 ({champ_basis})"

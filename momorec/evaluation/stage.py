@@ -24,8 +24,9 @@ from momorec.evaluation.metrics import hit_at_k, ndcg_at_k, summarize
 from momorec.evaluation.significance import align_users, mean_std, paired_test
 from momorec.progress import progress_bar
 from momorec.storage import delta, schemas
-from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
+from momorec.training.checkpoint import model_from_checkpoint
 from momorec.training.data import SequenceData, load_sequences
+from momorec.training.logged_model import row_checkpoint
 from momorec.training.trained_models import run_models
 from momorec.typed import StageResult
 
@@ -59,8 +60,7 @@ def _score_run(
     per_seed: dict[str, dict[str, float]] = {}
     task = progress.add_task("evaluate", total=models.num_rows * len(ev.protocols))
     for model_row in models.to_pylist():
-        payload = load_checkpoint(model_row["checkpoint"])
-        model = model_from_checkpoint(payload)
+        model = model_from_checkpoint(row_checkpoint(cfg, model_row))  # registered: from the registry
         if model.num_items != data.num_items:
             raise ValueError(f"model knows {model.num_items} items, the item_ids table {data.num_items}: retrain")
         max_len = model.cfg.max_len

@@ -14,15 +14,16 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 from pydantic import Field
 
 from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.progress import step_progress
 from momorec.storage import delta, schemas
-from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
+from momorec.training.checkpoint import model_from_checkpoint
 from momorec.training.data import SequenceData, load_sequences
+from momorec.training.logged_model import row_checkpoint
+from momorec.training.scoring import top_k
 from momorec.training.trained_models import best_seed, run_models
 from momorec.typed import StageResult
 
@@ -43,7 +44,8 @@ class RecommendResult(StageResult):
 
 def best_model(cfg: PlatformConfig, train_run_id: str | None) -> dict:
     """The trained-model row to serve: the best seed (validation NDCG@10) of `train_run_id`; else the
-    registry's champion (recommend.model=champion, once one is set); else the latest run's best seed."""
+    registry's champion (recommend.model=champion, once one is set); else the latest run's best seed.
+    Its weights are then read from the registry (`logged_model.row_checkpoint`)."""
     if train_run_id is None and cfg.recommend.model == "champion":
         from momorec.registry import champion_row
 
@@ -53,15 +55,6 @@ def best_model(cfg: PlatformConfig, train_run_id: str | None) -> dict:
     return best_seed(run_models(cfg, train_run_id).to_pylist())
 
 
-def whole_histories(data: SequenceData, width: int) -> np.ndarray:
-    """(U, width) int64: the newest `width` items of each user's whole history, left-padded with 0."""
-    out = np.zeros((data.num_users, width), dtype=np.int64)
-    for row in range(data.num_users):
-        chunk = data.items[data.offsets[row] : data.offsets[row + 1]][-width:]
-        out[row, width - chunk.size :] = chunk
-    return out
-
-
 def top_k_items(
     model, data: SequenceData, k: int, batch_size: int, exclude_seen: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,31 +62,17 @@ def top_k_items(
 
     A model trained before the catalog or the user base grew (a champion kept by the nightly
     refresh) still serves: items it never saw drop out of histories and are never recommended,
-    and new users get the reserved (no motivation) user code.
+    and new users get the reserved (no motivation) user code (`scoring.top_k`).
     """
-    history = whole_histories(data, model.cfg.max_len)
-    history[history > model.num_items] = 0
-    user_ids = data.user_ids.copy()
-    user_semantic = getattr(model, "user_semantic", None)
-    if user_semantic is not None:
-        user_ids[user_ids >= user_semantic.codes.shape[0]] = 0
     k = min(k, data.num_items)
     items = np.zeros((data.num_users, k), dtype=np.int64)
     scores = np.zeros((data.num_users, k), dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, data.num_users, batch_size):
-            rows = slice(start, min(start + batch_size, data.num_users))
-            batch = {"user_id": torch.from_numpy(user_ids[rows]), "history": torch.from_numpy(history[rows])}
-            logits = model.full_sort_predict(batch)  # (B, N_model+1)
-            if logits.shape[1] < data.num_items + 1:
-                logits = torch.nn.functional.pad(logits, (0, data.num_items + 1 - logits.shape[1]), value=-torch.inf)
-            logits[:, 0] = -torch.inf
-            if exclude_seen:
-                for i, row in enumerate(range(rows.start, rows.stop)):
-                    seen = torch.from_numpy(data.items[data.offsets[row] : data.offsets[row + 1]])
-                    logits[i, seen] = -torch.inf
-            best = torch.topk(logits, k, dim=1)
-            items[rows], scores[rows] = best.indices.numpy(), best.values.numpy()
+    for start in range(0, data.num_users, batch_size):
+        rows = range(start, min(start + batch_size, data.num_users))
+        histories = [data.items[data.offsets[row] : data.offsets[row + 1]] for row in rows]
+        items[rows.start : rows.stop], scores[rows.start : rows.stop] = top_k(
+            model, data.user_ids[rows.start : rows.stop], histories, k, exclude_seen, catalog_size=data.num_items
+        )
     return items, scores
 
 
@@ -125,7 +104,7 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
     with tracking.stage_run(cfg, "recommend", {"recommend": rc.model_dump(mode="json")}) as run:
         with step_progress(show_progress, "recommend", total=3) as advance:
             data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
-            model = model_from_checkpoint(load_checkpoint(chosen["checkpoint"]))
+            model = model_from_checkpoint(row_checkpoint(cfg, chosen))
             if model.num_items > data.num_items:
                 raise ValueError(
                     f"model knows {model.num_items} items, item_ids has only {data.num_items}: wrong dataset?"

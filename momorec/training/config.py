@@ -61,6 +61,11 @@ class TrainConfig(StrictModel):
     checkpoint_dir: str | None = Field(
         None, description="Where checkpoints go (Ray storage_path); None = <warehouse>/<dataset>/checkpoints."
     )
+    resume: bool = Field(
+        True,
+        description="A train run that did not finish (its driver died) with the same config and inputs is continued: "
+        "same MLflow run, each seed from its last checkpoint. False = always a new run.",
+    )
     min_train_items: int = Field(
         2, ge=2, description="Users with fewer training items give no (input, next item) pair and are not trained on."
     )
@@ -70,9 +75,9 @@ class TrainConfig(StrictModel):
     )
     warm_start: str | None = Field(
         None,
-        description="Checkpoint (file or folder) whose best weights initialise every seed's model; tables that grew "
-        "keep "
-        "the old rows (the nightly refresh passes the champion's checkpoint). None = fresh initialisation.",
+        description="Checkpoint (file or folder, any storage location) or MLflow model (models:/<name>/<version>) "
+        "whose best weights initialise every seed's model; tables that grew keep the old rows (the nightly refresh "
+        "passes the champion's registered version). None = fresh initialisation.",
     )
     fault_injection: FaultInjection | None = Field(
         None, description="Testing only: kill a worker once (see FaultInjection)."

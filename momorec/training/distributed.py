@@ -5,9 +5,11 @@
   (Ray's default DataConfig: equal shards, so every worker takes the same number of DDP steps).
 - Validation: each worker reads the tables itself and ranks its own users (users[rank::world]);
   the metric sums are all-reduced, so every worker takes the same early-stopping decision.
-- Rank 0 reports a checkpoint after every epoch (model, optimizer, loop state, config). After a
-  worker dies, Ray restarts the group (FailureConfig.max_failures) and the loop resumes from the
-  last reported checkpoint.
+- Rank 0 reports a checkpoint after every epoch (model, optimizer, loop state, config) to the
+  run's storage (`train.checkpoint_dir`, any objectstore location: Ray writes through a pyarrow
+  file system). After a worker dies, Ray restarts the group (FailureConfig.max_failures) and the
+  loop resumes from the last reported checkpoint. After the driver dies, the same run name on the
+  same storage resumes too: Ray Train reads the run's checkpoint list back from storage.
 - CPU workers use gloo, GPU workers NCCL (`use_gpu`).
 """
 
@@ -22,11 +24,11 @@ from typing import Any
 import torch
 
 from momorec.config import PlatformConfig
-from momorec.storage import delta
-from momorec.training.checkpoint import FILE, load_checkpoint, save_checkpoint, train_state, upgraded_weights
+from momorec.storage import delta, objectstore
+from momorec.training.checkpoint import FILE, load_checkpoint, save_checkpoint, train_state, write_checkpoint
 from momorec.training.data import pad_train_items
 from momorec.training.loop import LossModule, TrainState, fit
-from momorec.training.runner import TrainingInputs, make_model, make_validator
+from momorec.training.runner import TrainingInputs, checkpoint_root, make_model, make_validator, restore
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as folder:
-            payload = load_checkpoint(os.path.join(folder, FILE))
-        model.load_state_dict(upgraded_weights(payload, payload["model_state"]))
-        optimizer.load_state_dict(payload["optimizer_state"])
-        state = train_state(payload)
-        state.resumed_at.append(state.epoch)
+            state = restore(model, optimizer, load_checkpoint(os.path.join(folder, FILE)))
         log.info("rank %d resumed at epoch %d", rank, state.epoch)
     model.to(device)
     loss_module = ray.train.torch.prepare_model(LossModule(model), parallel_strategy="ddp" if world > 1 else None)
@@ -147,7 +145,8 @@ def train_with_ray(cfg: PlatformConfig, seed: int, run_name: str) -> tuple[Train
 
     init_ray(cfg.ray)
     train = cfg.train
-    storage = os.path.abspath(train.checkpoint_dir or os.path.join(cfg.dataset_root, "checkpoints"))
+    storage = checkpoint_root(cfg)
+    filesystem, storage_path = objectstore.filesystem(storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"platform": cfg.model_dump(mode="json"), "seed": seed},
@@ -157,7 +156,8 @@ def train_with_ray(cfg: PlatformConfig, seed: int, run_name: str) -> tuple[Train
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=storage,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
@@ -170,7 +170,6 @@ def train_with_ray(cfg: PlatformConfig, seed: int, run_name: str) -> tuple[Train
         raise RuntimeError(f"Ray Train run {run_name} reported no checkpoint")
     with result.checkpoint.as_directory() as folder:
         payload = load_checkpoint(os.path.join(folder, FILE))
-    final = os.path.join(storage, run_name, "final")
-    os.makedirs(final, exist_ok=True)
-    torch.save(payload, os.path.join(final, FILE))
-    return train_state(payload), os.path.join(final, FILE)
+    final = objectstore.join(storage, run_name, "final", FILE)
+    write_checkpoint(final, payload)
+    return train_state(payload), final

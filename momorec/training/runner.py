@@ -8,7 +8,6 @@ very same pieces inside Ray Train workers.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -19,7 +18,15 @@ from momorec.config import PlatformConfig
 from momorec.evaluation.evaluator import rank_users
 from momorec.evaluation.metrics import metric_sums, sums_to_metrics
 from momorec.models import SemanticInputs, SequentialRecommender, build_model
-from momorec.training.checkpoint import load_checkpoint, save_checkpoint, warm_start
+from momorec.storage import objectstore
+from momorec.training.checkpoint import (
+    FILE,
+    load_checkpoint,
+    save_checkpoint,
+    train_state,
+    upgraded_weights,
+    warm_start,
+)
 from momorec.training.data import SequenceData, load_sequences, training_arrays
 from momorec.training.loop import LossModule, TrainState, fit
 from momorec.training.semantic import load_semantic_inputs
@@ -65,6 +72,11 @@ def _codebook_dir(cfg: PlatformConfig, entity: str) -> str:
     except ImportError as exc:  # the quantize stage is not installed in this build
         raise FileNotFoundError("frozen semantic IDs need momorec.semantic_ids.codebook (the quantize stage)") from exc
     return latest_codebook_dir(cfg, entity)
+
+
+def checkpoint_root(cfg: PlatformConfig) -> str:
+    """Where a train run's checkpoints go: `train.checkpoint_dir`, else <dataset_root>/checkpoints."""
+    return cfg.train.checkpoint_dir or objectstore.join(cfg.dataset_root, "checkpoints")
 
 
 def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> SequentialRecommender:
@@ -124,6 +136,16 @@ def make_validator(
     return validate
 
 
+def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, payload: dict) -> TrainState:
+    """Put a checkpoint's current weights and Adam moments back; the loop state to continue from."""
+    model.load_state_dict(upgraded_weights(payload, payload["model_state"]))
+    if payload["optimizer_state"] is not None:
+        optimizer.load_state_dict(payload["optimizer_state"])
+    state = train_state(payload)
+    state.resumed_at.append(state.epoch)
+    return state
+
+
 def train_local(
     cfg: PlatformConfig,
     inputs: TrainingInputs,
@@ -132,7 +154,9 @@ def train_local(
     on_step: Callable[[], None] | None = None,
     on_epoch: Callable[[TrainState], None] | None = None,
 ) -> TrainState:
-    """Train one seed in this process (no Ray); a checkpoint after every epoch in `checkpoint_dir`."""
+    """Train one seed in this process (no Ray); a checkpoint after every epoch in `checkpoint_dir`
+    (any objectstore location). A checkpoint already there is resumed: a restarted driver continues
+    its run from the last finished epoch instead of starting again."""
     train = cfg.train
     device = torch.device("cuda" if train.use_gpu and torch.cuda.is_available() else "cpu")
     if train.torch_threads:
@@ -141,13 +165,16 @@ def train_local(
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
     arrays = training_arrays(inputs.data, train.model.max_len, train.min_train_items)
     validate = make_validator(inputs.data, train.model.max_len, train.eval_batch_size, device)
+    state = None
+    if objectstore.is_file(objectstore.join(checkpoint_dir, FILE)):
+        state = restore(model, optimizer, load_checkpoint(checkpoint_dir))
+        log.info("seed %d resumed at epoch %d from %s", seed, state.epoch, checkpoint_dir)
 
     def checkpoint(state: TrainState) -> None:
         save_checkpoint(checkpoint_dir, model, optimizer, state, seed, inputs.item_semantic, inputs.user_semantic)
         if on_epoch is not None:
             on_epoch(state)
 
-    os.makedirs(checkpoint_dir, exist_ok=True)
     return fit(
         model,
         LossModule(model),
@@ -156,6 +183,7 @@ def train_local(
         validate,
         train.epochs,
         train.patience,
+        state=state,
         on_epoch_end=checkpoint,
         grad_clip=train.grad_clip,
         device=device,

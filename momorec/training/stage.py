@@ -3,20 +3,27 @@
 Reads `sequences`, `item_ids` (and `semantic_ids` + codebooks when a semantic mode is on); writes
 one row per seed to `trained_models`. MLflow: the stage run holds the config and the Delta and
 codebook versions; a nested run per seed holds per-epoch `train.loss` and `valid.full.*`, the best
-epoch, and the best model (logged with an input example and registered). The test split is never
-read here: `momorec evaluate` scores it once.
+epoch, and the best model (an MLflow pyfunc over the checkpoint, `logged_model`, registered). The
+test split is never read here: `momorec evaluate` scores it once.
+
+Checkpoints go to `train.checkpoint_dir` (default <dataset_root>/checkpoints, any storage location)
+under the stage run's id. A driver that dies mid-run is resumed by running the same command again:
+the unfinished train run with the same config and inputs (tag `momorec.train.resume_key`) is
+continued, not replaced; each seed picks up from its last checkpoint (local: the seed's folder;
+Ray: the Ray Train run of the same name), and a seed that had finished keeps its logged model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 
-import numpy as np
 import pyarrow as pa
-import torch
 from pydantic import Field
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
@@ -24,11 +31,12 @@ from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.evaluation.significance import mean_std
 from momorec.progress import progress_bar
-from momorec.storage import delta, schemas
-from momorec.training.checkpoint import FILE, load_checkpoint, model_from_checkpoint
+from momorec.storage import delta, objectstore, schemas
+from momorec.training.checkpoint import FILE, write_checkpoint
 from momorec.training.data import training_arrays
+from momorec.training.logged_model import log_recommender, registered_checkpoint, registered_name
 from momorec.training.loop import TrainState
-from momorec.training.runner import TrainingInputs, train_local
+from momorec.training.runner import TrainingInputs, checkpoint_root, train_local
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,11 @@ class TrainResult(StageResult):
     valid: dict[str, dict[str, float]] = Field(default_factory=dict, description="valid.full.* mean/std over seeds.")
     semantic: dict[str, object] = Field(default_factory=dict, description="Codebook versions, missing-ID counts.")
     tables: dict[str, dict] = Field(default_factory=dict)
+    resumed: bool = Field(False, description="This call continued an unfinished train run (same MLflow run).")
+
+
+RESUME_TAG = "momorec.train.resume_key"
+ROW_TAG = "momorec.trained_model"  # a finished seed's trained_models row, reused when its run is resumed
 
 
 def _log_history(state: TrainState) -> None:
@@ -68,26 +81,76 @@ def _log_history(state: TrainState) -> None:
     )
 
 
-def _log_model(cfg: PlatformConfig, checkpoint: str, max_len: int) -> tuple[str | None, str | None]:
-    """Log the best weights as an MLflow PyTorch model and register it; returns (model uri, version)."""
+def _resume_key(cfg: PlatformConfig, read_versions: dict, semantic_facts: dict) -> str:
+    """What makes two train runs the same run: dataset, warehouse, seed, train config and input versions."""
+    identity = {
+        "dataset": cfg.dataset,
+        "warehouse": cfg.warehouse,
+        "seed": cfg.seed,
+        "train": cfg.train.model_dump(mode="json"),
+        "read": read_versions,
+        "semantic": semantic_facts,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _unfinished_run(cfg: PlatformConfig, key: str) -> str | None:
+    """The newest train run with this resume key that never finished (its driver died or it failed)."""
     import mlflow
 
-    model = model_from_checkpoint(load_checkpoint(checkpoint))
-    example = np.zeros((1, 1 + max_len), dtype=np.int64)  # [user_id, history...] left-padded
-    example[0, 0], example[0, -1] = 1, 1  # user 1 after item 1
-    name = cfg.train.registered_model_name or f"momorec-{cfg.dataset}-{cfg.train.model.architecture}"
-    # pickle, not MLflow's default pt2: torch.export cannot trace the data-dependent padding trim
-    info = mlflow.pytorch.log_model(
-        model,
-        name="model",
-        input_example=example,
-        registered_model_name=name,
-        serialization_format="pickle",
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+    tracking.configure(cfg.tracking)
+    experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{RESUME_TAG}` = '{key}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
     )
-    mlflow.log_artifact(checkpoint, artifact_path="checkpoint")
-    version = getattr(info, "registered_model_version", None)
-    return info.model_uri, None if version is None else str(version)
+    return runs[0].info.run_id if runs else None
+
+
+@contextlib.contextmanager
+def _train_run(cfg: PlatformConfig, key: str) -> Iterator[tuple[object, bool]]:
+    """The stage run: the unfinished one with this key when `train.resume`, else a new one; (run, resumed)."""
+    import mlflow
+
+    previous = _unfinished_run(cfg, key) if cfg.train.resume else None
+    if previous is not None:
+        # mlflow.start_run continues the run MLFLOW_RUN_ID names (MLflow's own resume hook, and
+        # tracking.stage_run takes no run id); start_run removes the variable again.
+        os.environ["MLFLOW_RUN_ID"] = previous
+        log.warning("resuming train run %s (same config and inputs, it did not finish)", previous)
+    try:
+        with tracking.stage_run(cfg, "train", params={"train": cfg.train.model_dump(mode="json")}) as run:
+            mlflow.set_tag(RESUME_TAG, key)
+            yield run, previous is not None
+    finally:
+        os.environ.pop("MLFLOW_RUN_ID", None)
+
+
+def _seed_runs(parent_run_id: str) -> dict[int, object]:
+    """The seed runs already under a (resumed) train run, by seed."""
+    import mlflow
+
+    parent = mlflow.get_run(parent_run_id)
+    runs = mlflow.MlflowClient().search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return {int(r.data.tags["momorec.seed"]): r for r in runs if "momorec.seed" in r.data.tags}
+
+
+def _resolved_warm_start(cfg: PlatformConfig, run_id: str) -> PlatformConfig:
+    """A registered model to warm-start from (models:/...) becomes a checkpoint file in this run's
+    storage, which every Ray worker can read without asking MLflow."""
+    source = cfg.train.warm_start
+    if not source or not source.startswith("models:/"):
+        return cfg
+    location = objectstore.join(checkpoint_root(cfg), run_id, "warm_start", FILE)
+    write_checkpoint(location, registered_checkpoint(cfg, source))
+    log.info("warm start from %s (copied to %s)", source, location)
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"warm_start": location})})
 
 
 def _train_one(
@@ -100,11 +163,9 @@ def _train_one(
         state, checkpoint = train_with_ray(cfg, seed, run_name=f"{run_id}-seed{seed}")
         progress.update(task, completed=state.epoch)
         return state, checkpoint
-    folder = os.path.join(
-        cfg.train.checkpoint_dir or os.path.join(cfg.dataset_root, "checkpoints"), run_id, f"seed_{seed}"
-    )
+    folder = objectstore.join(checkpoint_root(cfg), run_id, f"seed_{seed}")
     state = train_local(cfg, inputs, seed, folder, on_epoch=lambda s: progress.update(task, completed=s.epoch))
-    return state, os.path.join(folder, FILE)
+    return state, objectstore.join(folder, FILE)
 
 
 def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
@@ -127,12 +188,16 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
         )
 
     models: list[dict] = []
-    with tracking.stage_run(cfg, "train", params={"train": train.model_dump(mode="json")}) as run:
+    key = _resume_key(cfg, read_versions, semantic_facts)
+    with _train_run(cfg, key) as (run, resumed):
+        run_id = run.info.run_id
         tracking.log_table_versions(read=read_versions, written={})
         mlflow.log_params({k: str(v) for k, v in semantic_facts.items()})
         mlflow.log_metrics(
             {"users": inputs.data.num_users, "items": inputs.data.num_items, "train_rows": rows_trainable}
         )
+        earlier = _seed_runs(run_id) if resumed else {}
+        seed_cfg = _resolved_warm_start(cfg, run_id)
         progress = progress_bar(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -143,32 +208,43 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
         with progress:
             for seed in seeds:
                 task = progress.add_task(f"seed {seed}", total=train.epochs)
-                with mlflow.start_run(run_name=f"seed-{seed}", nested=True, tags={"momorec.seed": str(seed)}) as child:
+                previous = earlier.get(seed)
+                if previous is not None and previous.info.status == "FINISHED" and ROW_TAG in previous.data.tags:
+                    log.info("seed %d finished before the restart: its model is kept", seed)
+                    models.append(json.loads(previous.data.tags[ROW_TAG]))
+                    progress.update(task, completed=train.epochs)
+                    continue
+                with mlflow.start_run(
+                    run_id=None if previous is None else previous.info.run_id,
+                    run_name=f"seed-{seed}",
+                    nested=True,
+                    tags={"momorec.seed": str(seed)},
+                ) as child:
                     mlflow.log_param("seed", seed)
-                    state, checkpoint = _train_one(cfg, inputs, seed, run.info.run_id, progress, task)
+                    state, checkpoint = _train_one(seed_cfg, inputs, seed, run_id, progress, task)
                     _log_history(state)
                     model_uri = version = None
                     if train.log_model:
-                        model_uri, version = _log_model(cfg, checkpoint, train.model.max_len)
-                    models.append(
-                        {
-                            "train_run_id": run.info.run_id,
-                            "seed_run_id": child.info.run_id,
-                            "seed": seed,
-                            "architecture": train.model.architecture,
-                            "model_config": json.dumps(train.model.model_dump(mode="json")),
-                            "checkpoint": os.path.abspath(checkpoint),
-                            "best_epoch": state.best_epoch,
-                            "epochs_run": state.epoch,
-                            "valid_ndcg_10": state.best_metric,
-                            "model_uri": model_uri,
-                            "registered_version": version,
-                            "item_codebook_version": semantic_facts.get("semantic.item.version"),
-                            "user_codebook_version": semantic_facts.get("semantic.user.version"),
-                            "sequences_version": inputs.data.versions.get("sequences"),
-                            "created_at": time.time(),
-                        }
-                    )
+                        model_uri, version = log_recommender(checkpoint, registered_name(cfg))
+                    row = {
+                        "train_run_id": run_id,
+                        "seed_run_id": child.info.run_id,
+                        "seed": seed,
+                        "architecture": train.model.architecture,
+                        "model_config": json.dumps(train.model.model_dump(mode="json")),
+                        "checkpoint": checkpoint,
+                        "best_epoch": state.best_epoch,
+                        "epochs_run": state.epoch,
+                        "valid_ndcg_10": state.best_metric,
+                        "model_uri": model_uri,
+                        "registered_version": version,
+                        "item_codebook_version": semantic_facts.get("semantic.item.version"),
+                        "user_codebook_version": semantic_facts.get("semantic.user.version"),
+                        "sequences_version": inputs.data.versions.get("sequences"),
+                        "created_at": time.time(),
+                    }
+                    mlflow.set_tag(ROW_TAG, json.dumps(row))
+                    models.append(row)
         path = cfg.table_path("trained_models")
         table = pa.Table.from_pylist(models, schema=schemas.TRAINED_MODELS)
         written = delta.write(path, table, mode="append" if delta.exists(path) else "overwrite")
@@ -176,7 +252,8 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
         valid = mean_std([{"valid.full.ndcg_10": m["valid_ndcg_10"]} for m in models])
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in valid.items() for stat, v in s.items() if stat != "n"})
         return TrainResult(
-            mlflow_run_id=run.info.run_id,
+            mlflow_run_id=run_id,
+            resumed=resumed,
             wall_time_s=time.perf_counter() - start,
             dataset=cfg.dataset,
             architecture=train.model.architecture,
