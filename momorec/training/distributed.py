@@ -28,7 +28,7 @@ from momorec.storage import delta, objectstore
 from momorec.training.checkpoint import FILE, load_checkpoint, save_checkpoint, train_state, write_checkpoint
 from momorec.training.data import pad_train_items
 from momorec.training.loop import LossModule, TrainState, fit
-from momorec.training.runner import TrainingInputs, checkpoint_root, make_model, make_validator, restore
+from momorec.training.runner import TrainingInputs, checkpoint_root, initial_model, make_validator, restore
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
 
     inputs = TrainingInputs.load(cfg)  # read on each worker: validation users + semantic inputs
-    model = make_model(cfg, inputs, seed)
+    model, warm = initial_model(cfg, inputs, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
-    state = TrainState()
+    state = TrainState(warm_start=warm)
     restored = ray.train.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as folder:

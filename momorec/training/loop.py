@@ -35,6 +35,7 @@ class TrainState:
     stopped_early: bool = False
     stopped_by_time: bool = False
     resumed_at: list[int] = field(default_factory=list)  # epochs at which a restarted run picked up
+    warm_start: dict[str, int] = field(default_factory=dict)  # warm_start.copied/grown/skipped tensors, if any
     history: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:

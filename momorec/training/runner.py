@@ -79,13 +79,22 @@ def checkpoint_root(cfg: PlatformConfig) -> str:
     return cfg.train.checkpoint_dir or objectstore.join(cfg.dataset_root, "checkpoints")
 
 
-def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> SequentialRecommender:
+def initial_model(
+    cfg: PlatformConfig, inputs: TrainingInputs, seed: int
+) -> tuple[SequentialRecommender, dict[str, int]]:
+    """A fresh model for `seed`, warm-started when `train.warm_start` names a checkpoint; returns
+    (model, warm-start counts: tensors copied / grown / skipped, empty without a warm start)."""
     torch.manual_seed(seed)
     model = build_model(cfg.train.model, inputs.data.num_items, inputs.item_semantic, inputs.user_semantic, seed=seed)
+    counts: dict[str, int] = {}
     if cfg.train.warm_start:
         counts = warm_start(model, load_checkpoint(cfg.train.warm_start))
         log.info("warm start from %s: %s", cfg.train.warm_start, counts)
-    return model
+    return model, counts
+
+
+def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> SequentialRecommender:
+    return initial_model(cfg, inputs, seed)[0]
 
 
 def local_batches(
@@ -161,11 +170,12 @@ def train_local(
     device = torch.device("cuda" if train.use_gpu and torch.cuda.is_available() else "cpu")
     if train.torch_threads:
         torch.set_num_threads(train.torch_threads)
-    model = make_model(cfg, inputs, seed).to(device)
+    model, warm = initial_model(cfg, inputs, seed)
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
     arrays = training_arrays(inputs.data, train.model.max_len, train.min_train_items)
     validate = make_validator(inputs.data, train.model.max_len, train.eval_batch_size, device)
-    state = None
+    state = TrainState(warm_start=warm)
     if objectstore.is_file(objectstore.join(checkpoint_dir, FILE)):
         state = restore(model, optimizer, load_checkpoint(checkpoint_dir))
         log.info("seed %d resumed at epoch %d from %s", seed, state.epoch, checkpoint_dir)

@@ -77,6 +77,7 @@ def _log_history(state: TrainState) -> None:
             "epochs_run": state.epoch,
             "stopped_early": float(state.stopped_early),
             "resumes": float(len(state.resumed_at)),
+            **{name: float(count) for name, count in state.warm_start.items()},
         }
     )
 
