@@ -64,9 +64,6 @@ class StorageConfig(StrictModel):
     lease_wait_s: float = Field(
         0.0, ge=0, description="How long a run waits for another run's lease on the same dataset (0: fail at once)."
     )
-    commit_attempts: int = Field(
-        5, ge=1, description="Attempts of a Delta commit that conflicts with a concurrent one before it is reported."
-    )
 
     @field_validator("options")
     @classmethod

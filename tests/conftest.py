@@ -85,8 +85,11 @@ def s3_server():
     Yields the environment a client needs (endpoint, http allowed, throwaway keys); the server holds
     its objects in memory and stops with the session.
     """
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -7,13 +7,42 @@ results are committed here. Tables use only basic features so delta-spark can re
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# delta-rs itself rebases a commit over concurrent ones that do not conflict with it; a real conflict
+# (a concurrent overwrite, or a merge touching the same files) is retried here from a fresh snapshot.
+COMMIT_ATTEMPTS = 5
+
+
+class CommitConflict(RuntimeError):
+    """A commit that kept conflicting with concurrent writers: nothing of it was committed."""
+
+
+def committed(path: str, attempt: Callable[[], T], attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run `attempt` (one whole write or merge against the table's current snapshot) until it commits."""
+    for number in range(1, attempts + 1):
+        try:
+            return attempt()
+        except CommitFailedError as exc:
+            if number == attempts:
+                raise CommitConflict(
+                    f"{path}: the commit conflicted with concurrent writers {attempts} times; nothing was committed "
+                    f"(last: {exc})"
+                ) from exc
+            log.warning("%s: commit conflict (attempt %d of %d), retrying: %s", path, number, attempts, exc)
+            time.sleep(0.05 * 2**number)
+    raise AssertionError("unreachable")
 
 
 def exists(path: str) -> bool:
@@ -82,15 +111,18 @@ def file_uris(path: str) -> list[str]:
     return DeltaTable(path).file_uris()
 
 
-def write(path: str, data: pa.Table | pa.RecordBatchReader, mode: str = "overwrite") -> int:
+def write(path: str, data: pa.Table | Callable[[], pa.Table | pa.RecordBatchReader], mode: str = "overwrite") -> int:
     """Commit `data` to the table at `path` (create, overwrite or append) and return the new version.
 
-    An overwrite replaces the schema as well, so a table whose columns grew stays writable.
+    `data` is a table, or a function giving a fresh stream of it (a stream is read once, and a
+    conflicting commit is retried). An overwrite replaces the schema as well, so a table whose columns
+    grew stays writable.
     """
     if "://" not in path:
         os.makedirs(path, exist_ok=True)
     schema_mode = "overwrite" if mode == "overwrite" else None
-    write_deltalake(path, data, mode=mode, schema_mode=schema_mode)
+    source = data if callable(data) else (lambda: data)
+    committed(path, lambda: write_deltalake(path, source(), mode=mode, schema_mode=schema_mode))
     return DeltaTable(path).version()
 
 
@@ -106,11 +138,14 @@ def merge_insert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, i
     if data.num_rows == 0:
         return DeltaTable(path).version(), 0
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    table = DeltaTable(path)
-    metrics = (
-        table.merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
-        .when_not_matched_insert_all()
-        .execute()
+    metrics = committed(
+        path,
+        lambda: (
+            DeltaTable(path)
+            .merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+            .when_not_matched_insert_all()
+            .execute()
+        ),
     )
     inserted = int(metrics.get("num_target_rows_inserted", 0))
     return DeltaTable(path).version(), inserted
@@ -128,20 +163,16 @@ def upsert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int, in
     if data.num_rows == 0:
         return DeltaTable(path).version(), 0, 0
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    metrics = (
-        DeltaTable(path)
-        .merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
-        .when_matched_update_all()
-        .when_not_matched_insert_all()
-        .execute()
+    metrics = committed(
+        path,
+        lambda: (
+            DeltaTable(path)
+            .merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        ),
     )
     updated = int(metrics.get("num_target_rows_updated", 0))
     inserted = int(metrics.get("num_target_rows_inserted", 0))
     return DeltaTable(path).version(), updated, inserted
-
-
-def write_from_parquet_folder(path: str, folder: str, mode: str = "overwrite") -> int:
-    """Commit the Parquet files Spark wrote to a staging `folder`, streamed (never all in memory)."""
-    dataset = pads.dataset(folder, format="parquet")
-    reader = dataset.scanner().to_reader()
-    return write(path, reader, mode=mode)

@@ -148,15 +148,17 @@ def write_delta(df, path: str, schema, staging: str, mode: str = "overwrite", sk
             staged_rows = dataset.to_table().cast(schema) if dataset is not None else schema.empty_table()
             if rows <= delta.COMPARE_MAX_ROWS and delta.holds_rows(path, staged_rows):
                 return delta.version(path)
-        if dataset is not None:
+        if dataset is None:
+            return delta.write(path, schema.empty_table(), mode=mode)
+
+        def stream() -> pa.RecordBatchReader:  # a fresh one for each commit attempt
             batches = (
                 batch
                 for raw in dataset.scanner().to_batches()
                 for batch in pa.Table.from_batches([raw]).cast(schema).to_batches()
             )
-            data = pa.RecordBatchReader.from_batches(schema, batches)
-        else:
-            data = schema.empty_table()
-        return delta.write(path, data, mode=mode)
+            return pa.RecordBatchReader.from_batches(schema, batches)
+
+        return delta.write(path, stream, mode=mode)
     finally:
         objectstore.delete(staged)

@@ -103,3 +103,59 @@ def test_renewal_moves_the_expiry_and_detects_a_takeover(warehouse):
     assert lease._read(path)[0]["expires_at"] > before
     _plant(path, host="another-host", expires_at=time.time() + 60)
     assert not lease.renew(mine) and mine.lost
+
+
+def test_a_conflicting_commit_is_retried_then_reported(tmp_path):
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    from momorec.storage import delta
+
+    path = str(tmp_path / "t")
+    delta.write(path, pa.table({"k": [1], "v": ["a"]}))
+    stale = DeltaTable(path)
+    attempts = []
+
+    def conflicting_then_fine() -> None:  # the first attempt commits on a stale snapshot, as a racing writer would
+        attempts.append(1)
+        table = stale if len(attempts) == 1 else DeltaTable(path)
+        write_deltalake(table, pa.table({"k": [2], "v": ["b"]}), mode="overwrite")
+
+    write_deltalake(path, pa.table({"k": [3], "v": ["c"]}), mode="overwrite")  # the other writer
+    delta.committed(path, conflicting_then_fine)
+    assert len(attempts) == 2 and delta.read(path).to_pylist() == [{"k": 2, "v": "b"}]
+
+    def always_conflicting() -> None:
+        raise CommitFailedError("concurrent overwrite")
+
+    with pytest.raises(delta.CommitConflict, match="conflicted with concurrent writers 3 times"):
+        delta.committed(path, always_conflicting, attempts=3)
+
+
+def test_concurrent_upserts_keep_every_row(tmp_path):
+    import pyarrow as pa
+
+    from momorec.storage import delta
+
+    path = str(tmp_path / "t")
+    delta.write(path, pa.table({"k": pa.array([0], pa.int64()), "v": ["seed"]}))
+    errors: list[BaseException] = []
+
+    def upsert(worker: int) -> None:
+        try:
+            for step in range(3):
+                keys = pa.array([worker * 10 + step, 0], pa.int64())
+                delta.upsert(path, pa.table({"k": keys, "v": [f"w{worker}", f"w{worker}"]}), ["k"])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upsert, args=(w,)) for w in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    rows = {r["k"]: r["v"] for r in delta.read(path).to_pylist()}
+    assert set(rows) == {0, 10, 11, 12, 20, 21, 22, 30, 31, 32}
+    assert rows[0] in {"w1", "w2", "w3"}
