@@ -75,7 +75,11 @@ def demo_cfg(tmp_path, tracking_env):
     return load_config(DEMO_CONFIG, [f"warehouse={tmp_path / 'warehouse'}", "spark.master=local[2]"])
 
 
-S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "momorec-test", "AWS_SECRET_ACCESS_KEY": "momorec-test", "AWS_REGION": "us-east-1"}
+S3_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "momorec-test-key-id",
+    "AWS_SECRET_ACCESS_KEY": "momorec-test-secret-7f3a",
+    "AWS_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="session")

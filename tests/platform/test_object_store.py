@@ -41,6 +41,24 @@ def _keys(bucket: str, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
+def _no_credentials_or_endpoint_logged(cfg, log_dir: Path) -> None:
+    import os
+
+    from mlflow import MlflowClient
+
+    secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ENDPOINT_URL"]]
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert runs
+    for run in runs:
+        for key, value in run.data.params.items():
+            assert not any(s in value for s in secrets), f"MLflow param {key} of {run.info.run_name} holds a secret"
+    for log_file in log_dir.glob("*.log"):
+        text = log_file.read_text(errors="replace")
+        assert secrets[0] not in text, f"{log_file} holds the secret key"
+
+
 def test_the_demo_pipeline_and_a_refresh_on_an_s3_warehouse(tmp_path, s3_bucket):
     bucket = s3_bucket.removeprefix("s3://")
     project = _project(tmp_path)
@@ -73,6 +91,7 @@ def test_the_demo_pipeline_and_a_refresh_on_an_s3_warehouse(tmp_path, s3_bucket)
     assert any(k.startswith("mlflow/") for k in keys), "MLflow's artifacts are not in the bucket"
     assert not any("/_staging/" in k for k in keys), "a run's staging folder was left behind"
     assert not (work / "warehouse").exists() and not (work / "mlflow.db").exists()
+    _no_credentials_or_endpoint_logged(cfg, tmp_path / "logs")
 
     # Nothing local survives but the tracking database (a server on a cluster) and the inputs.
     for folder in (work, tmp_path / "logs", tmp_path / "model-cache"):
