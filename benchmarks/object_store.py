@@ -94,7 +94,8 @@ def main() -> None:
         server.stop()
     local, s3 = runs
     figures = {
-        "what": "configs/demo.yaml cut down (LLM on 4 users, Ray Train 2 epochs, 1 seed), local disk vs S3 (moto, loopback)",
+        "what": "configs/demo.yaml cut down (LLM on 4 users, Ray Train 2 epochs, 1 seed), local disk vs S3 "
+        "(moto, loopback)",
         "command": "benchmarks/object_store.py",
         "local": local,
         "s3": s3,
