@@ -9,6 +9,7 @@ changed, warm start, the champion/challenger rule, recommendations rewritten.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -92,6 +93,9 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     assert all(again.stages[s].get("skipped") for s in ("train", "evaluate", "recommend")), again.stages
     assert "promote" not in again.stages and _versions(cfg) == before
 
+    # Serving and the warm start need only the registry: the training run's checkpoints may be gone.
+    shutil.rmtree(Path(cfg.dataset_root) / "checkpoints")
+
     # The night's logs: 2 users x 2 new purchases.
     logs, added = _new_logs(cfg, tmp_path / "night.csv")
     night = run_refresh(cfg, [str(logs)], show_progress=False)
@@ -102,8 +106,10 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     import mlflow
 
     train_run = mlflow.get_run(night.stages["train"]["mlflow_run_id"])
-    champion_ckpt = registry.model_row(cfg, first_champion)["checkpoint"]
-    assert train_run.data.params["train.warm_start"] == champion_ckpt  # warm-started from the champion
+    # warm-started from the champion's registered version, its weights read from the registry
+    assert train_run.data.params["train.warm_start"] == registry.version_uri(cfg, first_champion)
+    seed_run = mlflow.get_run(night.stages["train"]["models"][0]["seed_run_id"])
+    assert seed_run.data.metrics["warm_start.copied"] > 0
     assert train_run.data.params["train.epochs"] == "2"
     promotion = night.stages["promote"]
     assert promotion["previous_champion_version"] == first_champion
@@ -180,5 +186,6 @@ def test_a_worse_model_stays_challenger_and_the_champion_keeps_serving(tmp_path,
 
     from momorec.recommend.stage import run_recommend
 
+    shutil.rmtree(Path(cfg.dataset_root) / "checkpoints")  # the champion is served from the registry
     served = run_recommend(cfg, show_progress=False)
     assert served.model_version == champion and served.train_run_id == full.stages["train"]["mlflow_run_id"]
