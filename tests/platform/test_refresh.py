@@ -189,3 +189,21 @@ def test_a_worse_model_stays_challenger_and_the_champion_keeps_serving(tmp_path,
     shutil.rmtree(Path(cfg.dataset_root) / "checkpoints")  # the champion is served from the registry
     served = run_recommend(cfg, show_progress=False)
     assert served.model_version == champion and served.train_run_id == full.stages["train"]["mlflow_run_id"]
+
+
+def test_new_logs_may_be_object_store_uris_or_local_paths(s3_bucket, tmp_path, monkeypatch):
+    from momorec.refresh import new_log_sources
+    from momorec.storage import objectstore
+
+    objectstore.write_bytes(f"{s3_bucket}/nights/2026-12-01.csv", b"user,item,timestamp\nu,i,1\n")
+    (tmp_path / "local.csv").write_text("user,item,timestamp\n")
+    monkeypatch.chdir(tmp_path)
+    sources = new_log_sources([f"{s3_bucket}/nights/2026-12-01.csv", f"{s3_bucket}/nights/*.csv", "local.csv"])
+    assert [s.path for s in sources] == [
+        f"{s3_bucket}/nights/2026-12-01.csv",
+        f"{s3_bucket}/nights/*.csv",
+        str(tmp_path / "local.csv"),  # local paths are made absolute, URIs kept
+    ]
+    for missing in (f"{s3_bucket}/nights/2026-12-02.csv", f"{s3_bucket}/other/*.csv"):
+        with pytest.raises(FileNotFoundError, match="new logs not found"):
+            new_log_sources([missing])
