@@ -248,7 +248,8 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
                     models.append(row)
         path = cfg.table_path("trained_models")
         table = pa.Table.from_pylist(models, schema=schemas.TRAINED_MODELS)
-        written = delta.write(path, table, mode="append" if delta.exists(path) else "overwrite")
+        # keyed: a resumed run whose first driver had already written its rows adds none twice
+        written, _ = delta.merge_insert(path, table, keys=["train_run_id", "seed"])
         tracking.log_table_versions(read={}, written={"trained_models": written})
         valid = mean_std([{"valid.full.ndcg_10": m["valid_ndcg_10"]} for m in models])
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in valid.items() for stat, v in s.items() if stat != "n"})

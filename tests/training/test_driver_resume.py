@@ -115,3 +115,32 @@ def test_a_killed_driver_resumes_its_run_from_the_last_checkpoint(tmp_path, trac
 
     seed_run = mlflow.get_run(result["models"][0]["seed_run_id"])
     assert seed_run.data.metrics["resumes"] == 1 and seed_run.data.metrics["epochs_run"] == epochs
+
+
+def test_a_resumed_run_keeps_its_finished_seeds_and_a_finished_run_is_never_resumed(toy_cfg):
+    """In process: a driver that died during seed 2 left the train run and seed 2's run RUNNING."""
+    import mlflow
+    from momorec.storage import delta
+    from momorec.training.stage import run_train
+
+    cfg = toy_cfg.model_copy(deep=True)
+    cfg.train.epochs, cfg.train.seeds, cfg.train.log_model = 2, [1, 2], False
+    first = run_train(cfg, show_progress=False)
+    client = mlflow.MlflowClient()
+    seed_runs = [m["seed_run_id"] for m in first.models]
+    for run_id in (first.mlflow_run_id, seed_runs[1]):
+        client.update_run(run_id, status="RUNNING")
+
+    again = run_train(cfg, show_progress=False)
+    assert again.resumed and again.mlflow_run_id == first.mlflow_run_id
+    assert [m["seed_run_id"] for m in again.models] == seed_runs
+    assert client.get_run(seed_runs[0]).data.metrics["resumes"] == 0  # kept as it was, not trained again
+    assert client.get_run(seed_runs[1]).data.metrics["resumes"] == 1  # continued from its checkpoint
+    rows = delta.read(cfg.table_path("trained_models")).to_pylist()
+    assert sorted((r["train_run_id"], r["seed"]) for r in rows) == [(first.mlflow_run_id, 1), (first.mlflow_run_id, 2)]
+
+    third = run_train(cfg, show_progress=False)  # the same command after a finished run: a new run
+    assert not third.resumed and third.mlflow_run_id != first.mlflow_run_id
+    cfg.train.resume = False
+    client.update_run(third.mlflow_run_id, status="RUNNING")
+    assert run_train(cfg, show_progress=False).mlflow_run_id != third.mlflow_run_id
