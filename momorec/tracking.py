@@ -26,6 +26,17 @@ def tracking_uri(cfg: TrackingConfig) -> str:
     return "sqlite:///" + os.path.abspath("mlflow.db")
 
 
+def artifact_root(cfg: TrackingConfig, uri: str) -> str | None:
+    """Where a new experiment's artifacts go: the config's location; for a local sqlite store the folder
+    `mlartifacts` beside the database (MLflow's own default, ./mlruns, depends on the working folder);
+    else the tracking server's default."""
+    if cfg.artifact_location:
+        return cfg.artifact_location
+    if uri.startswith("sqlite:///"):
+        return os.path.join(os.path.dirname(os.path.abspath(uri[len("sqlite:///") :])), "mlartifacts")
+    return None
+
+
 def configure(cfg: TrackingConfig) -> str:
     """Point MLflow at the store and experiment of `cfg`; return the tracking URI."""
     import mlflow
@@ -33,7 +44,7 @@ def configure(cfg: TrackingConfig) -> str:
     uri = tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(cfg.experiment) is None:
-        mlflow.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location)
+        mlflow.create_experiment(cfg.experiment, artifact_location=artifact_root(cfg, uri))
     mlflow.set_experiment(cfg.experiment)
     return uri
 
@@ -58,11 +69,14 @@ def flat_params(tree: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def stage_run(cfg: PlatformConfig, stage: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
+def stage_run(
+    cfg: PlatformConfig, stage: str, params: Mapping[str, Any] | None = None, run_id: str | None = None
+) -> Iterator[Any]:
     """An MLflow run for one stage, nested under the pipeline's parent run when one is active.
 
     Logs the stage's config section as params, the dataset, and the stage's wall time on exit (also
-    when the stage fails: the run is then marked FAILED).
+    when the stage fails: the run is then marked FAILED). `run_id` continues an earlier run instead
+    (a train run whose driver died).
     """
     import mlflow
 
@@ -70,7 +84,10 @@ def stage_run(cfg: PlatformConfig, stage: str, params: Mapping[str, Any] | None 
     nested = mlflow.active_run() is not None
     start = time.perf_counter()
     with mlflow.start_run(
-        run_name=stage, nested=nested, tags={"momorec.stage": stage, "momorec.dataset": cfg.dataset}
+        run_id=run_id,
+        run_name=None if run_id else stage,
+        nested=nested,
+        tags={"momorec.stage": stage, "momorec.dataset": cfg.dataset},
     ) as run:
         mlflow.log_params(flat_params({"dataset": cfg.dataset, "warehouse": cfg.warehouse, "seed": cfg.seed}))
         if params:

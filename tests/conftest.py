@@ -61,10 +61,14 @@ def ray_local():
 
 @pytest.fixture()
 def tracking_env(tmp_path, monkeypatch):
-    """A fresh sqlite MLflow store for one test."""
+    """A fresh sqlite MLflow store for one test (its artifacts go beside it: momorec.tracking.configure)."""
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
+    mlflow.set_tracking_uri(uri)  # an earlier test's stage set this process's URI to its own store
+    yield uri
+    mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture()
@@ -106,7 +110,7 @@ def s3_server():
 def s3_bucket(s3_server, monkeypatch, request):
     """A fresh bucket on the test S3 server, with this process's environment pointing at the server.
 
-    Yields "s3://<bucket>"; the bucket is named after the test.
+    Yields "s3://<bucket>"; the bucket is named after the test, with a unique suffix.
     """
     import re
 
@@ -114,6 +118,9 @@ def s3_bucket(s3_server, monkeypatch, request):
 
     for key, value in s3_server.items():
         monkeypatch.setenv(key, value)
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid()}"
+    import uuid
+
+    # Named after the test, and unique: parametrized tests share a name prefix.
+    name = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower())[:40].strip("-") + f"-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     yield f"s3://{name}"

@@ -16,13 +16,15 @@ import os
 import re
 
 # A scheme is at least two characters, so a Windows drive letter (C:\x) is not mistaken for one.
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+# MLflow's model and run URIs (models:/name@champion, runs:/id/path) have a single slash.
+_URI = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]+://|models:/|runs:/)")
 # MLflow's local stores: sqlite:///relative.db (three slashes + a relative path), file:relative.
 _SQLITE = "sqlite:///"
 
 
 def is_uri(location: str) -> bool:
-    """True for `scheme://...` (object stores, file://, http://); False for plain paths."""
+    """True for `scheme://...` (object stores, file://, http://) and MLflow's models:/ and runs:/ URIs;
+    False for plain paths."""
     return bool(_URI.match(location))
 
 

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 
@@ -117,16 +116,11 @@ def _train_run(cfg: PlatformConfig, key: str) -> Iterator[tuple[object, bool]]:
 
     previous = _unfinished_run(cfg, key) if cfg.train.resume else None
     if previous is not None:
-        # mlflow.start_run continues the run MLFLOW_RUN_ID names (MLflow's own resume hook, and
-        # tracking.stage_run takes no run id); start_run removes the variable again.
-        os.environ["MLFLOW_RUN_ID"] = previous
         log.warning("resuming train run %s (same config and inputs, it did not finish)", previous)
-    try:
-        with tracking.stage_run(cfg, "train", params={"train": cfg.train.model_dump(mode="json")}) as run:
-            mlflow.set_tag(RESUME_TAG, key)
-            yield run, previous is not None
-    finally:
-        os.environ.pop("MLFLOW_RUN_ID", None)
+    params = {"train": cfg.train.model_dump(mode="json")}
+    with tracking.stage_run(cfg, "train", params=params, run_id=previous) as run:
+        mlflow.set_tag(RESUME_TAG, key)
+        yield run, previous is not None
 
 
 def _seed_runs(parent_run_id: str) -> dict[int, object]:
