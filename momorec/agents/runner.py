@@ -7,6 +7,7 @@ attempt its failure reason is returned, never raised. Counters per agent feed ML
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,36 +28,62 @@ class AgentStats:
     ok: int = 0
     failures: Counter = field(default_factory=Counter)  # final failures by reason
     attempt_failures: Counter = field(default_factory=Counter)  # every failed attempt by reason
-    tokens_in: int = 0
+    tokens_in: int = 0  # prompt tokens, cached ones included
+    cached_tokens: int = 0  # prompt tokens the engine's prefix cache served
     tokens_out: int = 0
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # engine calls, engine start included
+    start_s: float = 0.0  # starting engine instances inside those calls
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
 
     def merge(self, other: AgentStats) -> None:
-        for name in ("requests", "generations", "retries", "ok", "tokens_in", "tokens_out", "wall_s"):
+        for name in _SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
         self.attempt_failures.update(other.attempt_failures)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "requests": self.requests,
-            "generations": self.generations,
-            "retries": self.retries,
-            "ok": self.ok,
+            **{name: getattr(self, name) for name in _SUMMED},
             "failures": dict(self.failures),
             "attempt_failures": dict(self.attempt_failures),
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "wall_s": self.wall_s,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AgentStats:
         return cls(
-            **{k: d[k] for k in ("requests", "generations", "retries", "ok", "tokens_in", "tokens_out", "wall_s")},
+            **{k: d.get(k, 0) for k in _SUMMED},
             failures=Counter(d["failures"]),
             attempt_failures=Counter(d["attempt_failures"]),
         )
+
+    def timed(self, engine: Engine, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`call(*args, **kwargs)` (a method of `engine`), adding its wall time and the engine's
+        start/prefill/decode split to these counters."""
+        before = dataclasses.replace(engine.timing)
+        start = time.perf_counter()
+        result = call(*args, **kwargs)
+        self.wall_s += time.perf_counter() - start
+        after = engine.timing
+        self.start_s += after.start_s - before.start_s
+        self.prefill_s += after.prefill_s - before.prefill_s
+        self.decode_s += after.decode_s - before.decode_s
+        return result
+
+
+_SUMMED = (
+    "requests",
+    "generations",
+    "retries",
+    "ok",
+    "tokens_in",
+    "cached_tokens",
+    "tokens_out",
+    "wall_s",
+    "start_s",
+    "prefill_s",
+    "decode_s",
+)
 
 
 @dataclass(frozen=True)
@@ -97,20 +124,21 @@ def run_requests(engine: Engine, requests: list[Request], decoding: Decoding, st
             break
         temperature = decoding.temperature if attempt == 0 else max(decoding.temperature, decoding.retry_temperature)
         schemas = [requests[i].schema for i in pending]
-        start = time.perf_counter()
-        generations = engine.generate(
+        generations = stats.timed(
+            engine,
+            engine.generate,
             [requests[i].prompt for i in pending],
             json_schema=schemas if any(s is not None for s in schemas) else None,
             max_tokens=decoding.max_tokens,
             temperature=temperature,
             seed=decoding.seed + attempt,
         )
-        stats.wall_s += time.perf_counter() - start
         stats.generations += len(pending)
         stats.retries += len(pending) if attempt > 0 else 0
         still = []
         for i, gen in zip(pending, generations, strict=True):
             stats.tokens_in += gen.prompt_tokens
+            stats.cached_tokens += gen.cached_tokens
             stats.tokens_out += gen.completion_tokens
             parsed = requests[i].parse(gen.text, gen.finish_reason)
             out = outcomes[i]

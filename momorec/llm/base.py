@@ -17,12 +17,26 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Generation:
-    """One completion: its text, token counts, and why it stopped ("stop" | "length")."""
+    """One completion: its text, token counts, and why it stopped ("stop" | "length").
+
+    cached_tokens: prompt tokens served from the engine's prefix cache (not recomputed)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    cached_tokens: int = 0
+
+
+@dataclass
+class EngineTiming:
+    """Where an engine's seconds went, summed since it was built: starting model instances, the
+    prefill of prompts (up to each batch's last first token) and the decode after it."""
+
+    start_s: float = 0.0
+    starts: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,13 @@ class Engine(abc.ABC):
     supports_structured_output: bool = False
     #: Name of the weights, stored with every row the engine produced.
     model_name: str = ""
+
+    @property
+    def timing(self) -> EngineTiming:
+        """Where this engine's seconds went so far (engines add to it; callers diff two snapshots)."""
+        if "_timing" not in self.__dict__:
+            self._timing = EngineTiming()
+        return self._timing
 
     @abc.abstractmethod
     def chat_prompt(self, system: str, user: str) -> str:

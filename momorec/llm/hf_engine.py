@@ -10,6 +10,7 @@ embeddings pool `hidden_states[layer]` (the last entry is after the final norm, 
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class HFEngine(Engine):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        started = time.perf_counter()
         self.cfg = cfg
         self.seed = seed
         self.model_name = model.name
@@ -51,6 +53,7 @@ class HFEngine(Engine):
         self._xgr = _xgrammar() if cfg.hf_guided else None
         self._compiler = None
         self.supports_structured_output = self._xgr is not None
+        self.timing.start_s, self.timing.starts = time.perf_counter() - started, 1
         log.info("hf engine: %s on %s (%s)", model.path, self.device, resolved_dtype(cfg))
 
     def chat_prompt(self, system: str, user: str) -> str:
@@ -108,9 +111,14 @@ class HFEngine(Engine):
                 if temperature > 0
                 else {"do_sample": False}
             )
+            first_token = _FirstCall()
+            sampling["logits_processor"] = [first_token]
             if guided:
-                sampling["logits_processor"] = [self._grammar_processor(schemas[start : start + self.cfg.batch_size])]
+                sampling["logits_processor"].append(
+                    self._grammar_processor(schemas[start : start + self.cfg.batch_size])
+                )
             torch.manual_seed(self.seed if seed is None else seed)
+            called = time.perf_counter()
             with torch.inference_mode():
                 ids = self.model.generate(
                     **enc,
@@ -119,6 +127,10 @@ class HFEngine(Engine):
                     pad_token_id=self.tokenizer.pad_token_id,
                     **sampling,
                 )
+            done = time.perf_counter()
+            prefill = (first_token.at or done) - called
+            self.timing.prefill_s += prefill
+            self.timing.decode_s += done - called - prefill
             new = ids[:, enc["input_ids"].shape[1] :].tolist()  # (B, <= max_tokens)
             for row, mask in zip(new, enc["attention_mask"].sum(dim=1).tolist(), strict=True):
                 stopped = eos in row
@@ -154,3 +166,16 @@ class HFEngine(Engine):
 
     def close(self) -> None:
         del self.model
+
+
+class _FirstCall:
+    """A no-op logits processor that notes when it is first called: the prompt's forward pass
+    (the prefill) is over then, and every later step is decoding."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def __call__(self, input_ids, scores):
+        if self.at is None:
+            self.at = time.perf_counter()
+        return scores

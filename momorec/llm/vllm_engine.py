@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -77,11 +78,17 @@ class VLLMEngine(Engine):
             "tensor_parallel_size": self.cfg.tensor_parallel_size,
             "enforce_eager": self.cpu,  # CPU: skip graph capture (start ~20 s instead of ~90 s)
             "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+            # Per-request timestamps (scheduled, first token, last token) give the prefill/decode split.
+            "disable_log_stats": False,
         }
         if not self.cpu:
             kwargs["gpu_memory_utilization"] = self.cfg.gpu_memory_utilization
         log.info("starting vLLM %s (%s)", runner, self.model.path)
-        return LLM(**kwargs, **runner)
+        start = time.perf_counter()
+        llm = LLM(**kwargs, **runner)
+        self.timing.start_s += time.perf_counter() - start
+        self.timing.starts += 1
+        return llm
 
     @property
     def generator(self):
@@ -134,16 +141,32 @@ class VLLMEngine(Engine):
             for k, schema in enumerate(schemas)
         ]
         token_prompts = self._token_prompts(prompts, self.cfg.max_model_len - max_tokens, keep="end")
-        results = self.generator.generate(token_prompts, params, use_tqdm=False)
+        generator = self.generator  # started outside the timed call
+        start = time.perf_counter()
+        results = generator.generate(token_prompts, params, use_tqdm=False)
+        self._add_timing([r.metrics for r in results], time.perf_counter() - start)
         return [
             Generation(
                 text=r.outputs[0].text,
                 prompt_tokens=len(r.prompt_token_ids),
                 completion_tokens=len(r.outputs[0].token_ids),
                 finish_reason="length" if r.outputs[0].finish_reason == "length" else "stop",
+                cached_tokens=int(r.num_cached_tokens or 0),
             )
             for r in results
         ]
+
+    def _add_timing(self, metrics: list[Any], wall_s: float) -> None:
+        """Split one batch's wall time at the moment its last request got its first token: before
+        it the engine was (mostly) prefilling, after it only decoding."""
+        stamps = [m for m in metrics if m is not None and m.first_token_ts > 0]
+        if not stamps:
+            self.timing.decode_s += wall_s
+            return
+        prefill = max(m.first_token_ts for m in stamps) - min(m.scheduled_ts for m in stamps)
+        prefill = min(max(prefill, 0.0), wall_s)
+        self.timing.prefill_s += prefill
+        self.timing.decode_s += wall_s - prefill
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -103,3 +103,37 @@ def test_hf_regex_generation_matches_the_whole_output(hf_engine):
 @pytest.mark.slow
 def test_vllm_regex_generation_matches_the_whole_output(vllm_engine):
     _assert_reason_answers(*_reason_answers(vllm_engine))
+
+
+def _timed_generation(engine, prompts, max_tokens):
+    import dataclasses
+
+    before = dataclasses.replace(engine.timing)
+    outs = engine.generate(prompts, max_tokens=max_tokens, temperature=0.0, seed=1)
+    after = engine.timing
+    return outs, after.prefill_s - before.prefill_s, after.decode_s - before.decode_s
+
+
+def test_hf_timing_splits_prefill_from_decode(hf_engine):
+    """A long prompt with one output token is nearly all prefill; a short prompt with many output
+    tokens is nearly all decode."""
+    assert hf_engine.timing.starts == 1 and hf_engine.timing.start_s > 0
+    long_prompt = hf_engine.chat_prompt("Read this.", " ".join(TEXTS * 12))
+    _, prefill, decode = _timed_generation(hf_engine, [long_prompt], max_tokens=1)
+    assert prefill > 0 and decode < prefill
+    _, prefill, decode = _timed_generation(hf_engine, [hf_engine.chat_prompt("Be verbose.", "Hi")], max_tokens=24)
+    assert decode > prefill > 0
+
+
+@pytest.mark.slow
+def test_vllm_reports_prefix_cache_hits_and_timing(vllm_engine):
+    """Prompts that share a long system prompt: the second batch's shared prefix comes from the cache."""
+    system = "You are a careful catalog analyst. " + " ".join(TEXTS * 6)
+    first = [vllm_engine.chat_prompt(system, "Describe item one.")]
+    second = [vllm_engine.chat_prompt(system, f"Describe item {k}.") for k in ("two", "three")]
+    outs, prefill, decode = _timed_generation(vllm_engine, first, max_tokens=8)
+    assert outs[0].cached_tokens < outs[0].prompt_tokens // 2
+    assert prefill > 0 and decode > 0
+    outs, _, _ = _timed_generation(vllm_engine, second, max_tokens=8)
+    for out in outs:
+        assert out.cached_tokens >= out.prompt_tokens // 2, (out.cached_tokens, out.prompt_tokens)
