@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from momorec.pipeline import PipelineResult, run_one_stage, run_pipeline, stage_
 from momorec.progress import stage_summary
 from momorec.run_log import RunOutput, StageFailed, captured, one_line, record_failure
 from momorec.typed import StageResult
+
+if TYPE_CHECKING:
+    from momorec.agents.inspect import MotivationQuality
 
 app = typer.Typer(
     add_completion=False,
@@ -88,9 +91,14 @@ def _execute(command: str, cfg: PlatformConfig, as_json: bool, verbose: bool, ca
 
 
 def _print_result(result: StageResult, out: RunOutput) -> None:
+    from momorec.agents.inspect import MotivationQuality
+
     console_out = Console(file=out.out)
     if isinstance(result, PipelineResult):
         _print_pipeline(result, console_out, out.log_path)
+        return
+    if isinstance(result, MotivationQuality):
+        _print_quality(result, console_out, out.log_path)
         return
     table = Table(title=f"momorec {result.stage}", show_header=False)
     for key, value in result.model_dump().items():
@@ -98,6 +106,19 @@ def _print_result(result: StageResult, out: RunOutput) -> None:
         table.add_row(key, shown)
     console_out.print(table)
     console_out.print(f"Full log:       {out.log_path}", highlight=False, soft_wrap=True)
+
+
+def _print_quality(result: MotivationQuality, out: Console, log_path: str) -> None:
+    table = Table(title="momorec inspect: motivation and profile quality")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics().items():
+        table.add_row(name, f"{value:.4f}" if not value.is_integer() else f"{value:.0f}")
+    out.print(table)
+    for note in result.notes:
+        out.print(f"Note: {note}", highlight=False, soft_wrap=True)
+    out.print(f"MLflow run:     {result.mlflow_run_id}", highlight=False, soft_wrap=True)
+    out.print(f"Full log:       {log_path}", highlight=False, soft_wrap=True)
 
 
 def _print_pipeline(result: PipelineResult, out: Console, log_path: str) -> None:
@@ -145,6 +166,18 @@ _make_stage_command("quantize", "Residual semantic IDs for items and users (PCA 
 _make_stage_command("train", "Fit a sequential recommender (SASRec / GRU4Rec / BERT4Rec) with Ray Train.")
 _make_stage_command("evaluate", "Leave-one-out evaluation: full ranking (and labelled sampled-100).")
 _make_stage_command("recommend", "Top-K recommendations per user, explained by the user's motivation, into Delta.")
+
+
+@app.command("inspect")
+def inspect_quality(
+    config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False
+) -> None:
+    """Training-free quality of the motivations and item profiles (retrieval, grounding, specificity, review),
+    logged to MLflow as quality.* in an `inspect` run."""
+    from momorec.agents.inspect import run_inspect
+
+    cfg = _load(config, set_, as_json)
+    _execute("inspect", cfg, as_json, verbose, lambda: run_inspect(cfg))
 
 
 @app.command("run")
