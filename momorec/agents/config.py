@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from momorec.llm.config import LLMConfig
+from momorec.llm.config import EmbedderConfig, LLMConfig
 from momorec.typed import StrictModel
 
 
@@ -99,5 +99,10 @@ class MotivateConfig(StrictModel):
     """LLM agents: item profiles, user motivations and their embeddings."""
 
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    embedder: EmbedderConfig = Field(
+        default_factory=EmbedderConfig,
+        description="What embeds profiles and motivations: the LLM's hidden states (kind llm, the default) or a "
+        "bundled sentence-embedding model (kind sentence).",
+    )
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

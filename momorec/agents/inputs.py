@@ -5,7 +5,8 @@ LEAKAGE RULE: a user's prompt is built from `sequences.train_items` only (its mo
 `valid_item` and `test_item` are never read here.
 
 A content hash digests everything that determines a row's output: the prompt templates and their
-version, the model, the decoding and pooling settings, and the row's own inputs. A row whose hash
+version, the model, the decoding settings, the embedder (the LLM's pooling settings, or a sentence
+model's name and package version), and the row's own inputs. A row whose hash
 is already in the output table with status "ok" is skipped, so a re-run on unchanged data does no
 LLM work, and a changed title, template or model recomputes exactly the rows it touches.
 """
@@ -20,12 +21,13 @@ import pyarrow as pa
 
 from momorec.agents.config import MotivateConfig
 from momorec.llm.config import resolved_dtype
+from momorec.llm.embedder import embedder_identity
 
 ITEM_FIELDS = ("title", "categories", "brand", "price", "description")
 
 
 def _model_settings(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:
-    """What changes every output of the engine: templates, weights, decoding and pooling."""
+    """What changes every output of the engine: templates, weights, decoding and the embedder."""
     llm, a = cfg.llm, cfg.agents
     return {
         "prompt_version": a.prompt_version,
@@ -33,8 +35,19 @@ def _model_settings(cfg: MotivateConfig, prompt_digest: str, model_name: str, se
         "model": model_name,
         "dtype": resolved_dtype(llm),
         "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
-        "embed": [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens],
+        "embed": _embed_settings(cfg),
     }
+
+
+def _embed_settings(cfg: MotivateConfig) -> list[Any]:
+    """kind llm: the LLM's pooling settings, exactly the list of the hashes written before the embedder
+    could be chosen (so existing rows keep their hashes). kind sentence: the model, its package
+    version and the normalisation; the LLM's pooling settings then change nothing."""
+    e, llm = cfg.embedder, cfg.llm
+    if e.kind == "llm":
+        return [llm.embed_layer, llm.embed_pooling, llm.embed_normalize, llm.embed_max_tokens]
+    identity = embedder_identity(e, llm_model="")
+    return [identity.kind, identity.name, identity.version, e.normalize]
 
 
 def settings_fingerprint(cfg: MotivateConfig, prompt_digest: str, model_name: str, seed: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def with_stats(schema: pa.Schema) -> pa.Schema:
 class _Worker:
     def __init__(self, motivate_json: str, seed: int) -> None:
         from momorec.llm.base import build_engine
+        from momorec.llm.embedder import build_embedder
 
         cfg = MotivateConfig.model_validate_json(motivate_json)
         self.engine = build_engine(cfg.llm, default_seed=seed)
@@ -43,6 +44,7 @@ class _Worker:
             agents=cfg.agents,
             temperature=cfg.llm.temperature,
             seed=cfg.llm.seed if cfg.llm.seed is not None else seed,
+            embedder=build_embedder(cfg.embedder, self.engine),  # sentence: the engine's pooling never starts
         )
 
     def _finish(self, inputs: list[dict[str, Any]], rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

