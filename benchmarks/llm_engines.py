@@ -1,12 +1,21 @@
-"""vLLM vs HF transformers on this machine: the same motivation-analyst prompts through both engines.
+"""Where the LLM stage's time goes, and what each lever buys: the real motivate stage on the demo, per variant.
 
-Prompts are the real agent prompts (the default template version) for the first N demo users: each user's 5 most
-recent training items (train = items[:-2]), titles only. Both engines decode greedily under the
-same JSON schema (vLLM natively, HF through xgrammar's logits processor) with the same token limit,
-so they do the same work. Reported: output tokens/s (aggregate, generation only), engine start
-time, share of outputs that parse, embedding time. Writes benchmarks/results/llm_engines.json.
+Each variant is `momorec run` (ingest -> motivate -> quantize) on the bundled demo (200 Beauty users, 187 items)
+in a fresh folder and process, with the variant's `--set` overrides on configs/demo.yaml, followed by
+`momorec inspect` on the same tables. Reported per variant, from the motivate run's MLflow counters:
+- per agent: requests, generations, retries, prompt tokens (and prefix-cache hits), output tokens, wall,
+  engine start, prefill and decode seconds (the engines' own split), embedding passes;
+- the stage's wall time, and its cost per entity (stage wall / (items + users));
+- the training-free quality of the result (`momorec inspect`: retrieval of the validation item from the
+  motivation embedding vs history-mean / popularity / random, grounding, specificity, reviewer);
+- the ratio of each variant's cost per entity to the first variant's (the baseline) on this machine, in this run.
 
-    python benchmarks/llm_engines.py --users 200 [--max-tokens 96] [--batch 32]
+The machine is named in the file (cores, CPU flags that decide bf16 / int8 kernels, load average), since figures
+differ between an AVX2-only and an AVX-512/AMX machine. Writes benchmarks/results/llm_engines.json after every
+variant, so a cut-off run keeps what finished.
+
+    .venv/bin/python benchmarks/llm_engines.py                       # every variant below
+    .venv/bin/python benchmarks/llm_engines.py --variants today,diet  # some of them
 """
 
 from __future__ import annotations
@@ -14,114 +23,155 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-from momorec.agents.config import AgentsConfig
-from momorec.agents.parsing import parse_motivations
-from momorec.agents.prompts import load_prompts, motivation_prompt
-from momorec.agents.schemas import motivations_schema
-from momorec.llm.base import build_engine
-from momorec.llm.config import LLMConfig, resolved_dtype
-
 REPO = Path(__file__).resolve().parents[1]
+MOMOREC = Path(sys.executable).parent / "momorec"
 RESULTS = REPO / "benchmarks" / "results" / "llm_engines.json"
+CONFIG = REPO / "configs" / "demo.yaml"
+
+# The prompt diet: v3 templates (short system prompts with no per-user text, so every prompt of an agent
+# shares its prefix in the engine's cache), a purchase line shows a 60-character title and the analyst's
+# few-word "what" instead of the whole profile, and the item analyst's fields are plain words.
+DIET = [
+    "motivate.agents.prompt_version=v3",
+    "motivate.agents.history_detail=what",
+    "motivate.agents.history_chars=60",
+    "motivate.agents.profile_pattern=[a-z][a-z ,'-]{2,48}",
+    "motivate.agents.item_max_tokens=64",
+    "motivate.agents.motivation_max_tokens=64",
+]
+NO_REVIEW = ["motivate.agents.max_review_rounds=0"]
+SENTENCE = ["motivate.embedder.kind=sentence"]
+
+VARIANTS: dict[str, list[str]] = {
+    "today": [],  # configs/demo.yaml as shipped before the diet: v2 prompts, one review round, LLM embeddings
+    "today_no_review": NO_REVIEW,
+    "diet_review": DIET,
+    "diet": DIET + NO_REVIEW,
+    "diet_sentence": DIET + NO_REVIEW + SENTENCE,
+    "catalog_sentence": [*DIET, *NO_REVIEW, *SENTENCE, "motivate.agents.item_profiles=catalog"],
+}
+STAGES = "pipeline.stages=[ingest,motivate,quantize]"
 
 
-def demo_histories(users: int, history: int) -> list[list[str]]:
-    titles = {}
-    for line in (REPO / "data" / "demo" / "items.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        titles[row["item"]] = row.get("title") or row["item"]
-    out = []
-    for line in (REPO / "data" / "demo" / "sequences.txt").read_text().splitlines()[:users]:
-        items = line.split()[1:]
-        out.append([titles.get(i, i) for i in items[:-2][-history:]])  # training prefix only
+def machine() -> dict:
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def momorec(args: list[str], work: Path, sets: list[str]) -> dict:
+    command = [str(MOMOREC), *args, "-c", str(CONFIG), "--json"] + [a for s in sets for a in ("--set", s)]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=5400)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def agent_stats(tracking_uri: str, run_id: str) -> dict:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    path = client.download_artifacts(run_id, "agent_stats.json", tempfile.mkdtemp())
+    return json.loads(Path(path).read_text())
+
+
+def summarize_agent(s: dict) -> dict:
+    computed = s["tokens_in"] - s.get("cached_tokens", 0)
+    out = {k: round(v, 2) if isinstance(v, float) else v for k, v in s.items() if k != "attempt_failures"}
+    out["prompt_tokens_per_request"] = round(s["tokens_in"] / s["generations"], 1) if s["generations"] else 0.0
+    out["prefill_tokens_per_s"] = round(computed / s["prefill_s"], 1) if s.get("prefill_s") else None
+    out["decode_tokens_per_s"] = round(s["tokens_out"] / s["decode_s"], 1) if s.get("decode_s") else None
     return out
 
 
-def run_engine(kind: str, texts: list[tuple[str, str, int]], args) -> dict:
-    cfg = LLMConfig(
-        engine=kind,
-        batch_size=args.batch,
-        max_model_len=1024,
-        dtype=args.vllm_dtype if kind == "vllm" else args.hf_dtype,
-    )
-    start = time.perf_counter()
-    engine = build_engine(cfg, default_seed=0)
-    prompts = [engine.chat_prompt(system, user) for system, user, _ in texts]
-    schemas = [motivations_schema(n, 2) for _, _, n in texts]
-    engine.generate(prompts[:1], json_schema=schemas[:1], max_tokens=4)  # warm-up (vLLM starts here)
-    started = time.perf_counter() - start
-    t = time.perf_counter()
-    outs = engine.generate(prompts, json_schema=schemas, max_tokens=args.max_tokens, temperature=0.0, seed=0)
-    gen_s = time.perf_counter() - t
-    parsed = sum(parse_motivations(o.text, n, o.finish_reason).ok for o, (_, _, n) in zip(outs, texts, strict=True))
-    t = time.perf_counter()
-    engine.embed(["warm-up"])
-    embed_start = time.perf_counter() - t
-    t = time.perf_counter()
-    engine.embed([o.text for o in outs])
-    embed_s = time.perf_counter() - t
-    engine.close()
-    tokens_out = sum(o.completion_tokens for o in outs)
+def run_variant(name: str, sets: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"llm-{name}-") as tmp:
+        work = Path(tmp)
+        tracking = f"sqlite:///{work / 'mlflow.db'}"
+        common = [STAGES, f"warehouse={work / 'warehouse'}", f"tracking.tracking_uri={tracking}", *sets]
+        start = time.perf_counter()
+        run = momorec(["run"], work, common)
+        wall = time.perf_counter() - start
+        motivate = run["stages"]["motivate"]
+        quality = momorec(["inspect"], work, common)
+        stats = agent_stats(tracking, motivate["mlflow_run_id"])
+    entities = motivate["items_processed"] + motivate["users_processed"]
     return {
-        "engine": kind,
-        "dtype": resolved_dtype(cfg),
-        "prompts": len(prompts),
-        "tokens_in": sum(o.prompt_tokens for o in outs),
-        "tokens_out": tokens_out,
-        "generate_s": round(gen_s, 2),
-        "tokens_per_s": round(tokens_out / gen_s, 2),
-        "parsed_share": round(parsed / len(outs), 3),
-        "start_s": round(started, 1),
-        "embed_start_s": round(embed_start, 1),
-        "embed_s": round(embed_s, 2),
-        "texts_per_s_embed": round(len(outs) / embed_s, 2),
+        "overrides": sets,
+        "run_wall_s": round(wall, 1),
+        "motivate_wall_s": round(motivate["wall_time_s"], 1),
+        "items": motivate["items_processed"],
+        "users": motivate["users_processed"],
+        "items_ok": motivate["items_ok"],
+        "users_ok": motivate["users_ok"],
+        "users_accepted": motivate["users_accepted"],
+        "s_per_entity": round(motivate["wall_time_s"] / max(entities, 1), 4),
+        "agents": {agent: summarize_agent(s) for agent, s in stats.items()},
+        "quality": quality,
     }
+
+
+def headline(report: dict) -> dict:
+    """Cost ratios against the first variant, and the quality figures that decide whether a cut is a win."""
+    runs = report["variants"]
+    if not runs:
+        return {}
+    base = runs[next(iter(runs))]["s_per_entity"]
+    out = {}
+    for name, r in runs.items():
+        retrieval = r["quality"].get("retrieval") or {}
+        motivation = retrieval.get("motivation") or {}
+        out[name] = {
+            "s_per_entity": r["s_per_entity"],
+            "cost_vs_first": round(r["s_per_entity"] / base, 3) if base else None,
+            "motivate_wall_s": r["motivate_wall_s"],
+            "users_ok_share": round(r["users_ok"] / max(r["users"], 1), 3),
+            "items_ok_share": round(r["items_ok"] / max(r["items"], 1), 3),
+            "retrieval_ndcg@10": motivation.get("ndcg@10"),
+            "retrieval_hr@10": motivation.get("hr@10"),
+            "category_match": (r["quality"].get("grounding") or {}).get("category_match"),
+            "distinct_share": (r["quality"].get("specificity") or {}).get("distinct_share"),
+        }
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--max-tokens", type=int, default=96)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--hf-dtype", default="float32", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument(
-        "--vllm-dtype",
-        default="auto",
-        choices=["auto", "float32", "bfloat16"],
-        help="auto = float32 on an AVX2-only CPU (bf16 is emulated there), bfloat16 with native bf16",
-    )
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = parser.parse_args()
-    prompts = load_prompts(AgentsConfig().prompt_version)
-    texts = []
-    for titles in demo_histories(args.users, 5):
-        system, user = motivation_prompt(prompts, [(t, "") for t in titles], 2, 200)
-        texts.append((system, user, len(titles)))
-    report: dict = {}
-    results: dict = {}
-    for name in ("vllm", "hf"):  # the file is rewritten after each engine, so a cut-off run keeps vLLM's figures
-        results[name] = run_engine(name, texts, args)
-        write(report | results | {"users": args.users, "max_tokens": args.max_tokens, "batch": args.batch})
-    report = {
-        "machine": f"{os.cpu_count()} CPU cores, no GPU",
-        "model": "smollm2-135m-instruct",
-        "users": args.users,
-        "max_tokens": args.max_tokens,
-        "batch": args.batch,
-        "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
-        **results,
-        "ratio_vllm_over_hf_tokens_per_s": round(results["vllm"]["tokens_per_s"] / results["hf"]["tokens_per_s"], 2),
-        "ratio_vllm_over_hf_embed": round(results["vllm"]["texts_per_s_embed"] / results["hf"]["texts_per_s_embed"], 2),
-    }
-    write(report)
-    print(json.dumps(report, indent=2))
-
-
-def write(report: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
+    report: dict = {"machine": machine(), "config": "configs/demo.yaml", "stages": STAGES, "variants": {}}
+    for name in names:
+        print(f"variant {name} ...", flush=True)
+        report["variants"][name] = run_variant(name, VARIANTS[name])
+        report["headline"] = headline(report)
+        report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["headline"][name]), flush=True)
+    print(json.dumps(report["headline"], indent=2))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,13 @@ class AgentsConfig(StrictModel):
         "sanitized catalog entry, and the motivation analyst sees each purchase's title, category and brand (about "
         "12 items/s here).",
     )
+    profile_pattern: str | None = Field(
+        None,
+        description="Regular expression each of the item analyst's three fields must match during guided decoding "
+        "(see momorec.agents.schemas.item_profile_regex), e.g. plain lower-case words: under the bare schema "
+        "SmolLM2-135M filled 'need' and 'buyers' with numbers and brackets ('Need: 25% Buyers: 368'). None = the "
+        "JSON schema. Must not match '\"' or '\\\\'.",
+    )
     reason_pattern: str | None = Field(
         "(Wants to|Needs to|Cares about) [a-z][a-z ,'-]{6,80}",
         description="Regular expression every motivation's reason must match during guided decoding: a sentence "
@@ -52,6 +59,18 @@ class AgentsConfig(StrictModel):
     review_max_tokens: int = Field(64, ge=1, description="Token limit of the reviewer's answer.")
     max_field_chars: int = Field(
         200, ge=16, description="Catalog fields and profiles are cut to this many characters in prompts."
+    )
+    history_detail: Literal["profile", "what", "none"] = Field(
+        "profile",
+        description="What a purchase line of the motivation analyst's history shows after the title: the item's "
+        "whole profile text (which repeats the title), only the analyst's 'what' (a few words: the prompt diet), or "
+        "nothing. With item_profiles: catalog it is the category path / brand hint either way.",
+    )
+    history_chars: int = Field(
+        200,
+        ge=16,
+        description="A purchase line's title and detail are each cut to this many characters (prompt tokens are "
+        "the cost of the user agents: Beauty titles run to 100+ characters).",
     )
 
 

@@ -71,7 +71,7 @@ def item_fingerprint(cfg: MotivateConfig, item_prompt_digest: str, model_name: s
         **_model_settings(cfg, item_prompt_digest, model_name, seed),
         "tokens": [a.item_max_tokens, a.max_field_chars],
         "item_profiles": a.item_profiles,
-    }
+    } | ({"profile_pattern": a.profile_pattern} if a.profile_pattern is not None else {})
 
 
 def content_hash(fingerprint: dict[str, Any], inputs: Any) -> str:

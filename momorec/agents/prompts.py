@@ -9,6 +9,7 @@ with `string.Template`, which never re-reads a substituted value, so `$` or `{}`
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -113,6 +114,21 @@ def catalog_hint(item: dict[str, Any]) -> str:
     if item.get("brand"):
         parts.append(f"brand: {item['brand']}")
     return "; ".join(parts)
+
+
+def history_detail(profile: dict[str, Any], mode: str) -> str:
+    """What a purchase line shows after the title, from an ok `item_profiles` row (profile_text,
+    profile_json): the whole profile text, the analyst's "what" only, or nothing."""
+    if mode == "profile":
+        return profile.get("profile_text") or ""
+    if mode == "what":
+        try:
+            return str(json.loads(profile.get("profile_json") or "{}").get("what") or "")
+        except (json.JSONDecodeError, AttributeError):
+            return ""
+    if mode == "none":
+        return ""
+    raise ValueError(f"unknown history_detail {mode!r} (profile | what | none)")
 
 
 def item_analyst_prompt(prompts: PromptSet, item: dict[str, Any], max_chars: int) -> tuple[str, str]:

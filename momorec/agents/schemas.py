@@ -96,6 +96,13 @@ def motivations_regex(n_history: int, max_motivations: int, reason_pattern: str)
     return Regex(rf'\{{"motivations":\[{one}(,{one}){{0,{max_motivations - 1}}}\]\}}')
 
 
+def item_profile_regex(field_pattern: str) -> Regex:
+    """The item analyst's JSON (compact, keys in schema order) with every field held to `field_pattern`
+    (same reason as motivations_regex; the pattern must not match '"' or '\\')."""
+    field = f"(?:{field_pattern})"
+    return Regex(rf'\{{"what":"{field}","need":"{field}","buyers":"{field}"\}}')
+
+
 def review_regex(critique_pattern: str) -> Regex:
     """The reviewer's JSON (compact, verdict first) as one regular expression: an accept with an empty
     critique, or a revise whose critique matches `critique_pattern` (what the revision prompt shows).

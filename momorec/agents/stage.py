@@ -24,7 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from momorec.agents.config import MotivateConfig
 from momorec.agents.inputs import item_fingerprint, item_inputs, pending, settings_fingerprint, user_inputs
-from momorec.agents.prompts import PromptSet, catalog_hint, load_prompts
+from momorec.agents.inspect import inspect_motivations, log_quality
+from momorec.agents.prompts import PromptSet, catalog_hint, history_detail, load_prompts, sanitize
 from momorec.agents.ray_workers import STATS_COLUMN, ItemWorker, UserWorker
 from momorec.agents.runner import AgentStats
 from momorec.agents.workers import AGENT_NAMES
@@ -157,9 +158,16 @@ def _log_mlflow(prompts: PromptSet, motivate: MotivateConfig, stats: dict[str, A
                 f"{name}.generations": s.generations,
                 f"{name}.retries": s.retries,
                 f"{name}.tokens_in": s.tokens_in,
+                f"{name}.cached_tokens": s.cached_tokens,
                 f"{name}.tokens_out": s.tokens_out,
                 f"{name}.wall_s": s.wall_s,
+                f"{name}.start_s": s.start_s,
+                f"{name}.prefill_s": s.prefill_s,
+                f"{name}.decode_s": s.decode_s,
                 f"{name}.tokens_per_s": s.tokens_out / s.wall_s if s.wall_s > 0 else 0.0,
+                # computed prompt tokens (cache hits excluded) per prefill second; output tokens per decode second
+                f"{name}.prefill_tokens_per_s": (s.tokens_in - s.cached_tokens) / s.prefill_s if s.prefill_s else 0.0,
+                f"{name}.decode_tokens_per_s": s.tokens_out / s.decode_s if s.decode_s > 0 else 0.0,
             }
         )
         metrics.update({f"{name}.failures.{reason}": n for reason, n in s.failures.items()})
@@ -203,12 +211,19 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
 
         profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
         ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
-        profile_by_id = dict(zip(ok.column("item_id").to_pylist(), ok.column("profile_text").to_pylist(), strict=True))
-        titles = dict(zip(catalog.column("item_id").to_pylist(), catalog.column("title").to_pylist(), strict=True))
+        ok = ok.select(["item_id", "profile_text", "profile_json"])
+        width = m.agents.history_chars
+        profile_by_id = {
+            row["item_id"]: sanitize(history_detail(row, m.agents.history_detail), width) for row in ok.to_pylist()
+        }
+        titles = {
+            i: sanitize(t, width)
+            for i, t in zip(catalog.column("item_id").to_pylist(), catalog.column("title").to_pylist(), strict=True)
+        }
         if m.agents.item_profiles == "catalog":
             # no analyst profile: a purchase line shows its title and category path / brand (titles
             # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
-            profile_by_id = {row["item_id"]: catalog_hint(row) for row in catalog.to_pylist()}
+            profile_by_id = {row["item_id"]: sanitize(catalog_hint(row), width) for row in catalog.to_pylist()}
         all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)
         existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
         todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
@@ -221,6 +236,8 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         written = {name: delta.version(paths[name]) for name in ("item_profiles", "user_motivations")}
         log_table_versions(read=read_versions, written=written)
         _log_mlflow(prompts, m, stats)
+        # training-free quality of what the tables now hold (retrieval, grounding, specificity, review)
+        log_quality(inspect_motivations(cfg, agent_stats=stats))
         generating = [s for name, s in stats.items() if name != "embedding"]
         gen_wall = sum(s.wall_s for s in generating)
         tokens_out = sum(s.tokens_out for s in generating)

@@ -33,6 +33,7 @@ from momorec.agents.runner import AgentStats, Decoding, Outcome, Request, run_re
 from momorec.agents.schemas import (
     ItemProfile,
     Motivations,
+    item_profile_regex,
     item_profile_schema,
     motivations_regex,
     motivations_schema,
@@ -104,7 +105,7 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
     requests = [
         Request(
             ctx.engine.chat_prompt(*item_analyst_prompt(ctx.prompts, item, a.max_field_chars)),
-            item_profile_schema(),
+            item_profile_schema() if a.profile_pattern is None else item_profile_regex(a.profile_pattern),
             parse_item_profile,
         )
         for item in items
