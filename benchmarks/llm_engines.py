@@ -42,7 +42,7 @@ DIET = [
     "motivate.agents.prompt_version=v3",
     "motivate.agents.history_detail=what",
     "motivate.agents.history_chars=60",
-    "motivate.agents.profile_pattern=[a-z][a-z ,'-]{2,48}",
+    'motivate.agents.profile_pattern="[a-z][a-z ,\'-]{2,48}"',
     "motivate.agents.item_max_tokens=64",
     "motivate.agents.motivation_max_tokens=64",
 ]
@@ -56,6 +56,25 @@ VARIANTS: dict[str, list[str]] = {
     "diet": DIET + NO_REVIEW,
     "diet_sentence": DIET + NO_REVIEW + SENTENCE,
     "catalog_sentence": [*DIET, *NO_REVIEW, *SENTENCE, "motivate.agents.item_profiles=catalog"],
+    # the same, every user in one engine batch: does decode throughput grow with the batch?
+    "catalog_sentence_b256": [
+        *DIET,
+        *NO_REVIEW,
+        *SENTENCE,
+        "motivate.agents.item_profiles=catalog",
+        "motivate.execution.batch_rows=256",
+        "motivate.execution.commit_rows=256",
+    ],
+    # and KV blocks of 32 tokens, so the prefix cache holds each agent's whole shared system prompt
+    "catalog_sentence_b256_block32": [
+        *DIET,
+        *NO_REVIEW,
+        *SENTENCE,
+        "motivate.agents.item_profiles=catalog",
+        "motivate.execution.batch_rows=256",
+        "motivate.execution.commit_rows=256",
+        "motivate.llm.block_size=32",
+    ],
 }
 STAGES = "pipeline.stages=[ingest,motivate,quantize]"
 
@@ -146,10 +165,44 @@ def headline(report: dict) -> dict:
             "motivate_wall_s": r["motivate_wall_s"],
             "users_ok_share": round(r["users_ok"] / max(r["users"], 1), 3),
             "items_ok_share": round(r["items_ok"] / max(r["items"], 1), 3),
-            "retrieval_ndcg@10": motivation.get("ndcg@10"),
-            "retrieval_hr@10": motivation.get("hr@10"),
+            "retrieval_ndcg_10": motivation.get("ndcg_10"),
+            "history_mean_ndcg_10": (retrieval.get("history_mean") or {}).get("ndcg_10"),
+            "random_ndcg_10": (retrieval.get("random") or {}).get("ndcg_10"),
             "category_match": (r["quality"].get("grounding") or {}).get("category_match"),
+            "category_match_shuffled": (r["quality"].get("grounding") or {}).get("category_match_shuffled"),
+            "accepted_share": (r["quality"].get("review") or {}).get("accepted_share"),
             "distinct_share": (r["quality"].get("specificity") or {}).get("distinct_share"),
+        }
+    return out
+
+
+# (with reviewer, without): the same prompts, seed and greedy decoding give the same first drafts, so the
+# variant without the reviewer holds exactly the drafts that the reviewer then accepted or had revised.
+REVIEW_PAIRS = (("today", "today_no_review"), ("diet_review", "diet"))
+
+
+def revision_gains(report: dict) -> dict:
+    """What the reviewer loop buys: quality with it minus without it, on the same users, and its cost."""
+    runs = report["variants"]
+    out = {}
+    for with_review, without in REVIEW_PAIRS:
+        if with_review not in runs or without not in runs:
+            continue
+        a, b = runs[with_review], runs[without]
+        qa, qb = a["quality"], b["quality"]
+        revised = (qa.get("review") or {}).get("revised_share") or 0.0
+        ndcg = [((q.get("retrieval") or {}).get("motivation") or {}).get("ndcg_10") for q in (qa, qb)]
+        match = [(q.get("grounding") or {}).get("category_match") for q in (qa, qb)]
+        gain = ndcg[0] - ndcg[1] if None not in ndcg else None
+        out[f"{with_review}_vs_{without}"] = {
+            "revised_share": revised,
+            "accepted_share": (qa.get("review") or {}).get("accepted_share"),
+            "ndcg_10_gain_all_users": gain,
+            "ndcg_10_gain_per_revised_user": gain / revised if gain is not None and revised else None,
+            "category_match_gain": match[0] - match[1] if None not in match else None,
+            "distinct_share_gain": (qa.get("specificity") or {}).get("distinct_share", 0)
+            - (qb.get("specificity") or {}).get("distinct_share", 0),
+            "motivate_wall_ratio": round(a["motivate_wall_s"] / b["motivate_wall_s"], 2),
         }
     return out
 
@@ -157,7 +210,14 @@ def headline(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--summarize", action="store_true", help="only recompute the summaries of the results file")
     args = parser.parse_args()
+    if args.summarize:
+        report = json.loads(RESULTS.read_text())
+        report["headline"], report["revision_gain"] = headline(report), revision_gains(report)
+        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps({"headline": report["headline"], "revision_gain": report["revision_gain"]}, indent=2))
+        return
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
@@ -167,6 +227,7 @@ def main() -> None:
         print(f"variant {name} ...", flush=True)
         report["variants"][name] = run_variant(name, VARIANTS[name])
         report["headline"] = headline(report)
+        report["revision_gain"] = revision_gains(report)
         report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")

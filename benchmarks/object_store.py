@@ -20,29 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from momorec.platform.overlay import overlay_sets
+
 REPO = Path(__file__).resolve().parents[1]
 MOMOREC = Path(sys.executable).parent / "momorec"
 RESULTS = REPO / "benchmarks" / "results" / "object_store.json"
 
 # The demo with its LLM stage on 4 users (HF engine, short answers), Ray Train, 2 epochs, one seed.
-DEMO_SLICE = [
-    "spark.master=local[2]",
-    "motivate.llm.engine=hf",
-    "motivate.llm.dtype=float32",
-    "motivate.agents.item_max_tokens=48",
-    "motivate.agents.motivation_max_tokens=64",
-    "motivate.agents.review_max_tokens=32",
-    "motivate.agents.max_attempts=1",
-    "motivate.agents.max_review_rounds=0",
-    "motivate.execution.limit_users=4",
-    "quantize.codes=2",
-    "quantize.pca_dim=4",
-    "train.epochs=2",
-    "train.seeds=[2026]",
-    "train.launcher=ray",
-    "train.num_workers=2",
-    "evaluate.protocols=[full]",
-]
+DEMO_SLICE = overlay_sets(REPO / "configs" / "overlays" / "demo-quick.yaml")
 
 
 def run_demo(warehouse: str, work: Path, env: dict[str, str], extra: list[str]) -> dict:

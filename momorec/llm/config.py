@@ -56,6 +56,13 @@ class LLMConfig(StrictModel):
         description="hf engine: constrain outputs to the JSON schema with xgrammar when installed (off: validate + "
         "retry only).",
     )
+    block_size: int | None = Field(
+        None,
+        ge=16,
+        description="vLLM KV-cache block size in tokens (None = vLLM's choice: 128 on CPU). The prefix cache shares "
+        "whole blocks only, so an agent's system prompt shorter than one block is recomputed for every prompt; on "
+        "CPU use a multiple of 32.",
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (GPUs per engine) on a cluster.")
     gpu_memory_utilization: float = Field(
         0.85, gt=0.0, le=1.0, description="vLLM: share of a GPU's memory an engine may take."

@@ -81,6 +81,8 @@ class VLLMEngine(Engine):
             # Per-request timestamps (scheduled, first token, last token) give the prefill/decode split.
             "disable_log_stats": False,
         }
+        if self.cfg.block_size is not None:
+            kwargs["block_size"] = self.cfg.block_size
         if not self.cpu:
             kwargs["gpu_memory_utilization"] = self.cfg.gpu_memory_utilization
         log.info("starting vLLM %s (%s)", runner, self.model.path)

@@ -126,29 +126,35 @@ def write(path: str, data: pa.Table | Callable[[], pa.Table | pa.RecordBatchRead
     return DeltaTable(path).version()
 
 
+def _merge(path: str, data: pa.Table, keys: Iterable[str], update_matched: bool) -> tuple[int, int, int]:
+    """MERGE `data` into the table on `keys` (creating it on first use): new rows are inserted, and
+    matched rows replaced when `update_matched`. Returns (table version, rows updated, rows inserted);
+    nothing is committed for an empty `data`."""
+    if not exists(path):
+        return write(path, data, mode="overwrite"), 0, data.num_rows
+    if data.num_rows == 0:
+        return DeltaTable(path).version(), 0, 0
+    predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+
+    def merge() -> dict:
+        builder = DeltaTable(path).merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+        if update_matched:
+            builder = builder.when_matched_update_all()
+        return builder.when_not_matched_insert_all().execute()
+
+    metrics = committed(path, merge)
+    updated = int(metrics.get("num_target_rows_updated", 0))
+    return DeltaTable(path).version(), updated, int(metrics.get("num_target_rows_inserted", 0))
+
+
 def merge_insert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int]:
     """Insert the rows of `data` whose `keys` are not yet in the table (an idempotent MERGE).
 
     Returns (table version, rows inserted). Nothing is committed when no row is new, so running the
     same input twice leaves the version unchanged.
     """
-    keys = list(keys)
-    if not exists(path):
-        return write(path, data, mode="overwrite"), data.num_rows
-    if data.num_rows == 0:
-        return DeltaTable(path).version(), 0
-    predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    metrics = committed(
-        path,
-        lambda: (
-            DeltaTable(path)
-            .merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
-            .when_not_matched_insert_all()
-            .execute()
-        ),
-    )
-    inserted = int(metrics.get("num_target_rows_inserted", 0))
-    return DeltaTable(path).version(), inserted
+    version, _, inserted = _merge(path, data, keys, update_matched=False)
+    return version, inserted
 
 
 def upsert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int, int]:
@@ -157,22 +163,4 @@ def upsert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int, in
     Returns (table version, rows updated, rows inserted); creates the table on first use. Used by
     stages that recompute rows in place (motivate: a failed or changed row is rewritten, never duplicated).
     """
-    keys = list(keys)
-    if not exists(path):
-        return write(path, data, mode="overwrite"), 0, data.num_rows
-    if data.num_rows == 0:
-        return DeltaTable(path).version(), 0, 0
-    predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-    metrics = committed(
-        path,
-        lambda: (
-            DeltaTable(path)
-            .merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        ),
-    )
-    updated = int(metrics.get("num_target_rows_updated", 0))
-    inserted = int(metrics.get("num_target_rows_inserted", 0))
-    return DeltaTable(path).version(), updated, inserted
+    return _merge(path, data, keys, update_matched=True)

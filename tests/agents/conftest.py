@@ -12,7 +12,16 @@ from momorec.llm.config import LLMConfig
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 # Small and short: the real model on 2 shared cores is slow, and these tests check plumbing, not prose.
+# The method's full agent loop is pinned here (configs/demo.yaml runs the cheaper catalog + sentence setting):
+# item analyst, LLM embeddings, one review round.
 FAST_MOTIVATE = [
+    "motivate.agents.prompt_version=v2",
+    "motivate.agents.item_profiles=analyst",
+    "motivate.agents.history_detail=profile",
+    "motivate.agents.history_chars=200",
+    "motivate.agents.max_review_rounds=1",
+    "motivate.embedder.kind=llm",
+    "motivate.llm.block_size=null",
     "motivate.llm.engine=hf",
     "motivate.llm.dtype=float32",
     "motivate.llm.batch_size=8",

@@ -18,23 +18,25 @@ from pathlib import Path
 import pytest
 import yaml
 
+from momorec.platform.overlay import overlay_sets
 from momorec.storage import delta
-from tests.conftest import DEMO_LLM_SLICE
 
 REPO = Path(__file__).resolve().parents[2]
 MOMOREC = Path(sys.executable).parent / "momorec"
 
 # A slice of the demo: 4 users motivated (HF engine, short answers), 2 epochs of Ray Train with 2 workers.
-SLICE = [
-    *DEMO_LLM_SLICE,
-    "motivate.execution.limit_users=4",
-    "motivate.agents.max_review_rounds=0",
-    "quantize.codes=2",
-    "quantize.pca_dim=4",
-    "train.launcher=ray",
-    "train.num_workers=2",
-    "evaluate.protocols=[full]",
-]
+SLICE = overlay_sets(REPO / "configs" / "overlays" / "demo-quick.yaml")
+
+# What one `momorec run` of the demo leaves in the warehouse besides the ingest tables.
+PIPELINE_TABLES = (
+    "sequences",
+    "item_profiles",
+    "user_motivations",
+    "semantic_ids",
+    "trained_models",
+    "evaluation_ranks",
+    "recommendations",
+)
 
 
 def _user_env() -> dict[str, str]:
@@ -82,15 +84,7 @@ def test_run_from_another_folder_lands_tables_in_the_relative_warehouse(tmp_path
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
 
     root = work / "warehouse" / "demo"
-    for table in (
-        "sequences",
-        "item_profiles",
-        "user_motivations",
-        "semantic_ids",
-        "trained_models",
-        "evaluation_ranks",
-        "recommendations",
-    ):
+    for table in PIPELINE_TABLES:
         assert delta.exists(str(root / table)), f"{table} is not in {root}"
     assert any((root / "checkpoints").rglob("*.pt")), "Ray Train's checkpoints are not under the warehouse"
     assert (work / "mlflow.db").is_file(), "the default MLflow store is in the folder the command was started in"

@@ -20,20 +20,11 @@ import pytest
 from momorec.config import load_config
 from momorec.storage import delta
 from scripts.make_new_logs import new_events, write_csv
-from tests.platform.test_cli_any_folder import SLICE, _momorec, _project
+from tests.platform.test_cli_any_folder import PIPELINE_TABLES, SLICE, _momorec, _project
 
 pytestmark = [pytest.mark.spark, pytest.mark.ray, pytest.mark.llm, pytest.mark.slow]
 
-TABLES = (
-    "interactions",
-    "sequences",
-    "item_profiles",
-    "user_motivations",
-    "semantic_ids",
-    "trained_models",
-    "evaluation_ranks",
-    "recommendations",
-)
+TABLES = ("interactions", *PIPELINE_TABLES)
 
 
 def _keys(bucket: str, prefix: str) -> list[str]:
