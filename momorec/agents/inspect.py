@@ -199,10 +199,8 @@ def inspect_motivations(
     embedded = users.filter(has_vec).select(["user_id", "embedding", "history_item_ids", "accepted"])
     joined = _join_sequences(embedded, sequences, item_ids)
     targets = q.columns(item_ids, joined.column("valid_item").to_numpy())
-    train = _ragged(joined.column("train_items"))
-    exclude = q.Ragged(q.columns(item_ids, train.values), train.offsets)
-    prompt_history = _ragged(joined.column("history_item_ids"))
-    history = q.Ragged(q.columns(item_ids, prompt_history.values), prompt_history.offsets)
+    exclude = _ragged_cols(item_ids, joined.column("train_items"))
+    history = _ragged_cols(item_ids, joined.column("history_item_ids"))
     counts = q.popularity_counts(len(item_ids), _ragged_cols(item_ids, sequences.column("train_items")))
 
     retrieval: dict[str, Retrieval | None] = dict.fromkeys(("motivation", "history_mean", "popularity", "random"))

@@ -1,10 +1,10 @@
-"""Training-free quality of motivations and item profiles: pure numpy, no Delta, no MLflow.
+"""Training-free quality of motivations and item profiles: numpy, no Delta, no MLflow.
 
 Four families of numbers, so that prompts, models and embedders are chosen on measurements:
 
 - Retrieval: each user's validation item (the target) is ranked among all catalog items by a score,
   with the user's training items excluded (the target keeps its score if it is also one of them),
-  ties counted against the target, as in `momorec.evaluation.metrics` (full ranking). From the
+  ties counted against the target, as in `momorec.evaluation.metrics` (full ranking, whose HR/NDCG this uses). From the
   0-based rank r: HR@K = [r < K], NDCG@K = [r < K] / log2(r + 2). A target with no score (its item has
   no embedding, or the user has no vector) is a miss. Scores: cosine between a user vector and the
   item embeddings; item popularity; a uniformly random ranking (closed form).
@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from momorec.evaluation.metrics import hit_at_k, ndcg_at_k
 
 K = 10
 CHUNK_USERS = 512  # users scored at once: memory is CHUNK_USERS x N floats
@@ -160,8 +162,8 @@ def random_metrics(candidates: np.ndarray, k: int = K) -> dict[str, float]:
 
 
 def ndcg_per_user(ranks: np.ndarray, k: int = K) -> np.ndarray:
-    ranks = np.asarray(ranks, dtype=np.float64)
-    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    """(U,) per-user NDCG@k: the evaluator's definition."""
+    return ndcg_at_k(ranks, k)
 
 
 def rank_metrics(ranks: np.ndarray, k: int = K) -> dict[str, float]:
@@ -170,7 +172,7 @@ def rank_metrics(ranks: np.ndarray, k: int = K) -> dict[str, float]:
     if ranks.size == 0:
         raise ValueError("no users")
     return {
-        f"hr_{k}": float(np.mean(ranks < k)),
+        f"hr_{k}": float(np.mean(hit_at_k(ranks, k))),
         f"ndcg_{k}": float(np.mean(ndcg_per_user(ranks, k))),
         "users": int(ranks.size),
     }

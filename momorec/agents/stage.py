@@ -209,13 +209,7 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
             cfg, ItemWorker, todo, paths["item_profiles"], "item_id", stats, progress, "item analyst"
         )
 
-        profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
-        ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
-        ok = ok.select(["item_id", "profile_text", "profile_json"])
         width = m.agents.history_chars
-        profile_by_id = {
-            row["item_id"]: sanitize(history_detail(row, m.agents.history_detail), width) for row in ok.to_pylist()
-        }
         titles = {
             i: sanitize(t, width)
             for i, t in zip(catalog.column("item_id").to_pylist(), catalog.column("title").to_pylist(), strict=True)
@@ -224,6 +218,13 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
             # no analyst profile: a purchase line shows its title and category path / brand (titles
             # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
             profile_by_id = {row["item_id"]: sanitize(catalog_hint(row), width) for row in catalog.to_pylist()}
+        else:
+            profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
+            ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
+            profile_by_id = {
+                row["item_id"]: sanitize(history_detail(row, m.agents.history_detail), width)
+                for row in ok.select(["item_id", "profile_text", "profile_json"]).to_pylist()
+            }
         all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)
         existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
         todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)

@@ -12,7 +12,6 @@ and `accepted` says whether it finally accepted.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -70,12 +69,10 @@ class AgentContext:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """(len(texts), embedder.dim) float32, timed into the "embedding" counters."""
-        start = time.perf_counter()
-        vectors = self.embedder.embed(texts)
         stats = self.stats["embedding"]
+        vectors = stats.timed(self.engine, self.embedder.embed, texts)  # vLLM's pooling start lands in start_s
         stats.requests += len(texts)
         stats.ok += len(texts)
-        stats.wall_s += time.perf_counter() - start
         return vectors
 
 
