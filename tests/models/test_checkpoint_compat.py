@@ -21,7 +21,9 @@ def test_a_format_1_checkpoint_loads_and_scores_as_it_did(arch):
     model = model_from_checkpoint(payload)
     with torch.no_grad():
         scores = model.full_sort_predict(batch())
-    torch.testing.assert_close(scores, EXPECTED[arch]["scores"], rtol=0, atol=0)
+    # The expected scores were recorded on another CPU, whose kernels sum in another order (CI saw relative
+    # differences up to 3e-5); a weight loaded under the wrong name moves scores by orders of magnitude more.
+    torch.testing.assert_close(scores, EXPECTED[arch]["scores"], rtol=1e-4, atol=1e-6)
 
     fresh = make(arch, *EXPECTED[arch]["modes"])  # the refresh's warm start from an old champion
     counts = warm_start(fresh, payload)
@@ -39,7 +41,7 @@ def test_the_same_seed_builds_and_trains_the_same_model_as_before(arch):
     model = make(arch, *EXPECTED[arch]["modes"])
     torch.manual_seed(7)
     loss = model.train().calculate_loss(batch())
-    assert float(loss) == float(EXPECTED[arch]["loss"])
+    assert float(loss.detach()) == pytest.approx(float(EXPECTED[arch]["loss"]), rel=1e-5)  # CPU rounding only
 
 
 def test_an_unknown_checkpoint_format_is_a_clear_error():

@@ -19,7 +19,12 @@ from momorec.training.runner import TrainingInputs, make_model, train_local
 def test_each_backbone_overfits_the_ring(toy_cfg, tmp_path, arch):
     cfg = toy_cfg.model_copy(deep=True)
     cfg.train.model.architecture = arch
-    cfg.train.epochs, cfg.train.patience = (40, 8) if arch == "bert4rec" else (15, 3)
+    if arch == "bert4rec":
+        # Masked-item training learns the ring slowly; at lr 0.01 a seed can stall below 0.6 and which one
+        # does depends on the CPU's rounding. At 0.003, seeds 1-6 all reached 0.90-0.99 here.
+        cfg.train.learning_rate, cfg.train.epochs, cfg.train.patience = 0.003, 60, 15
+    else:
+        cfg.train.epochs, cfg.train.patience = 15, 3
     inputs = TrainingInputs.load(cfg)
     _, untrained = rank_users(make_model(cfg, inputs, seed=1), inputs.data, "valid", "full", cfg.train.model.max_len)
     assert summarize(untrained)["ndcg_10"] < 0.5  # the task is not solved before training
