@@ -15,7 +15,7 @@ differ between an AVX2-only and an AVX-512/AMX machine. Writes benchmarks/result
 variant, so a cut-off run keeps what finished.
 
     .venv/bin/python benchmarks/llm_engines.py                       # every variant below
-    .venv/bin/python benchmarks/llm_engines.py --variants today,diet  # some of them
+    .venv/bin/python benchmarks/llm_engines.py --variants today,diet  # some of them (added to the file)
     .venv/bin/python benchmarks/llm_engines.py --variants today,catalog_sentence_b256_block32 \
         --out benchmarks/results/llm_engines_avx2.json                # on an AVX2-only machine
 """
@@ -80,9 +80,13 @@ VARIANTS: dict[str, list[str]] = {
     "catalog_sentence": TODAY + DIET + NO_REVIEW + SENTENCE + CATALOG,
     # the same, every user in one engine batch: does decode throughput grow with the batch?
     "catalog_sentence_b256": TODAY + DIET + NO_REVIEW + SENTENCE + CATALOG + B256,
-    # and KV blocks of 32 tokens, so the prefix cache holds each agent's whole shared system prompt: this is
-    # configs/demo.yaml as shipped (no override at all)
-    "catalog_sentence_b256_block32": [],
+    # and KV blocks of 32 tokens, so the prefix cache holds each agent's whole shared system prompt
+    "catalog_sentence_b256_block32": ["motivate.llm.cpu_kvcache_gb=1"],
+    # On an AVX2-only CPU (float32) prefill is most of the cost: a KV cache that holds every prompt of a 256-row
+    # batch (1 GB holds ~23k tokens: a third of the batch waited, deferred). configs/demo.yaml as shipped.
+    "default_kv4": [],
+    # and fewer prompt tokens (retrieval fell: 0.086 -> 0.065, so not shipped)
+    "default_kv4_chars40": ["motivate.agents.history_chars=40"],
 }
 STAGES = "pipeline.stages=[ingest,motivate,quantize]"
 
@@ -219,6 +223,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--summarize", action="store_true", help="only recompute the summaries of the results file")
+    parser.add_argument("--fresh", action="store_true", help="start the results file anew (else variants are added)")
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results file (one per machine kind: figures differ by CPU)"
     )
@@ -235,6 +240,12 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {list(VARIANTS)}")
     report: dict = {"machine": machine(), "config": "configs/demo.yaml", "stages": STAGES, "variants": {}}
+    if results.exists() and not args.fresh:
+        # add to the variants measured before on the same kind of machine (the first one stays the baseline)
+        before = json.loads(results.read_text())
+        if before.get("machine", {}).get("cpu_flags") != report["machine"]["cpu_flags"]:
+            raise SystemExit(f"{results} was measured on a CPU with other flags: pass --out or --fresh")
+        report["variants"] = before.get("variants", {})
     for name in names:
         print(f"variant {name} ...", flush=True)
         report["variants"][name] = run_variant(name, VARIANTS[name])
