@@ -60,7 +60,11 @@ class VLLMEngine(Engine):
             # Ray actor has set to one (OMP_NUM_THREADS=1).
             import torch
 
-            torch.set_num_threads(cpu_threads(cfg))
+            threads = cpu_threads(cfg)
+            torch.set_num_threads(threads)
+            # vLLM drops torch to one thread "for serving" unless OMP_NUM_THREADS is set (Ray sets it in
+            # actors): outside Ray, an engine computed on one of two cores (about 25 % less prompt throughput here).
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)

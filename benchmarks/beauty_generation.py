@@ -1,0 +1,191 @@
+"""The LLM stage over all of Amazon Beauty on this CPU: how long it takes, what it writes, how good it is.
+
+The real `momorec ingest` and `momorec motivate` (configs/beauty.yaml: the measured cheap setting) in one work
+folder, in phases that each resume where a cut-off run stopped (finished rows keep their content hash, so a
+re-run skips them):
+
+1. users: the motivation analyst over growing seeded user samples (each sample holds the smaller ones), up to
+   all 22,363 users; item texts are the catalog's, embedded by all-MiniLM-L6-v2. One motivate run per step,
+   each timed on its own.
+2. items: the item analyst over all 12,101 items (`item_profiles=analyst`), with a small user sample so the run
+   stays an item run; the training-free quality after it compares item-analyst profiles with catalog texts on
+   the same users (history-mean retrieval reads only item embeddings and the users' histories).
+
+After every step: `momorec inspect` (training-free quality, from the tables as they are), the generated texts
+exported to benchmarks/results/beauty_texts/ (Parquet, zstd: ids, texts, the agents' JSON, content hashes,
+status; no embeddings), and benchmarks/results/beauty_generation.json rewritten, so a cut-off run keeps what
+finished. The machine (cores, CPU flags, load) is named in the file.
+
+    .venv/bin/python benchmarks/beauty_generation.py                      # both phases
+    .venv/bin/python benchmarks/beauty_generation.py --phases users --steps 2000,22363
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.llm_engines import agent_stats, machine, summarize_agent  # noqa: E402
+
+MOMOREC = Path(sys.executable).parent / "momorec"
+CONFIG = REPO / "configs" / "beauty.yaml"
+RESULTS = REPO / "benchmarks" / "results" / "beauty_generation.json"
+TEXTS = REPO / "benchmarks" / "results" / "beauty_texts"
+ALL_USERS = 22_363
+ITEM_PHASE_USERS = 256  # one engine batch of users rides along with the item analyst run
+
+
+def momorec(args: list[str], work: Path, sets: list[str]) -> dict:
+    command = [str(MOMOREC), *args, "-c", str(CONFIG), "--json"] + [a for s in sets for a in ("--set", s)]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=4 * 3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export_texts(warehouse: Path, dataset: str, phase: str) -> dict:
+    """The generated texts as compact Parquet (no embeddings), keyed by the dataset's own ids."""
+    from momorec.storage import delta
+
+    root = warehouse / dataset
+    TEXTS.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for table, key, raw, ids, columns in (
+        (
+            "user_motivations",
+            "user_id",
+            "user",
+            "user_ids",
+            ["status", "failure_reason", "motivation_text", "motivations_json", "history_item_ids", "accepted"],
+        ),
+        ("item_profiles", "item_id", "item", "item_ids", ["status", "failure_reason", "profile_text", "profile_json"]),
+    ):
+        if not delta.exists(str(root / table)):
+            continue
+        rows = delta.read(str(root / table), columns=[key, *columns, "content_hash", "prompt_version", "model"])
+        rows = rows.sort_by(key)
+        names = delta.read(str(root / ids)).sort_by(key)
+        # id maps are dense and unique; Arrow's hash join cannot carry the list column, so align by position
+        at = np.searchsorted(names.column(key).to_numpy(), rows.column(key).to_numpy())
+        rows = rows.append_column(raw, names.column(raw).take(pa.array(at)))
+        if table == "item_profiles" and phase == "users":
+            # catalog mode: profile_text is the sanitized catalog entry the embedder saw, not generated text
+            name = "item_catalog_texts.parquet"
+        else:
+            name = f"{'users' if table == 'user_motivations' else 'item_profiles'}.parquet"
+        pq.write_table(rows, TEXTS / name, compression="zstd", compression_level=19)
+        written[name] = {
+            "rows": rows.num_rows,
+            "ok": int(pc.sum(pc.equal(rows.column("status"), "ok")).as_py() or 0),
+            "bytes": (TEXTS / name).stat().st_size,
+        }
+    return written
+
+
+def run_step(work: Path, phase: str, sample: int, sets: list[str]) -> dict:
+    common = [f"warehouse={work / 'warehouse'}", f"tracking.tracking_uri=sqlite:///{work / 'mlflow.db'}", *sets]
+    if sample < ALL_USERS:
+        common.append(f"motivate.execution.sample_users={sample}")
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    result = momorec(["motivate"], work, common)
+    wall = time.perf_counter() - start
+    quality = momorec(["inspect"], work, common)
+    stats = agent_stats(f"sqlite:///{work / 'mlflow.db'}", result["mlflow_run_id"])
+    return {
+        "phase": phase,
+        "sample_users": sample,
+        "overrides": sets,
+        "load_avg_1m_at_start": round(load, 2),
+        "process_wall_s": round(wall, 1),
+        "motivate_wall_s": round(result["wall_time_s"], 1),
+        "items_processed": result["items_processed"],
+        "items_ok": result["items_ok"],
+        "users_processed": result["users_processed"],
+        "users_ok": result["users_ok"],
+        "failures": result["failures"],
+        "agents": {name: summarize_agent(s) for name, s in stats.items() if s.get("requests")},
+        "quality": quality,
+        "texts": export_texts(work / "warehouse", "beauty", phase),
+    }
+
+
+def totals(steps: list[dict]) -> dict:
+    """The full-Beauty figures: summed over the steps of each phase (each step ran only what was new)."""
+    out = {}
+    for phase in ("users", "items"):
+        mine = [s for s in steps if s["phase"] == phase]
+        if not mine:
+            continue
+        wall = sum(s["motivate_wall_s"] for s in mine)
+        agent = {}
+        for s in mine:
+            for name, a in s["agents"].items():
+                agent[name] = round(agent.get(name, 0.0) + a.get("wall_s", 0.0), 1)
+        entities = sum(s["users_processed"] for s in mine) if phase == "users" else mine[-1]["items_processed"]
+        last = mine[-1]["quality"]
+        out[phase] = {
+            "motivate_wall_s": round(wall, 1),
+            "entities": entities,
+            "s_per_entity": round(wall / max(entities, 1), 4),
+            "agent_wall_s": agent,
+            "retrieval": last.get("retrieval"),
+            "grounding": last.get("grounding"),
+            "specificity": last.get("specificity"),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="/tmp/beauty-generation", help="warehouse + MLflow; kept for resuming")
+    parser.add_argument("--phases", default="users,items")
+    parser.add_argument("--steps", default=f"2000,8000,{ALL_USERS}", help="user samples of the users phase")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    report = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    report.update({"machine": machine(), "config": "configs/beauty.yaml", "work": str(work)})
+    steps: list[dict] = report.setdefault("steps", [])
+
+    def save() -> None:
+        report["totals"] = totals(steps)
+        report["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+
+    if not (work / "warehouse" / "beauty" / "sequences").exists():
+        common = [f"warehouse={work / 'warehouse'}", f"tracking.tracking_uri=sqlite:///{work / 'mlflow.db'}"]
+        start = time.perf_counter()
+        ingest = momorec(["ingest"], work, common)
+        report["ingest_wall_s"] = round(time.perf_counter() - start, 1)
+        report["ingest"] = {k: ingest.get(k) for k in ("users", "items", "interactions") if k in ingest}
+        save()
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if "users" in phases:
+        for sample in sorted(int(n) for n in args.steps.split(",")):
+            print(f"users: sample {sample} ...", flush=True)
+            steps.append(run_step(work, "users", sample, []))
+            save()
+            print(json.dumps({k: steps[-1][k] for k in ("motivate_wall_s", "users_processed", "users_ok")}), flush=True)
+    if "items" in phases:
+        print("items: the item analyst over every item ...", flush=True)
+        steps.append(run_step(work, "items", ITEM_PHASE_USERS, ["motivate.agents.item_profiles=analyst"]))
+        save()
+    print(json.dumps(report["totals"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
