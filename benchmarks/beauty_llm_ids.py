@@ -37,6 +37,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "beauty_llm_ids.json"
+# configs/beauty.yaml's motivate settings when beauty_llm_ids.json was measured (it now ships the cheap setting that
+# benchmarks/beauty_generation.py runs): v2 prompts, 10 history items, 3 motivations, one review round, SmolLM2's
+# hidden states as embeddings.
+MOTIVATE_AS_MEASURED = [
+    "motivate.llm.max_model_len=2048",
+    "motivate.llm.block_size=null",
+    "motivate.llm.cpu_kvcache_gb=1",
+    "motivate.embedder.kind=llm",
+    "motivate.agents.prompt_version=v2",
+    "motivate.agents.history_items=10",
+    "motivate.agents.history_detail=profile",
+    "motivate.agents.history_chars=200",
+    "motivate.agents.profile_pattern=null",
+    "motivate.agents.max_motivations=3",
+    "motivate.agents.max_review_rounds=1",
+    "motivate.agents.max_attempts=3",
+    "motivate.agents.item_max_tokens=96",
+    "motivate.agents.motivation_max_tokens=160",
+    "motivate.agents.review_max_tokens=64",
+    "motivate.execution.batch_rows=64",
+]
 
 
 def export_npz(cfg, folder: Path) -> dict[str, str]:
@@ -93,6 +114,7 @@ def main() -> None:
 
     overrides = [
         f"warehouse={args.warehouse}",
+        *MOTIVATE_AS_MEASURED,
         "motivate.agents.item_profiles=catalog",
         f"motivate.execution.sample_users={args.users}",
         *args.overrides,
