@@ -59,6 +59,13 @@ def _project(tmp_path: Path) -> Path:
     return project
 
 
+def _tree(folder: Path) -> list[tuple[str, int]] | None:
+    """Every file under `folder` with its modification time, or None when the folder does not exist."""
+    if not folder.exists():
+        return None
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file())
+
+
 def _momorec(args: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(MOMOREC), *args],
@@ -79,6 +86,8 @@ def test_run_from_another_folder_lands_tables_in_the_relative_warehouse(tmp_path
     project = _project(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
+    # a developer's own `make run` may have left the repo's warehouse: this run must not touch it
+    repo_state = _tree(REPO / "warehouse" / "demo" / "_pipeline")
     sets = [arg for s in SLICE for arg in ("--set", s)]
     done = _momorec(["run", "-c", "../project/configs/demo.yaml", *sets], cwd=work, timeout=1500)
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
@@ -88,7 +97,8 @@ def test_run_from_another_folder_lands_tables_in_the_relative_warehouse(tmp_path
         assert delta.exists(str(root / table)), f"{table} is not in {root}"
     assert any((root / "checkpoints").rglob("*.pt")), "Ray Train's checkpoints are not under the warehouse"
     assert (work / "mlflow.db").is_file(), "the default MLflow store is in the folder the command was started in"
-    assert not (project / "configs" / "warehouse").exists() and not (REPO / "warehouse" / "demo" / "_pipeline").exists()
+    assert not (project / "configs" / "warehouse").exists()
+    assert _tree(REPO / "warehouse" / "demo" / "_pipeline") == repo_state, "the run wrote into the repo's warehouse"
 
     # What the user reads: the stage lines and the result, not the libraries' logs.
     assert f"Delta tables:   {root}" in done.stdout and "Open the UI:" in done.stdout
