@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.llm_engines import agent_stats, machine, summarize_agent  # noqa: E402
+from benchmarks.llm_engines import momorec as cli  # noqa: E402
 
-MOMOREC = Path(sys.executable).parent / "momorec"
 CONFIG = REPO / "configs" / "beauty.yaml"
 RESULTS = REPO / "benchmarks" / "results" / "beauty_generation.json"
 TEXTS = REPO / "benchmarks" / "results" / "beauty_texts"
@@ -49,11 +48,7 @@ ITEM_PHASE_USERS = 256  # one engine batch of users rides along with the item an
 
 
 def momorec(args: list[str], work: Path, sets: list[str]) -> dict:
-    command = [str(MOMOREC), *args, "-c", str(CONFIG), "--json"] + [a for s in sets for a in ("--set", s)]
-    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=4 * 3600)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return cli(args, work, sets, config=CONFIG, timeout=4 * 3600)
 
 
 def export_texts(warehouse: Path, dataset: str, phase: str) -> dict:

@@ -109,9 +109,10 @@ def machine() -> dict:
     }
 
 
-def momorec(args: list[str], work: Path, sets: list[str]) -> dict:
-    command = [str(MOMOREC), *args, "-c", str(CONFIG), "--json"] + [a for s in sets for a in ("--set", s)]
-    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=5400)
+def momorec(args: list[str], work: Path, sets: list[str], config: Path = CONFIG, timeout: int = 5400) -> dict:
+    """One `momorec` CLI command with --json in `work`; its result object (raises with its output on failure)."""
+    command = [str(MOMOREC), *args, "-c", str(config), "--json"] + [a for s in sets for a in ("--set", s)]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
