@@ -180,6 +180,43 @@ def inspect_quality(
     _execute("inspect", cfg, as_json, verbose, lambda: run_inspect(cfg))
 
 
+texts_app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="The agents' texts out of a warehouse (no embeddings) and back in, re-embedded without the LLM.",
+)
+app.add_typer(texts_app, name="texts")
+FolderArg = Annotated[str, typer.Argument(help="Folder of the texts: a local path or s3:// gs:// abfss:// URI.")]
+
+
+@texts_app.command("export")
+def texts_export(
+    folder: FolderArg, config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False
+) -> None:
+    """Write item_profiles and user_motivations texts as Parquet, with a manifest of their settings."""
+    from momorec.agents.texts import export_texts
+
+    cfg = _load(config, set_, as_json)
+    _execute("texts export", cfg, as_json, verbose, lambda: export_texts(cfg, folder))
+
+
+@texts_app.command("import")
+def texts_import(
+    folder: FolderArg, config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False
+) -> None:
+    """Embed exported texts with the config's embedder into this warehouse; `motivate` then skips them."""
+    from momorec.agents.texts import import_texts
+    from momorec.storage import lease
+
+    cfg = _load(config, set_, as_json)
+
+    def call() -> StageResult:
+        with lease.held(cfg, "texts import"):
+            return import_texts(cfg, folder)
+
+    _execute("texts import", cfg, as_json, verbose, call)
+
+
 @app.command("run")
 def run(config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """The whole pipeline (the config's pipeline.stages) under one parent MLflow run; unchanged stages are skipped."""

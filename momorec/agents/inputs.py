@@ -18,8 +18,10 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from momorec.agents.config import MotivateConfig
+from momorec.agents.prompts import catalog_hint, history_detail, sanitize
 from momorec.llm.config import resolved_dtype
 from momorec.llm.embedder import embedder_identity
 
@@ -117,6 +119,36 @@ def user_inputs(
         row["content_hash"] = content_hash(fingerprint, [row["history_item_ids"], row["titles"], row["profiles"]])
         rows.append(row)
     return rows
+
+
+def user_rows(
+    cfg: MotivateConfig,
+    catalog: pa.Table,
+    sequences: pa.Table,
+    profiles: pa.Table | None,
+    fingerprint: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """`user_inputs` with each history item shown the way the prompts show it: its sanitized title and,
+    in catalog mode, its category path and brand, else the detail of its ok `item_profiles` row
+    (`profiles`: that table; unread in catalog mode)."""
+    width = cfg.agents.history_chars
+    titles = {
+        i: sanitize(t, width)
+        for i, t in zip(catalog.column("item_id").to_pylist(), catalog.column("title").to_pylist(), strict=True)
+    }
+    if cfg.agents.item_profiles == "catalog":
+        # no analyst profile: a purchase line shows its title and category path / brand (titles
+        # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
+        shown = {row["item_id"]: sanitize(catalog_hint(row), width) for row in catalog.to_pylist()}
+    else:
+        if profiles is None:
+            raise ValueError("item_profiles=analyst needs the item_profiles table")
+        ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
+        shown = {
+            row["item_id"]: sanitize(history_detail(row, cfg.agents.history_detail), width)
+            for row in ok.select(["item_id", "profile_text", "profile_json"]).to_pylist()
+        }
+    return user_inputs(sequences, titles, shown, cfg.agents.history_items, fingerprint)
 
 
 def pending(rows: list[dict[str, Any]], existing: pa.Table, key: str, retry_failed: bool) -> list[dict[str, Any]]:

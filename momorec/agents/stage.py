@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from momorec.agents.config import MotivateConfig
-from momorec.agents.inputs import item_fingerprint, item_inputs, pending, settings_fingerprint, user_inputs
+from momorec.agents.inputs import item_fingerprint, item_inputs, pending, settings_fingerprint, user_rows
 from momorec.agents.inspect import inspect_motivations, log_quality
-from momorec.agents.prompts import PromptSet, catalog_hint, history_detail, load_prompts, sanitize
+from momorec.agents.prompts import PromptSet, load_prompts
 from momorec.agents.ray_workers import STATS_COLUMN, ItemWorker, UserWorker
 from momorec.agents.runner import AgentStats
 from momorec.agents.workers import AGENT_NAMES
@@ -209,23 +208,9 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
             cfg, ItemWorker, todo, paths["item_profiles"], "item_id", stats, progress, "item analyst"
         )
 
-        width = m.agents.history_chars
-        titles = {
-            i: sanitize(t, width)
-            for i, t in zip(catalog.column("item_id").to_pylist(), catalog.column("title").to_pylist(), strict=True)
-        }
-        if m.agents.item_profiles == "catalog":
-            # no analyst profile: a purchase line shows its title and category path / brand (titles
-            # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
-            profile_by_id = {row["item_id"]: sanitize(catalog_hint(row), width) for row in catalog.to_pylist()}
-        else:
-            profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
-            ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
-            profile_by_id = {
-                row["item_id"]: sanitize(history_detail(row, m.agents.history_detail), width)
-                for row in ok.select(["item_id", "profile_text", "profile_json"]).to_pylist()
-            }
-        all_users = user_inputs(sequences, titles, profile_by_id, m.agents.history_items, fingerprint)
+        analyst = m.agents.item_profiles != "catalog"
+        profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES) if analyst else None
+        all_users = user_rows(m, catalog, sequences, profiles, fingerprint)
         existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
         todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
         if todo_users:
