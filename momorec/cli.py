@@ -197,7 +197,7 @@ def texts_export(
     from momorec.agents.texts import export_texts
 
     cfg = _load(config, set_, as_json)
-    _execute("texts export", cfg, as_json, verbose, lambda: export_texts(cfg, folder))
+    _execute("texts-export", cfg, as_json, verbose, lambda: export_texts(cfg, folder))
 
 
 @texts_app.command("import")
@@ -211,10 +211,10 @@ def texts_import(
     cfg = _load(config, set_, as_json)
 
     def call() -> StageResult:
-        with lease.held(cfg, "texts import"):
+        with lease.held(cfg, "texts-import"):
             return import_texts(cfg, folder)
 
-    _execute("texts import", cfg, as_json, verbose, call)
+    _execute("texts-import", cfg, as_json, verbose, call)
 
 
 @app.command("run")
