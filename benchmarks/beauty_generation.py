@@ -11,10 +11,12 @@ re-run skips them):
    stays an item run; the training-free quality after it compares item-analyst profiles with catalog texts on
    the same users (history-mean retrieval reads only item embeddings and the users' histories).
 
-After every step: `momorec inspect` (training-free quality, from the tables as they are), the generated texts
-exported to benchmarks/results/beauty_texts/ (Parquet, zstd: ids, texts, the agents' JSON, content hashes,
-status; no embeddings), and benchmarks/results/beauty_generation.json rewritten, so a cut-off run keeps what
-finished. The machine (cores, CPU flags, load) is named in the file.
+The items phase runs in its own copy of the ingest tables, so each phase's tables hold one setting.
+After every step: `momorec inspect` (training-free quality, from the tables as they are), the texts exported
+by `momorec texts export` to benchmarks/results/beauty_texts/<catalog_items | analyst_items>/ (Parquet, zstd:
+the dataset's ids, texts, the agents' JSON, content hashes, status, a manifest of the settings; no
+embeddings; `momorec texts import` re-embeds them), and benchmarks/results/beauty_generation.json rewritten,
+so a cut-off run keeps what finished. The machine (cores, CPU flags, load) is named in the file.
 
     .venv/bin/python benchmarks/beauty_generation.py                      # both phases
     .venv/bin/python benchmarks/beauty_generation.py --phases users --steps 2000,22363
@@ -25,14 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,53 +43,35 @@ RESULTS = REPO / "benchmarks" / "results" / "beauty_generation.json"
 TEXTS = REPO / "benchmarks" / "results" / "beauty_texts"
 ALL_USERS = 22_363
 ITEM_PHASE_USERS = 256  # one engine batch of users rides along with the item analyst run
+PHASE_TEXTS = {"users": "catalog_items", "items": "analyst_items"}  # folders under TEXTS, one per setting
 
 
 def momorec(args: list[str], work: Path, sets: list[str]) -> dict:
     return cli(args, work, sets, config=CONFIG, timeout=4 * 3600)
 
 
-def export_texts(warehouse: Path, dataset: str, phase: str) -> dict:
-    """The generated texts as compact Parquet (no embeddings), keyed by the dataset's own ids."""
-    from momorec.storage import delta
+def export_texts(work: Path, common: list[str], phase: str) -> dict:
+    """`momorec texts export`: the phase's texts as compact Parquet + manifest (no embeddings), keyed by the
+    dataset's own ids; `momorec texts import` embeds them into any warehouse of the same data."""
+    return momorec(["texts", "export", str(TEXTS / PHASE_TEXTS[phase])], work, common)
 
-    root = warehouse / dataset
-    TEXTS.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for table, key, raw, ids, columns in (
-        (
-            "user_motivations",
-            "user_id",
-            "user",
-            "user_ids",
-            ["status", "failure_reason", "motivation_text", "motivations_json", "history_item_ids", "accepted"],
-        ),
-        ("item_profiles", "item_id", "item", "item_ids", ["status", "failure_reason", "profile_text", "profile_json"]),
-    ):
-        if not delta.exists(str(root / table)):
-            continue
-        rows = delta.read(str(root / table), columns=[key, *columns, "content_hash", "prompt_version", "model"])
-        rows = rows.sort_by(key)
-        names = delta.read(str(root / ids)).sort_by(key)
-        # id maps are dense and unique; Arrow's hash join cannot carry the list column, so align by position
-        at = np.searchsorted(names.column(key).to_numpy(), rows.column(key).to_numpy())
-        rows = rows.append_column(raw, names.column(raw).take(pa.array(at)))
-        if table == "item_profiles" and phase == "users":
-            # catalog mode: profile_text is the sanitized catalog entry the embedder saw, not generated text
-            name = "item_catalog_texts.parquet"
-        else:
-            name = f"{'users' if table == 'user_motivations' else 'item_profiles'}.parquet"
-        pq.write_table(rows, TEXTS / name, compression="zstd", compression_level=19)
-        written[name] = {
-            "rows": rows.num_rows,
-            "ok": int(pc.sum(pc.equal(rows.column("status"), "ok")).as_py() or 0),
-            "bytes": (TEXTS / name).stat().st_size,
-        }
-    return written
+
+def phase_warehouse(work: Path, phase: str) -> Path:
+    """users: the ingest warehouse itself. items: a copy of its ingest tables, so the item analyst's profiles
+    and the users motivated from them never overwrite the catalog-mode rows (each export stays one setting)."""
+    if phase == "users":
+        return work / "warehouse"
+    target = work / "warehouse-items"
+    if not target.exists():
+        keep = {"items", "sequences", "interactions", "user_ids", "item_ids"}
+        for table in keep:
+            shutil.copytree(work / "warehouse" / "beauty" / table, target / "beauty" / table)
+    return target
 
 
 def run_step(work: Path, phase: str, sample: int, sets: list[str]) -> dict:
-    common = [f"warehouse={work / 'warehouse'}", f"tracking.tracking_uri=sqlite:///{work / 'mlflow.db'}", *sets]
+    warehouse = phase_warehouse(work, phase)
+    common = [f"warehouse={warehouse}", f"tracking.tracking_uri=sqlite:///{work / 'mlflow.db'}", *sets]
     if sample < ALL_USERS:
         common.append(f"motivate.execution.sample_users={sample}")
     load = os.getloadavg()[0]
@@ -114,7 +94,7 @@ def run_step(work: Path, phase: str, sample: int, sets: list[str]) -> dict:
         "failures": result["failures"],
         "agents": {name: summarize_agent(s) for name, s in stats.items() if s.get("requests")},
         "quality": quality,
-        "texts": export_texts(work / "warehouse", "beauty", phase),
+        "texts": export_texts(work, common, phase),
     }
 
 
