@@ -5,8 +5,9 @@ folder, in phases that each resume where a cut-off run stopped (finished rows ke
 re-run skips them):
 
 1. users: the motivation analyst over growing seeded user samples (each sample holds the smaller ones), up to
-   all 22,363 users; item texts are the catalog's, embedded by all-MiniLM-L6-v2. One motivate run per step,
-   each timed on its own.
+   all 22,363 users (in a fresh work folder the texts exported so far are imported first, so a later session
+   goes on where an earlier one stopped); item texts are the catalog's, embedded by all-MiniLM-L6-v2. One
+   motivate run per step, each timed on its own.
 2. items: the item analyst over all 12,101 items (`item_profiles=analyst`), with a small user sample so the run
    stays an item run; the training-free quality after it compares item-analyst profiles with catalog texts on
    the same users (history-mean retrieval reads only item embeddings and the users' histories).
@@ -148,6 +149,15 @@ def main() -> None:
         report["ingest_wall_s"] = round(time.perf_counter() - start, 1)
         report["ingest"] = {k: ingest.get(k) for k in ("users", "items", "interactions") if k in ingest}
         save()
+        if (TEXTS / PHASE_TEXTS["users"] / "manifest.json").exists():
+            # a fresh work folder (another session, another machine): the texts an earlier run exported come
+            # back re-embedded, no LLM work, and the steps go on with the users they do not hold
+            start = time.perf_counter()
+            imported = momorec(["texts", "import", str(TEXTS / PHASE_TEXTS["users"])], work, common)
+            report.setdefault("imports", []).append(
+                {"wall_s": round(time.perf_counter() - start, 1), "counts": imported["counts"], "machine": machine()}
+            )
+            save()
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if "users" in phases:
         for sample in sorted(int(n) for n in args.steps.split(",")):
