@@ -62,9 +62,9 @@ MOTIVATE_AS_MEASURED = [
 
 def export_npz(cfg, folder: Path) -> dict[str, str]:
     """Frozen-mode SemanticInputs of items and users (reserved code for users outside the sample)."""
+    from momorec.core.sequences import load_sequences
     from momorec.models.config import SemanticInputConfig
     from momorec.semantic_ids.codebook import latest_codebook_dir
-    from momorec.training.data import load_sequences
     from momorec.training.semantic import load_semantic_inputs
 
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))

@@ -121,8 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    from momorec.core.sequences import SequenceData
     from momorec.models.interface import SemanticInputs
-    from momorec.training.data import SequenceData
 
     data = SequenceData.load_npz(args.data_npz)
     pairs = consecutive_training_pairs(data)

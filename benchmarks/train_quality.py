@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from momorec.config import load_config  # noqa: E402
-from momorec.evaluation.evaluator import protocol_label, rank_users  # noqa: E402
-from momorec.evaluation.metrics import ndcg_at_k, summarize  # noqa: E402
-from momorec.evaluation.significance import mean_std, paired_test  # noqa: E402
+from momorec.core.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from momorec.core.metrics import ndcg_at_k, summarize  # noqa: E402
+from momorec.core.ranking import protocol_label, rank_users  # noqa: E402
+from momorec.core.sequences import SequenceData  # noqa: E402
+from momorec.core.significance import mean_std, paired_test  # noqa: E402
 from momorec.models import SemanticInputs  # noqa: E402
-from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from momorec.training.data import SequenceData  # noqa: E402
 from momorec.training.runner import TrainingInputs, train_local  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {

@@ -56,10 +56,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from momorec.config import load_config
+    from momorec.core.sequences import load_sequences
     from momorec.models.config import SemanticInputConfig
     from momorec.semantic_ids.stage import run_quantize
     from momorec.storage import delta
-    from momorec.training.data import load_sequences
     from momorec.training.semantic import load_semantic_inputs
 
     target = Path(args.warehouse) / "beauty"

@@ -96,8 +96,8 @@ def main() -> None:
     import torch
 
     from momorec.config import load_config
+    from momorec.core.sequences import SequenceData, training_arrays
     from momorec.models import build_model
-    from momorec.training.data import SequenceData, training_arrays
     from momorec.training.loop import LossModule
     from momorec.training.runner import local_batches
 

@@ -1,7 +1,7 @@
 """The serving model: MLflow registry aliases `champion` and `challenger`, and the promotion rule.
 
 The train stage registers every seed's best model as a version of `momorec-<dataset>-<architecture>`
-(an MLflow pyfunc holding the checkpoint, momorec.training.logged_model). Everything that serves or
+(an MLflow pyfunc holding the checkpoint, momorec.core.logged_model). Everything that serves or
 compares models reads them from the registry (`models:/<name>@champion`, `models:/<name>/<version>`),
 never from a training run's checkpoint folder. After a train run, `promote` rescores the run's best
 seed and the current champion on the SAME current validation split (full ranking, NDCG@10) and
@@ -20,12 +20,12 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from momorec.config import PlatformConfig
+from momorec.core.trained_models import best_seed, run_models
 from momorec.storage import delta
-from momorec.training.trained_models import best_seed, run_models
 from momorec.typed import StrictModel
 
 if TYPE_CHECKING:
-    from momorec.training.data import SequenceData
+    from momorec.core.sequences import SequenceData
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Promotion(StrictModel):
 
 
 def model_name(cfg: PlatformConfig) -> str:
-    from momorec.training.logged_model import registered_name
+    from momorec.core.logged_model import registered_name
 
     return registered_name(cfg)
 
@@ -61,7 +61,7 @@ def version_uri(cfg: PlatformConfig, version: str) -> str:
 
 def registered_checkpoint(cfg: PlatformConfig, version: str) -> dict:
     """The checkpoint dict of registered `version`, downloaded from the registry's artifact store."""
-    from momorec.training.logged_model import registered_checkpoint as download
+    from momorec.core.logged_model import registered_checkpoint as download
 
     return download(cfg, version_uri(cfg, version))
 
@@ -108,9 +108,9 @@ def valid_ndcg(cfg: PlatformConfig, payload: dict, data: SequenceData) -> tuple[
     """
     import torch
 
-    from momorec.evaluation.evaluator import rank_users
-    from momorec.evaluation.metrics import metric_sums, sums_to_metrics
-    from momorec.training.checkpoint import model_from_checkpoint
+    from momorec.core.checkpoint import model_from_checkpoint
+    from momorec.core.metrics import metric_sums, sums_to_metrics
+    from momorec.core.ranking import rank_users
 
     if payload["num_items"] != data.num_items:
         return None, f"catalog changed ({payload['num_items']} -> {data.num_items} items)"
@@ -133,7 +133,7 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
             model_name=name, decision="none", basis="the train run registered no model (train.log_model off)"
         )
     candidate = best_seed(rows)
-    from momorec.training.data import load_sequences
+    from momorec.core.sequences import load_sequences
 
     previous = champion_row(cfg)
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))  # one read for both models

@@ -4,7 +4,7 @@ Four families of numbers, so that prompts, models and embedders are chosen on me
 
 - Retrieval: each user's validation item (the target) is ranked among all catalog items by a score,
   with the user's training items excluded (the target keeps its score if it is also one of them),
-  ties counted against the target, as in `momorec.evaluation.metrics` (full ranking, whose HR/NDCG this uses). From the
+  ties counted against the target, as in `momorec.core.metrics` (full ranking, whose HR/NDCG this uses). From the
   0-based rank r: HR@K = [r < K], NDCG@K = [r < K] / log2(r + 2). A target with no score (its item has
   no embedding, or the user has no vector) is a miss. Scores: cosine between a user vector and the
   item embeddings; item popularity; a uniformly random ranking (closed form).
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from momorec.evaluation.metrics import hit_at_k, ndcg_at_k
+from momorec.core.metrics import hit_at_k, ndcg_at_k
 
 K = 10
 CHUNK_USERS = 512  # users scored at once: memory is CHUNK_USERS x N floats

@@ -19,15 +19,15 @@ from pydantic import Field
 
 from momorec import tracking
 from momorec.config import PlatformConfig
-from momorec.evaluation.evaluator import protocol_label, rank_users
-from momorec.evaluation.metrics import hit_at_k, ndcg_at_k, summarize
-from momorec.evaluation.significance import align_users, mean_std, paired_test
+from momorec.core.checkpoint import model_from_checkpoint
+from momorec.core.logged_model import row_checkpoint
+from momorec.core.metrics import hit_at_k, ndcg_at_k, summarize
+from momorec.core.ranking import protocol_label, rank_users
+from momorec.core.sequences import SequenceData, load_sequences
+from momorec.core.significance import align_users, mean_std, paired_test
+from momorec.core.trained_models import run_models
 from momorec.progress import progress_bar
 from momorec.storage import delta, schemas
-from momorec.training.checkpoint import model_from_checkpoint
-from momorec.training.data import SequenceData, load_sequences
-from momorec.training.logged_model import row_checkpoint
-from momorec.training.trained_models import run_models
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)

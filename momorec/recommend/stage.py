@@ -18,13 +18,13 @@ from pydantic import Field
 
 from momorec import tracking
 from momorec.config import PlatformConfig
+from momorec.core.checkpoint import model_from_checkpoint
+from momorec.core.logged_model import row_checkpoint
+from momorec.core.scoring import top_k
+from momorec.core.sequences import SequenceData, load_sequences
+from momorec.core.trained_models import best_seed, run_models
 from momorec.progress import step_progress
 from momorec.storage import delta, schemas
-from momorec.training.checkpoint import model_from_checkpoint
-from momorec.training.data import SequenceData, load_sequences
-from momorec.training.logged_model import row_checkpoint
-from momorec.training.scoring import top_k
-from momorec.training.trained_models import best_seed, run_models
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 from momorec.config import PlatformConfig
+from momorec.core.checkpoint import FILE, TrainState, load_checkpoint, save_checkpoint, train_state, write_checkpoint
+from momorec.core.sequences import pad_train_items
 from momorec.storage import delta, objectstore
-from momorec.training.checkpoint import FILE, load_checkpoint, save_checkpoint, train_state, write_checkpoint
-from momorec.training.data import pad_train_items
-from momorec.training.loop import LossModule, TrainState, fit
+from momorec.training.loop import LossModule, fit
 from momorec.training.runner import TrainingInputs, checkpoint_root, initial_model, make_validator, restore
 
 log = logging.getLogger(__name__)

@@ -10,40 +10,17 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from momorec.core.checkpoint import TrainState
+
 log = logging.getLogger(__name__)
 
 SELECT_METRIC = "valid.full.ndcg_10"
-
-
-@dataclass
-class TrainState:
-    """What a checkpoint needs to resume: epoch counter, best-so-far, patience and history."""
-
-    epoch: int = 0  # next epoch to run
-    best_epoch: int = -1
-    best_metric: float = -math.inf
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs: int = 0
-    stopped_early: bool = False
-    stopped_by_time: bool = False
-    resumed_at: list[int] = field(default_factory=list)  # epochs at which a restarted run picked up
-    warm_start: dict[str, int] = field(default_factory=dict)  # warm_start.copied/grown/skipped tensors, if any
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainState:
-        return cls(**data)
 
 
 def _to_device(batch: dict, device) -> dict[str, torch.Tensor]:

@@ -15,20 +15,21 @@ import numpy as np
 import torch
 
 from momorec.config import PlatformConfig
-from momorec.evaluation.evaluator import rank_users
-from momorec.evaluation.metrics import metric_sums, sums_to_metrics
-from momorec.models import SemanticInputs, SequentialRecommender, build_model
-from momorec.storage import objectstore
-from momorec.training.checkpoint import (
+from momorec.core.checkpoint import (
     FILE,
+    TrainState,
     load_checkpoint,
     save_checkpoint,
     train_state,
     upgraded_weights,
     warm_start,
 )
-from momorec.training.data import SequenceData, load_sequences, training_arrays
-from momorec.training.loop import LossModule, TrainState, fit
+from momorec.core.metrics import metric_sums, sums_to_metrics
+from momorec.core.ranking import rank_users
+from momorec.core.sequences import SequenceData, load_sequences, training_arrays
+from momorec.models import SemanticInputs, SequentialRecommender, build_model
+from momorec.storage import objectstore
+from momorec.training.loop import LossModule, fit
 from momorec.training.semantic import load_semantic_inputs
 
 log = logging.getLogger(__name__)

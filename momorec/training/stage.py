@@ -28,13 +28,12 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from momorec import tracking
 from momorec.config import PlatformConfig
-from momorec.evaluation.significance import mean_std
+from momorec.core.checkpoint import FILE, TrainState, write_checkpoint
+from momorec.core.logged_model import log_recommender, registered_checkpoint, registered_name
+from momorec.core.sequences import training_arrays
+from momorec.core.significance import mean_std
 from momorec.progress import progress_bar
 from momorec.storage import delta, objectstore, schemas
-from momorec.training.checkpoint import FILE, write_checkpoint
-from momorec.training.data import training_arrays
-from momorec.training.logged_model import log_recommender, registered_checkpoint, registered_name
-from momorec.training.loop import TrainState
 from momorec.training.runner import TrainingInputs, checkpoint_root, train_local
 from momorec.typed import StageResult
 

@@ -52,7 +52,7 @@ def test_cosine_ranks_ignore_vector_length_and_items_without_a_vector():
 def test_ranks_agree_with_the_evaluator_and_do_not_depend_on_the_chunk_size():
     import torch
 
-    from momorec.evaluation.metrics import full_ranks
+    from momorec.core.metrics import full_ranks
 
     rng = np.random.default_rng(3)
     n_users, n_items, dim = 37, 50, 8

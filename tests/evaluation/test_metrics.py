@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from momorec.evaluation.metrics import (
+from momorec.core.metrics import (
     full_ranks,
     hit_at_k,
     metric_sums,
@@ -16,7 +16,7 @@ from momorec.evaluation.metrics import (
     summarize,
     sums_to_metrics,
 )
-from momorec.evaluation.significance import align_users, mean_std, paired_test
+from momorec.core.significance import align_users, mean_std, paired_test
 
 
 def test_hr_and_ndcg_on_hand_computed_ranks():

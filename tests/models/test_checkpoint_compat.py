@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from momorec.training.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, warm_start
+from momorec.core.checkpoint import FORMAT, load_checkpoint, model_from_checkpoint, warm_start
 from tests.models.test_backbones import batch, make
 
 OLD = Path(__file__).parent / "data" / "format1"

@@ -8,10 +8,9 @@ import pickle
 import pytest
 import torch
 
+from momorec.core.checkpoint import FILE, TrainState, load_checkpoint, model_from_checkpoint, save_checkpoint
 from momorec.models import ModelConfig, build_model
 from momorec.storage import objectstore
-from momorec.training.checkpoint import FILE, load_checkpoint, model_from_checkpoint, save_checkpoint
-from momorec.training.loop import TrainState
 
 
 class _WritesAMarker:

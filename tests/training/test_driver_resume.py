@@ -18,8 +18,8 @@ import pytest
 import yaml
 from training_toydata import ring_sequences, write_sequences
 
+from momorec.core.checkpoint import load_checkpoint, train_state
 from momorec.storage import objectstore
-from momorec.training.checkpoint import load_checkpoint, train_state
 
 pytestmark = [pytest.mark.slow]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from training_toydata import write_sequences
 
-from momorec.evaluation.evaluator import rank_users
-from momorec.evaluation.metrics import summarize
-from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
-from momorec.training.data import load_sequences
+from momorec.core.checkpoint import load_checkpoint, model_from_checkpoint
+from momorec.core.metrics import summarize
+from momorec.core.ranking import rank_users
+from momorec.core.sequences import load_sequences
 from momorec.training.runner import TrainingInputs, make_model, train_local
 
 
@@ -58,7 +58,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="outside the embedding range 1..5"):
         load_sequences(f"{root}/sequences", f"{root}/item_ids")
     write_sequences(root, [[1, 2, 3], [2, 3, 4]], num_items=5)  # one training item each
-    from momorec.training.data import training_arrays
+    from momorec.core.sequences import training_arrays
 
     data = load_sequences(f"{root}/sequences", f"{root}/item_ids")
     with pytest.raises(ValueError, match="empty training set"):

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import torch
 
+from momorec.core.checkpoint import TrainState, load_checkpoint, model_from_checkpoint, save_checkpoint
+from momorec.core.logged_model import input_example, log_recommender, predict_frame, registered_checkpoint
 from momorec.models import ModelConfig, build_model
-from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from momorec.training.logged_model import input_example, log_recommender, predict_frame, registered_checkpoint
-from momorec.training.loop import TrainState
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "momorec-toy-sasrec"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from momorec.training.checkpoint import load_checkpoint, model_from_checkpoint
+from momorec.core.checkpoint import load_checkpoint, model_from_checkpoint
 from momorec.training.distributed import train_with_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from momorec.training.data import (
+from momorec.core.sequences import (
     SequenceData,
     excluded_items,
     pad_train_items,

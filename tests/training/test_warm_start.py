@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from momorec.core.checkpoint import FORMAT, TrainState, warm_start
 from momorec.models import ModelConfig, SemanticInputs, build_model
-from momorec.training.checkpoint import FORMAT, warm_start
-from momorec.training.loop import TrainState
 
 
 def _model(arch: str, num_items: int, seed: int, item_mode: str = "none"):

@@ -30,9 +30,9 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from momorec.core.checkpoint import FILE, load_checkpoint, model_from_checkpoint
+from momorec.core.scoring import top_k
 from momorec.storage import objectstore
-from momorec.training.checkpoint import FILE, load_checkpoint, model_from_checkpoint
-from momorec.training.scoring import top_k
 
 if TYPE_CHECKING:
     from momorec.config import PlatformConfig

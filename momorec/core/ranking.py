@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from momorec.evaluation.metrics import full_ranks, ranks_from_scores, sample_negatives
-from momorec.training.data import SequenceData, excluded_items, scoring_arrays, seen_items
+from momorec.core.metrics import full_ranks, ranks_from_scores, sample_negatives
+from momorec.core.sequences import SequenceData, excluded_items, scoring_arrays, seen_items
 
 
 @torch.no_grad()

@@ -16,15 +16,15 @@ primitives unpickle, so a checkpoint from an untrusted location cannot run code.
 from __future__ import annotations
 
 import io
+import math
 import pickle
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from momorec.models import ModelConfig, SemanticInputs, SequentialRecommender, build_model
 from momorec.storage import objectstore
-from momorec.training.loop import TrainState
 
 FILE = "checkpoint.pt"
 FORMAT = 2
@@ -48,6 +48,29 @@ _FORMAT_1_PREFIXES = {
     "input_norm.": "encoder.input_norm.",
     "blocks.": "encoder.blocks.",
 }
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint needs to resume: epoch counter, best-so-far, patience and history."""
+
+    epoch: int = 0  # next epoch to run
+    best_epoch: int = -1
+    best_metric: float = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    stopped_by_time: bool = False
+    resumed_at: list[int] = field(default_factory=list)  # epochs at which a restarted run picked up
+    warm_start: dict[str, int] = field(default_factory=dict)  # warm_start.copied/grown/skipped tensors, if any
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainState:
+        return cls(**data)
 
 
 def upgraded_weights(payload: dict, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Top-K items for a batch of users from their item histories: what serving computes.
 
 Pure torch/numpy, shared by the recommend stage (every user of the tables) and the MLflow model
-(`momorec.training.logged_model`: whatever histories a caller sends).
+(`momorec.core.logged_model`: whatever histories a caller sends).
 """
 
 from __future__ import annotations
