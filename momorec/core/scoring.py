@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from momorec.core.sequences import windows
+
 
 def padded_histories(histories: list[np.ndarray], width: int, num_items: int) -> np.ndarray:
     """(B, width) int64: each history's newest `width` items, left-padded with 0.
@@ -16,12 +18,19 @@ def padded_histories(histories: list[np.ndarray], width: int, num_items: int) ->
     Items the model never saw (ids above `num_items`: the catalog grew since it was trained) are
     blanked to padding, so an older model still serves.
     """
-    out = np.zeros((len(histories), width), dtype=np.int64)
-    for row, items in enumerate(histories):
-        chunk = np.asarray(items, dtype=np.int64)[-width:]
-        out[row, width - chunk.size :] = chunk
+    items, starts, counts = _flat(histories)
+    out = windows(items, starts, counts, width)
     out[out > num_items] = 0
     return out
+
+
+def _flat(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """B histories as (all items, start of each, length of each)."""
+    counts = np.array([len(h) for h in histories], dtype=np.int64)
+    items = (
+        np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if counts.sum() else np.zeros(0, np.int64)
+    )
+    return items, np.cumsum(counts) - counts, counts
 
 
 def top_k(
@@ -54,8 +63,10 @@ def top_k(
     logits = logits[:, : catalog + 1]
     logits[:, 0] = -torch.inf
     if exclude_seen:
-        for row, items in enumerate(histories):
-            seen = torch.as_tensor(np.asarray(items, dtype=np.int64))
-            logits[row, seen[(seen > 0) & (seen <= catalog)]] = -torch.inf
+        items, starts, counts = _flat(histories)
+        seen = windows(items, starts, counts, max(int(counts.max()) if counts.size else 0, 1), left=False)
+        seen[(seen < 0) | (seen > catalog)] = 0  # column 0 is padding: already -inf
+        rows = np.broadcast_to(np.arange(len(histories))[:, None], seen.shape)
+        logits[torch.from_numpy(rows.copy()), torch.from_numpy(seen)] = -torch.inf
     best = torch.topk(logits, min(k, catalog), dim=1)
     return best.indices.numpy().astype(np.int64), best.values.numpy().astype(np.float32)

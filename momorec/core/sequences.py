@@ -161,16 +161,25 @@ def validate(data: SequenceData, where: str = "sequences") -> None:
         raise ValueError(f"{where}: valid_item/test_item are not the last two items of some users")
 
 
+def windows(items: np.ndarray, starts: np.ndarray, counts: np.ndarray, width: int, left: bool = True) -> np.ndarray:
+    """(R, width) int64: row r holds the newest min(counts[r], width) of items[starts[r] : starts[r] + counts[r]],
+    oldest first, padded with 0 on the left (`left`) or the right. One gather for all rows: no loop per user."""
+    starts = np.asarray(starts, dtype=np.int64)
+    n = np.minimum(np.asarray(counts, dtype=np.int64), width)
+    out = np.zeros((starts.size, width), dtype=np.int64)
+    total = int(n.sum())
+    if total == 0:
+        return out
+    rows = np.repeat(np.arange(starts.size), n)
+    within = np.arange(total) - np.repeat(np.cumsum(n) - n, n)  # 0 .. n[r]-1 inside each row
+    source = np.repeat(starts + counts - n, n) + within
+    out[rows, np.repeat(width - n, n) + within if left else within] = items[source]
+    return out
+
+
 def _left_pad(data: SequenceData, ends: np.ndarray, width: int) -> np.ndarray:
     """Row u = the `width` items before position ends[u] of user u's history, left-padded: (U, width) int64."""
-    out = np.zeros((data.num_users, width), dtype=np.int64)
-    for row in range(data.num_users):
-        start = data.offsets[row]
-        stop = start + ends[row]
-        chunk = data.items[max(start, stop - width) : stop]
-        if chunk.size:
-            out[row, width - chunk.size :] = chunk
-    return out
+    return windows(data.items, data.offsets[:-1], ends, width)
 
 
 def training_arrays(data: SequenceData, max_len: int, min_train_items: int = 2) -> dict[str, np.ndarray]:
@@ -208,10 +217,8 @@ def scoring_arrays(data: SequenceData, split: str, max_len: int) -> dict[str, np
 def excluded_items(data: SequenceData, rows: np.ndarray, split: str) -> np.ndarray:
     """Whole history before the target of users `rows`, right-padded with 0: (len(rows), H) int64."""
     before = data.train_len[rows] + (1 if split == "test" else 0)
-    out = np.zeros((rows.size, max(int(before.max()) if rows.size else 0, 1)), dtype=np.int64)
-    for i, (row, n) in enumerate(zip(rows, before, strict=True)):
-        out[i, :n] = data.items[data.offsets[row] : data.offsets[row] + n]
-    return out
+    width = max(int(before.max()) if rows.size else 0, 1)
+    return windows(data.items, data.offsets[rows], before, width, left=False)
 
 
 def seen_items(data: SequenceData, rows: np.ndarray) -> list[np.ndarray]:

@@ -94,3 +94,52 @@ def test_semantic_inputs_npz_round_trip(tmp_path, with_centroids):
     back = SemanticInputs.load_npz(str(tmp_path / "s.npz"))
     assert torch.equal(back.codes, codes) and back.num_codes == 4 and back.version == "v7"
     assert (back.centroids is None) if centroids is None else torch.equal(back.centroids, centroids)
+
+
+def _naive_window(items, start, count, width, left):
+    chunk = items[start : start + count][-width:] if count else items[:0]
+    row = np.zeros(width, dtype=np.int64)
+    if left:
+        row[width - chunk.size :] = chunk
+    else:
+        row[: chunk.size] = chunk
+    return row
+
+
+def test_windows_gathers_what_a_loop_per_user_would():
+    from momorec.core.sequences import windows
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        counts = rng.integers(0, 12, size=rng.integers(1, 30))
+        items = rng.integers(1, 100, size=int(counts.sum()) + 5)
+        starts = np.cumsum(counts) - counts
+        width = int(rng.integers(1, 15))
+        for left in (True, False):
+            expected = np.stack([_naive_window(items, s, c, width, left) for s, c in zip(starts, counts, strict=True)])
+            assert np.array_equal(windows(items, starts, counts, width, left), expected)
+
+
+def test_top_k_never_returns_a_seen_item_or_padding():
+    import torch
+
+    from momorec.core.scoring import padded_histories, top_k
+
+    class Scores:  # a fixed score table: what matters here is the exclusion, not a model
+        num_items = 40
+
+        class cfg:
+            max_len = 6
+
+        def full_sort_predict(self, batch):
+            return torch.arange(41, dtype=torch.float32).repeat(batch["history"].shape[0], 1)
+
+    rng = np.random.default_rng(5)
+    histories = [rng.integers(1, 41, size=n) for n in (0, 3, 9, 20)]
+    items, scores = top_k(Scores(), np.arange(1, 5), histories, k=5)
+    for row, history in enumerate(histories):
+        assert not set(items[row].tolist()) & set(history.tolist()) and 0 not in items[row]
+        unseen = sorted(set(range(1, 41)) - set(history.tolist()), reverse=True)[:5]
+        assert items[row].tolist() == unseen
+    padded = padded_histories([np.array([1, 2, 50]), np.array([7])], 4, num_items=40)
+    assert padded.tolist() == [[0, 1, 2, 0], [0, 0, 0, 7]]
