@@ -170,10 +170,14 @@ def windows(items: np.ndarray, starts: np.ndarray, counts: np.ndarray, width: in
     total = int(n.sum())
     if total == 0:
         return out
-    rows = np.repeat(np.arange(starts.size), n)
-    within = np.arange(total) - np.repeat(np.cumsum(n) - n, n)  # 0 .. n[r]-1 inside each row
-    source = np.repeat(starts + counts - n, n) + within
-    out[rows, np.repeat(width - n, n) + within if left else within] = items[source]
+    # element e of the output stream (row r, e - begin[r] inside it) comes from first[r] + (e - begin[r])
+    # and goes to r * width + pad[r] + (e - begin[r]): two repeats of per-row shifts, one gather, one scatter
+    begin = np.cumsum(n) - n
+    pad = width - n if left else np.zeros_like(n)
+    stream = np.arange(total)
+    source = stream + np.repeat(starts + counts - n - begin, n)
+    target = stream + np.repeat(np.arange(starts.size) * width + pad - begin, n)
+    out.reshape(-1)[target] = items[source]
     return out
 
 
