@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS = ("train_items", "valid_item", "test_item")
+SEQUENCE_COLUMNS = ("user_id", "items", *SPLIT_COLUMNS)  # what scoring reads
 
 
 @dataclass
@@ -119,27 +120,34 @@ def load_sequences(sequences_path: str, item_ids_path: str) -> SequenceData:
     _check_split(table, sequences_path)
     if table.num_rows == 0:
         raise ValueError(f"sequence table {sequences_path} is empty: no user to train on")
-    table = table.sort_by("user_id")
-    users = table.column("user_id").to_numpy().astype(np.int64)
-    items_col = table.column("items").combine_chunks()
+    data = sequence_batch(table.sort_by("user_id"), num_items)
+    data.versions = {"sequences": delta.version(sequences_path), "item_ids": delta.version(item_ids_path)}
+    validate(data, sequences_path)
+    return data
+
+
+def sequence_batch(table: pa.Table | pa.RecordBatch, num_items: int) -> SequenceData:
+    """Rows of `sequences` (SEQUENCE_COLUMNS, any users, any order) as a SequenceData: what each scoring batch
+    sees. Row order is kept (load_sequences sorts by user first)."""
+    users = np.asarray(table.column("user_id").to_numpy(), dtype=np.int64)
+    items_col = table.column("items")
+    if isinstance(items_col, pa.ChunkedArray):
+        items_col = items_col.combine_chunks()
     offsets = items_col.offsets.to_numpy().astype(np.int64)
-    items = items_col.values.to_numpy().astype(np.int64)
+    items = items_col.values.to_numpy().astype(np.int64)[offsets[0] : offsets[-1]]
     offsets = offsets - offsets[0]
     train_len = np.asarray(
         pc.list_value_length(table.column("train_items")).to_numpy(zero_copy_only=False), dtype=np.int64
     )
-    data = SequenceData(
+    return SequenceData(
         user_ids=users,
         items=items,
         offsets=offsets,
         train_len=train_len,
-        valid_item=table.column("valid_item").to_numpy().astype(np.int64),
-        test_item=table.column("test_item").to_numpy().astype(np.int64),
+        valid_item=np.asarray(table.column("valid_item").to_numpy(), dtype=np.int64),
+        test_item=np.asarray(table.column("test_item").to_numpy(), dtype=np.int64),
         num_items=num_items,
-        versions={"sequences": delta.version(sequences_path), "item_ids": delta.version(item_ids_path)},
     )
-    validate(data, sequences_path)
-    return data
 
 
 def validate(data: SequenceData, where: str = "sequences") -> None:

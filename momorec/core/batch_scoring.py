@@ -1,0 +1,184 @@
+"""Every user of a `sequences` table scored by one model, in batches of users: what evaluate, recommend and
+champion rescoring share.
+
+The table's Parquet files (its current Delta snapshot) are read in batches of `batch_users` users; each
+batch becomes a `SequenceData` of its own (`sequence_batch`) and is scored by the shared code, vectorised
+within the batch: `rank_users` for a split's ranks under a protocol, `scoring.top_k` for recommendations.
+Two engines run the same `BatchScorer`:
+
+- local: in this process, one batch after another;
+- ray: Ray Data `map_batches` over a pool of actors, each loading the model once (the checkpoint is put in
+  the object store once), CPU actors here, GPU actors on a cluster (`gpus_per_actor`).
+
+Either way the results come back as a stream of small Arrow batches (user_id + rank, or user_id + top-K),
+so the caller commits them to Delta in one commit; no process holds every user's scores. Peak memory is
+one batch's scores (batch_users x (N+1) floats) per scorer plus the model, whatever the number of users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+from pydantic import Field
+
+from momorec.core.metrics import per_user_metrics
+from momorec.core.ranking import protocol_label, rank_users
+from momorec.core.scoring import top_k
+from momorec.core.sequences import SEQUENCE_COLUMNS, sequence_batch
+from momorec.typed import StrictModel
+
+RANKS = pa.schema([("user_id", pa.int64()), ("protocol", pa.string()), ("rank", pa.int64())])
+TOP_K = pa.schema([("user_id", pa.int64()), ("items", pa.list_(pa.int64())), ("scores", pa.list_(pa.float32()))])
+
+
+class ScoringConfig(StrictModel):
+    """How the users of a table are scored (evaluate, recommend, champion rescoring): `scoring:` in a config."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: batches one after another in this process; ray: Ray Data actors (a cluster)."
+    )
+    batch_users: int = Field(1024, ge=1, description="Users per batch: peak memory is batch_users x (N+1) scores.")
+    num_actors: int = Field(2, ge=1, description="ray: scoring actors (each holds the model once).")
+    cpus_per_actor: float = Field(1.0, gt=0, description="ray: CPUs per actor (also its torch threads, at least 1).")
+    gpus_per_actor: float = Field(0.0, ge=0, description="ray: GPUs per actor (0 = CPU actors).")
+
+
+class ScoringTask(StrictModel):
+    """What to compute for each user: `ranks` of the split's target, or the `top_k` items after the whole history."""
+
+    kind: Literal["ranks", "top_k"]
+    split: Literal["valid", "test"] = "test"
+    protocols: list[Literal["full", "sampled"]] = Field(default_factory=lambda: ["full"])
+    num_negatives: int = 100
+    negative_seed: int = 0
+    k: int = 10
+    exclude_seen: bool = True
+
+
+class BatchScorer:
+    """One model, loaded once; a batch of `sequences` rows in, its scores out (see the module doc)."""
+
+    def __init__(self, payload: Any, task_json: str, num_items: int, threads: int = 0) -> None:
+        import torch
+
+        from momorec.core.checkpoint import model_from_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)
+        if not isinstance(payload, dict):  # an object-store reference: every actor reads the one copy
+            import ray
+
+            payload = ray.get(payload)
+        self.model = model_from_checkpoint(payload)
+        self.task = ScoringTask.model_validate_json(task_json)
+        self.num_items = num_items
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        task, data = self.task, sequence_batch(batch, self.num_items)
+        if task.kind == "top_k":
+            histories = [data.items[data.offsets[r] : data.offsets[r + 1]] for r in range(data.num_users)]
+            items, scores = top_k(
+                self.model, data.user_ids, histories, task.k, task.exclude_seen, catalog_size=self.num_items
+            )
+            return pa.table({"user_id": data.user_ids, "items": list(items), "scores": list(scores)}, schema=TOP_K)
+        parts = []
+        for protocol in task.protocols:
+            users, ranks = rank_users(
+                self.model,
+                data,
+                task.split,
+                protocol,
+                self.model.cfg.max_len,
+                batch_size=max(data.num_users, 1),
+                num_negatives=task.num_negatives,
+                negative_seed=task.negative_seed,
+            )
+            label = protocol_label(protocol, task.num_negatives)
+            parts.append(pa.table({"user_id": users, "protocol": [label] * len(users), "rank": ranks}, schema=RANKS))
+        return pa.concat_tables(parts)
+
+
+def _dataset(sequences_path: str) -> tuple[list[str], Any]:
+    """The table's current data files and the file system they are on."""
+    from momorec.storage import delta, objectstore
+
+    uris = delta.file_uris(sequences_path)
+    if not uris:
+        raise ValueError(f"sequence table {sequences_path} has no data files")
+    fs, _ = objectstore.filesystem(uris[0])
+    return [objectstore.filesystem(u)[1] for u in uris], fs
+
+
+def score_users(
+    sequences_path: str, payload: dict, task: ScoringTask, num_items: int, cfg: ScoringConfig, ray_cfg=None
+) -> Iterator[pa.RecordBatch]:
+    """Score every user of the table at `sequences_path` with the checkpoint `payload`; yields result batches
+    (schema RANKS or TOP_K) as they finish, in no particular user order."""
+    paths, fs = _dataset(sequences_path)
+    task_json = task.model_dump_json()
+    if cfg.engine == "local":
+        scorer = BatchScorer(payload, task_json, num_items)
+        source = pads.dataset(paths, filesystem=fs, format="parquet")
+        for batch in source.to_batches(columns=list(SEQUENCE_COLUMNS), batch_size=cfg.batch_users):
+            if batch.num_rows:
+                yield from scorer(pa.Table.from_batches([batch])).to_batches()
+        return
+    import ray
+
+    from momorec.storage.ray_runtime import init_ray
+
+    init_ray(ray_cfg)
+    # at least two blocks per actor, so a table of few files still spreads over the pool
+    blocks = max(len(paths), 2 * cfg.num_actors)
+    ds = ray.data.read_parquet(paths, filesystem=fs, columns=list(SEQUENCE_COLUMNS), override_num_blocks=blocks)
+    ds = ds.map_batches(
+        BatchScorer,
+        fn_constructor_kwargs={
+            "payload": ray.put(payload),
+            "task_json": task_json,
+            "num_items": num_items,
+            "threads": max(1, int(cfg.cpus_per_actor)),
+        },
+        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
+        num_cpus=cfg.cpus_per_actor,
+        num_gpus=cfg.gpus_per_actor or None,
+        batch_size=cfg.batch_users,
+        batch_format="pyarrow",
+    )
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        yield from batch.to_batches()
+
+
+class RankTotals:
+    """summarize()'s metrics per protocol of a RANKS stream, from sums gathered as the batches pass by."""
+
+    def __init__(self, ks: list[int]) -> None:
+        self.ks = list(ks)
+        self.sums: dict[str, dict[str, float]] = {}
+
+    def passing(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.add(batch)
+            yield batch
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        ranks = batch.column("rank").to_numpy()
+        labels = np.asarray(batch.column("protocol").to_pylist())
+        for label in np.unique(labels):
+            values = per_user_metrics(ranks[labels == label], self.ks)
+            values["mrr"] = 1.0 / (ranks[labels == label] + 1.0)
+            total = self.sums.setdefault(str(label), {"users": 0.0})
+            total["users"] += float((labels == label).sum())
+            for name, v in values.items():
+                total[name] = total.get(name, 0.0) + float(v.sum())
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """protocol label -> {"hr_k", "ndcg_k", "mrr": means, "users": count}, as `summarize` gives."""
+        return {
+            label: {k: (v if k == "users" else v / total["users"]) for k, v in total.items()}
+            for label, total in self.sums.items()
+        }
