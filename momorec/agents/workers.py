@@ -7,11 +7,17 @@ many sequences at once. A row whose agent still fails after its retries comes ba
 User flow (MoMoREC's three agents): motivation analyst drafts -> reviewer accepts or critiques ->
 the analyst revises (at most `max_review_rounds` times) -> after a revision the reviewer looks again,
 and `accepted` says whether it finally accepted.
+
+Every prompt is fitted to the engine's window before it is sent (momorec.agents.prompts.fit_prompt):
+narrower data fields, and for a draft fewer of the oldest purchases (the row then records only the
+purchases its prompt showed, so evidence numbers still name them). A row that cannot fit fails with
+"input: prompt_too_long"; a review or revision that cannot fit leaves the draft standing, noted.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,6 +28,7 @@ from momorec.agents.config import AgentsConfig
 from momorec.agents.parsing import parse_item_profile, parse_motivations, parse_review
 from momorec.agents.prompts import (
     PromptSet,
+    fit_prompt,
     item_analyst_prompt,
     item_catalog_text,
     motivation_prompt,
@@ -90,6 +97,40 @@ def _failure(agent: str, outcome: Outcome) -> str:
     return f"{agent}: {outcome.reason}: {outcome.detail}"[:500]
 
 
+def _fitted(
+    ctx: AgentContext,
+    render: Callable[[int, int], tuple[str, str]],
+    max_tokens: int,
+    entries: int = 1,
+    drop_entries: bool = False,
+) -> tuple[int, str] | None:
+    """(entries kept, the formatted prompt) of the first rendering that leaves `max_tokens` of the
+    engine's window for the answer (see fit_prompt), or None when none does."""
+    engine = ctx.engine
+    budget = None if engine.max_model_len is None else engine.max_model_len - max_tokens
+
+    def fits(system: str, user: str) -> bool:
+        return budget is None or engine.prompt_tokens(engine.chat_prompt(system, user)) <= budget
+
+    fitted = fit_prompt(render, entries, ctx.agents.max_field_chars, fits, drop_entries)
+    return None if fitted is None else (fitted[0], engine.chat_prompt(*fitted[1]))
+
+
+def _run_fitted(ctx: AgentContext, requests: list[Request | None], max_tokens: int, agent: str) -> list[Outcome | None]:
+    """run_requests over the requests that are not None (None: its prompt did not fit); outcomes in order,
+    None where there was no request."""
+    ran = iter(
+        run_requests(ctx.engine, [r for r in requests if r is not None], ctx.decoding(max_tokens), ctx.stats[agent])
+    )
+    return [None if r is None else next(ran) for r in requests]
+
+
+def _too_long(ctx: AgentContext, max_tokens: int) -> str:
+    return (
+        f"prompt_too_long: no rendering fits max_model_len {ctx.engine.max_model_len} less {max_tokens} answer tokens"
+    )
+
+
 def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Item analyst + embedding for `items` rows (item_id, title, categories, brand, price, description).
 
@@ -99,19 +140,20 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
     a = ctx.agents
     if a.item_profiles == "catalog":
         return catalog_profiles(ctx, items)
-    requests = [
-        Request(
-            ctx.engine.chat_prompt(*item_analyst_prompt(ctx.prompts, item, a.max_field_chars)),
-            item_profile_schema() if a.profile_pattern is None else item_profile_regex(a.profile_pattern),
-            parse_item_profile,
-        )
+    schema = item_profile_schema() if a.profile_pattern is None else item_profile_regex(a.profile_pattern)
+    prompts = [
+        _fitted(ctx, lambda _, width, item=item: item_analyst_prompt(ctx.prompts, item, width), a.item_max_tokens)
         for item in items
     ]
-    outcomes = run_requests(ctx.engine, requests, ctx.decoding(a.item_max_tokens), ctx.stats["item_analyst"])
+    requests = [None if p is None else Request(p[1], schema, parse_item_profile) for p in prompts]
+    outcomes = _run_fitted(ctx, requests, a.item_max_tokens, "item_analyst")
     rows = []
     for item, out in zip(items, outcomes, strict=True):
-        row = {"item_id": int(item["item_id"]), "attempts": out.attempts, "embedding": None}
-        if out.value is None:
+        row = {"item_id": int(item["item_id"]), "attempts": 0 if out is None else out.attempts, "embedding": None}
+        if out is None:
+            failure = f"input: {_too_long(ctx, a.item_max_tokens)}"
+            row.update(status="failed", failure_reason=failure, profile_text="", profile_json="")
+        elif out.value is None:
             row.update(status="failed", failure_reason=_failure("item_analyst", out), profile_text="", profile_json="")
         else:
             row.update(
@@ -150,7 +192,8 @@ def catalog_profiles(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dic
 @dataclass
 class _UserState:
     user: dict[str, Any]
-    entries: list[tuple[str, str]]
+    entries: list[tuple[str, str]]  # (title, detail) of the purchases the prompts show, oldest first
+    history: list[int]  # their item ids: evidence number k names history[k - 1]
     draft: Motivations | None = None
     accepted: bool = False
     rounds: int = 0
@@ -159,24 +202,43 @@ class _UserState:
     failure: str = ""
 
 
-def _motivation_requests(ctx: AgentContext, states: list[_UserState], critiques: list[str] | None) -> list[Request]:
+def _draft_prompt(ctx: AgentContext, s: _UserState) -> str | None:
+    """The draft prompt fitted to the window; the purchases it leaves out leave `s` too."""
+
+    def render(keep: int, width: int) -> tuple[str, str]:
+        return motivation_prompt(ctx.prompts, s.entries[-keep:], ctx.agents.max_motivations, width)
+
+    a = ctx.agents
+    fitted = _fitted(ctx, render, a.motivation_max_tokens, len(s.entries), drop_entries=True)
+    if fitted is None:
+        return None
+    keep, prompt = fitted
+    s.entries, s.history = s.entries[-keep:], s.history[-keep:]
+    return prompt
+
+
+def _revision_prompt(ctx: AgentContext, s: _UserState, critique: str) -> str | None:
+    """The revision prompt fitted to the window, over the purchases the draft saw (its evidence numbers)."""
+    previous = json.dumps(s.draft.model_dump()["motivations"])
+
+    def render(_: int, width: int) -> tuple[str, str]:
+        return motivation_prompt(ctx.prompts, s.entries, ctx.agents.max_motivations, width, previous, critique)
+
+    fitted = _fitted(ctx, render, ctx.agents.motivation_max_tokens)
+    return None if fitted is None else fitted[1]
+
+
+def _motivation_requests(ctx: AgentContext, states: list[_UserState], prompts: list[str]) -> list[Request]:
     a = ctx.agents
     requests = []
-    for k, s in enumerate(states):
-        previous = critique = None
-        if critiques is not None:
-            previous = json.dumps(s.draft.model_dump()["motivations"])
-            critique = critiques[k]
-        system, user = motivation_prompt(
-            ctx.prompts, s.entries, a.max_motivations, a.max_field_chars, previous, critique
-        )
+    for s, prompt in zip(states, prompts, strict=True):
         n = len(s.entries)
         constraint = (
             motivations_schema(n, a.max_motivations)
             if a.reason_pattern is None
             else motivations_regex(n, a.max_motivations, a.reason_pattern)
         )
-        requests.append(Request(ctx.engine.chat_prompt(system, user), constraint, partial(_parse_mot, n=n)))
+        requests.append(Request(prompt, constraint, partial(_parse_mot, n=n)))
     return requests
 
 
@@ -184,21 +246,28 @@ def _parse_mot(text: str, finish_reason: str, n: int):
     return parse_motivations(text, n, finish_reason)
 
 
-def _review(ctx: AgentContext, states: list[_UserState]) -> list[Outcome]:
+def _review_prompt(ctx: AgentContext, s: _UserState) -> str | None:
+    motivations = s.draft.model_dump()["motivations"]
+
+    def render(_: int, width: int) -> tuple[str, str]:
+        return reviewer_prompt(ctx.prompts, s.entries, motivations, width)
+
+    fitted = _fitted(ctx, render, ctx.agents.review_max_tokens)
+    return None if fitted is None else fitted[1]
+
+
+def _review(ctx: AgentContext, states: list[_UserState]) -> list[Outcome | None]:
+    """One review per state, None where the review prompt cannot fit (noted on the state)."""
     a = ctx.agents
-    requests = [
-        Request(
-            ctx.engine.chat_prompt(
-                *reviewer_prompt(ctx.prompts, s.entries, s.draft.model_dump()["motivations"], a.max_field_chars)
-            ),
-            review_schema() if a.critique_pattern is None else review_regex(a.critique_pattern),
-            parse_review,
-        )
-        for s in states
-    ]
-    outcomes = run_requests(ctx.engine, requests, ctx.decoding(a.review_max_tokens), ctx.stats["reviewer"])
+    schema = review_schema() if a.critique_pattern is None else review_regex(a.critique_pattern)
+    prompts = [_review_prompt(ctx, s) for s in states]
+    requests = [None if p is None else Request(p, schema, parse_review) for p in prompts]
+    outcomes = _run_fitted(ctx, requests, a.review_max_tokens, "reviewer")
     for s, out in zip(states, outcomes, strict=True):
-        s.attempts += out.attempts
+        if out is None:
+            s.note = f"reviewer: {_too_long(ctx, a.review_max_tokens)}"  # the draft stands, unaccepted
+        else:
+            s.attempts += out.attempts
     return outcomes
 
 
@@ -210,15 +279,23 @@ def motivate_users(ctx: AgentContext, users: list[dict[str, Any]]) -> list[dict[
     the USER_MOTIVATIONS columns except content_hash / prompt_version / model.
     """
     a = ctx.agents
-    states = [_UserState(u, list(zip(u["titles"], u["profiles"], strict=True))) for u in users]
-    for s in states:
+    states = [
+        _UserState(u, list(zip(u["titles"], u["profiles"], strict=True)), [int(i) for i in u["history_item_ids"]])
+        for u in users
+    ]
+    drafts: dict[int, str] = {}
+    for k, s in enumerate(states):
         if not s.entries:
             s.failure = "input: no_training_history: the user has no training items"
+        elif (prompt := _draft_prompt(ctx, s)) is None:
+            s.failure = f"input: {_too_long(ctx, a.motivation_max_tokens)} with one purchase"
+        else:
+            drafts[k] = prompt
 
-    drafting = [s for s in states if not s.failure]
+    drafting = [states[k] for k in drafts]
     outcomes = run_requests(
         ctx.engine,
-        _motivation_requests(ctx, drafting, None),
+        _motivation_requests(ctx, drafting, list(drafts.values())),
         ctx.decoding(a.motivation_max_tokens),
         ctx.stats["motivation_analyst"],
     )
@@ -231,18 +308,23 @@ def motivate_users(ctx: AgentContext, users: list[dict[str, Any]]) -> list[dict[
 
     reviewing = [s for s in states if s.draft is not None] if a.max_review_rounds > 0 else []
     while reviewing:
-        revise, critiques = [], []
+        revise, revisions = [], []
         for s, out in zip(reviewing, _review(ctx, reviewing), strict=True):
+            if out is None:
+                continue  # the review prompt did not fit: noted by _review
             if out.value is None:
                 s.note = _failure("reviewer", out)  # the draft stands, unaccepted
             elif out.value.verdict == "accept":
                 s.accepted = True
             elif s.rounds < a.max_review_rounds:
-                revise.append(s)
-                critiques.append(out.value.critique)
+                if (prompt := _revision_prompt(ctx, s, out.value.critique)) is None:
+                    s.note = f"motivation_analyst(revision): {_too_long(ctx, a.motivation_max_tokens)}"
+                else:
+                    revise.append(s)
+                    revisions.append(prompt)
         outcomes = run_requests(
             ctx.engine,
-            _motivation_requests(ctx, revise, critiques),
+            _motivation_requests(ctx, revise, revisions),
             ctx.decoding(a.motivation_max_tokens),
             ctx.stats["motivation_analyst"],
         )
@@ -265,7 +347,7 @@ def motivate_users(ctx: AgentContext, users: list[dict[str, Any]]) -> list[dict[
 
 
 def _user_row(s: _UserState) -> dict[str, Any]:
-    history = [int(i) for i in s.user["history_item_ids"]]
+    history = s.history
     row = {
         "user_id": int(s.user["user_id"]),
         "review_rounds": s.rounds,

@@ -59,6 +59,11 @@ class Engine(abc.ABC):
     supports_structured_output: bool = False
     #: Name of the weights, stored with every row the engine produced.
     model_name: str = ""
+    #: Longest prompt + completion in tokens (llm.max_model_len); None = no window (scripted test engines).
+    #: The agents fit every prompt into it (momorec.agents.prompts.fit_prompt) before `generate`.
+    max_model_len: int | None = None
+    #: The model's HF tokenizer (set by each engine; `prompt_tokens` counts with it).
+    tokenizer: Any = None
 
     @property
     def timing(self) -> EngineTiming:
@@ -70,6 +75,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def chat_prompt(self, system: str, user: str) -> str:
         """The model's chat template applied to one system + user turn, ready for `generate`."""
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """How many tokens `generate` feeds the model for one formatted prompt (both engines tokenize
+        with the model's HF tokenizer, `self.tokenizer`, without added special tokens)."""
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     @abc.abstractmethod
     def generate(

@@ -32,7 +32,11 @@ class LLMConfig(StrictModel):
         16, ge=1, description="Prompts per engine call (HF pads a batch; vLLM schedules them itself)."
     )
     max_model_len: int = Field(
-        2048, ge=128, description="Longest prompt + completion in tokens; longer prompts are cut from the left."
+        2048,
+        ge=128,
+        description="Longest prompt + completion in tokens. The agents shorten a longer prompt's data (narrower "
+        "fields, then fewer of the oldest purchases) until it fits, or record the row as failed (input: "
+        "prompt_too_long); the instructions are never cut.",
     )
     temperature: float = Field(
         0.0, ge=0.0, description="Sampling temperature of first attempts; 0 = greedy (reproducible)."

@@ -40,6 +40,7 @@ class HFEngine(Engine):
         self.cfg = cfg
         self.seed = seed
         self.model_name = model.name
+        self.max_model_len = cfg.max_model_len
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
             torch.set_num_threads(cpu_threads(cfg))
@@ -105,6 +106,8 @@ class HFEngine(Engine):
         eos = self.tokenizer.eos_token_id
         for start in range(0, len(prompts), self.cfg.batch_size):
             batch = prompts[start : start + self.cfg.batch_size]
+            # the agents fit their prompts beforehand (momorec.agents.prompts.fit_prompt): a left cut here would
+            # drop a longer prompt's system prompt
             enc = self._encode(batch, self.cfg.max_model_len - max_tokens, side="left")
             sampling = (
                 {"do_sample": True, "temperature": temperature, "top_p": 0.95}

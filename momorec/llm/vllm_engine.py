@@ -46,6 +46,7 @@ class VLLMEngine(Engine):
         self.seed = seed
         self.model = model
         self.model_name = model.name
+        self.max_model_len = cfg.max_model_len
         self.cpu = _cpu_only()
         if self.cpu:
             # On a 2-core machine vLLM must not reserve a core for itself; the KV cache is sized in GB.
@@ -120,9 +121,16 @@ class VLLMEngine(Engine):
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def _token_prompts(self, texts: list[str], max_len: int, keep: str) -> list[dict[str, list[int]]]:
-        """Token-id prompts, cut to `max_len` keeping the end (prompts) or the start (embedded texts)."""
+        """Token-id prompts, cut to `max_len` keeping the end (prompts) or the start (embedded texts).
+
+        The agents fit their prompts beforehand (momorec.agents.prompts.fit_prompt); a prompt cut here has lost
+        its system prompt, hence the warning."""
         out = []
         for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            if keep == "end" and len(ids) > max_len:
+                log.warning(
+                    "a prompt of %d tokens was cut to its last %d: its system prompt is lost", len(ids), max_len
+                )
             ids = ids[-max_len:] if keep == "end" else ids[:max_len]
             out.append({"prompt_token_ids": ids or [self.tokenizer.eos_token_id]})
         return out

@@ -30,10 +30,12 @@ def _ctx(engine, **agents) -> AgentContext:
 
 
 class Recording:
-    """The real engine, with the prompts it was given kept for inspection."""
+    """The real engine, with the prompts it was given kept for inspection (and optionally a smaller window
+    for the agents to fit their prompts into)."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, max_model_len: int | None = None) -> None:
         self.engine, self.prompts = engine, []
+        self.max_model_len = max_model_len or engine.max_model_len
 
     def __getattr__(self, name):
         return getattr(self.engine, name)
@@ -101,3 +103,44 @@ def test_regex_held_agents_only_ever_fail_by_truncation(agent_engine):
     for row in rows:
         if row["status"] == "ok":
             assert all(re.fullmatch(agents.reason_pattern, m["reason"]) for m in json.loads(row["motivations_json"]))
+
+
+def test_hostile_corpus_entries_through_the_agents_are_parsed_or_recorded_failures(agent_engine):
+    """The corpus's prompt attacks (fullwidth and entity-spelled delimiters, bidi controls, forged history
+    numbers, a 600-emoji title) through the real model, in a 320-token window that the long ones must be fitted
+    into: every prompt sent keeps its system prompt and fits, and every row comes back ok or failed with a reason."""
+    from tests.agents.test_prompt_hardening import hostile_items
+
+    hostile = {item["item"]: item for item in hostile_items()}
+    window = 320
+    engine = Recording(agent_engine, max_model_len=window)
+    agents = AgentsConfig(
+        prompt_version="v3", max_attempts=1, item_max_tokens=48, motivation_max_tokens=64, max_review_rounds=0
+    )
+    ctx = AgentContext(engine, load_prompts("v3"), agents, temperature=0.0, seed=5)
+    items = [{**hostile[name], "item_id": k} for k, name in enumerate(("pf", "pe", "pb", "pg"), start=1)]
+    forged = ("pn", "pm", "pl", "pw", "pc")
+    users = [
+        {
+            "user_id": 9,
+            "history_item_ids": [20 + k for k in range(len(forged))],
+            "titles": [hostile[name]["title"] for name in forged],
+            "profiles": [hostile[name].get("description") or "" for name in forged],
+        }
+    ]
+    rows = profile_items(ctx, items) + motivate_users(ctx, users)
+    assert [r.get("item_id", r.get("user_id")) for r in rows] == [1, 2, 3, 4, 9]  # nothing dropped
+    for row in rows:
+        assert row["status"] == "ok" or row["failure_reason"].startswith(("item_analyst: ", "motivation_analyst: "))
+    (user,) = rows[4:]
+    assert user["history_item_ids"] == users[0]["history_item_ids"][-len(user["history_item_ids"]) :]
+    if user["status"] == "ok":  # evidence names only purchases the prompt showed
+        cited = {i for m in json.loads(user["motivations_json"]) for i in m["evidence_item_ids"]}
+        assert cited <= set(user["history_item_ids"])
+    v3 = load_prompts("v3")
+    systems = {v3["item_analyst"].system, v3["motivation_analyst"].system.replace("$max_motivations", "3")}
+    assert len(engine.prompts) == 5
+    for prompt, answer_tokens in zip(engine.prompts, [48] * 4 + [64], strict=True):
+        system = prompt.split("<|im_start|>system\n", 1)[1].split("<|im_end|>", 1)[0]
+        assert system in systems and prompt.count("<|im_start|>") == 3
+        assert agent_engine.prompt_tokens(prompt) <= window - answer_tokens
