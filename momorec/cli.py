@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -78,7 +79,11 @@ def _fail(as_json: bool, command: str, error: BaseException, out: RunOutput) -> 
 
 def _execute(command: str, cfg: PlatformConfig, as_json: bool, verbose: bool, call) -> tuple[StageResult, RunOutput]:
     """Run `call()` with the libraries' output in the command's log file; print the result or one failure line."""
-    with captured(cfg.log_dir, command, verbose=verbose, show_progress=not as_json) as out:
+    with contextlib.ExitStack() as stack:
+        try:
+            out = stack.enter_context(captured(cfg.log_dir, command, verbose=verbose, show_progress=not as_json))
+        except OSError as exc:  # no log file to hold a traceback, and nothing ran yet: one line, as for a bad config
+            raise _usage_error(as_json, "log file error", f"cannot write in {cfg.log_dir}: {one_line(exc)}") from exc
         try:
             result = call()
         except Exception as exc:  # every failure: one line here, the traceback in the log
