@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from momorec.agents.config import MotivateConfig
+from momorec.core.config import ScoringConfig
 from momorec.evaluation.config import EvaluateConfig
 from momorec.ingest.config import IngestConfig
 from momorec.recommend.config import RecommendConfig
@@ -159,6 +160,7 @@ class PlatformConfig(StrictModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)

@@ -13,9 +13,7 @@ The test split never takes part in this decision.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow.compute as pc
 from pydantic import Field
 
@@ -23,9 +21,6 @@ from momorec.config import PlatformConfig
 from momorec.core.trained_models import best_seed, run_models
 from momorec.storage import delta
 from momorec.typed import StrictModel
-
-if TYPE_CHECKING:
-    from momorec.core.sequences import SequenceData
 
 log = logging.getLogger(__name__)
 
@@ -100,27 +95,43 @@ def champion_row(cfg: PlatformConfig) -> dict | None:
     return None if version is None else model_row(cfg, version)
 
 
-def valid_ndcg(cfg: PlatformConfig, payload: dict, data: SequenceData) -> tuple[float | None, str]:
-    """NDCG@10 of a checkpoint's (dict) best weights on the current validation split (full ranking).
+class ScoredTable(StrictModel):
+    """What rescoring needs to know of the current tables without holding their users."""
+
+    sequences: str
+    num_items: int
+    max_user_id: int
+
+
+def current_tables(cfg: PlatformConfig) -> ScoredTable:
+    """The sequence table to rescore on, its catalog size and largest user id (two single-column reads)."""
+    num_items = pc.max(delta.read(cfg.table_path("item_ids"), columns=["item_id"]).column("item_id")).as_py()
+    max_user = pc.max(delta.read(cfg.table_path("sequences"), columns=["user_id"]).column("user_id")).as_py()
+    return ScoredTable(sequences=cfg.table_path("sequences"), num_items=int(num_items), max_user_id=int(max_user or 0))
+
+
+def valid_ndcg(cfg: PlatformConfig, payload: dict, table: ScoredTable) -> tuple[float | None, str]:
+    """NDCG@10 of a checkpoint's (dict) best weights on the current validation split (full ranking),
+    scored in batches of users like evaluate (`core.batch_scoring`, engine `cfg.scoring`).
 
     A model trained before the catalog or the user base grew cannot score the new ids; then
     (None, reason) and the caller falls back to the metric recorded at training time.
     """
-    import torch
+    from momorec.core.batch_scoring import RankTotals, ScoringTask, score_users, table_files
 
-    from momorec.core.checkpoint import model_from_checkpoint
-    from momorec.core.metrics import metric_sums, sums_to_metrics
-    from momorec.core.ranking import rank_users
-
-    if payload["num_items"] != data.num_items:
-        return None, f"catalog changed ({payload['num_items']} -> {data.num_items} items)"
+    if payload["num_items"] != table.num_items:
+        return None, f"catalog changed ({payload['num_items']} -> {table.num_items} items)"
     user_semantic = payload.get("user_semantic")
-    if user_semantic is not None and len(user_semantic["codes"]) <= int(data.user_ids.max(initial=0)):
+    if user_semantic is not None and len(user_semantic["codes"]) <= table.max_user_id:
         return None, "new users since the model was trained"
-    model = model_from_checkpoint(payload)
-    with torch.no_grad():
-        _, ranks = rank_users(model, data, "valid", "full", model.cfg.max_len, cfg.train.eval_batch_size)
-    return float(sums_to_metrics(metric_sums(torch.from_numpy(np.asarray(ranks))))["ndcg_10"]), "rescored"
+    totals = RankTotals([10])
+    task = ScoringTask(kind="ranks", split="valid", protocols=["full"])
+    stream = score_users(
+        table_files(table.sequences), payload, task, table.num_items, cfg.train.eval_batch_size, cfg.scoring, cfg.ray
+    )
+    for _ in totals.passing(stream):
+        pass
+    return float(totals.metrics()["full"]["ndcg_10"]), "rescored"
 
 
 def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> Promotion:
@@ -133,10 +144,8 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
             model_name=name, decision="none", basis="the train run registered no model (train.log_model off)"
         )
     candidate = best_seed(rows)
-    from momorec.core.sequences import load_sequences
-
     previous = champion_row(cfg)
-    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))  # one read for both models
+    data = current_tables(cfg)  # one look for both models
     cand_score, _ = valid_ndcg(cfg, registered_checkpoint(cfg, candidate["registered_version"]), data)
     cand_score = candidate["valid_ndcg_10"] if cand_score is None else cand_score
     result = Promotion(

@@ -18,6 +18,7 @@ one batch's scores (batch_users x (N+1) floats) per scorer plus the model, whate
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from pydantic import Field
 
+from momorec.core.config import ScoringConfig
 from momorec.core.metrics import per_user_metrics
 from momorec.core.ranking import protocol_label, rank_users
 from momorec.core.scoring import top_k
@@ -33,18 +35,6 @@ from momorec.typed import StrictModel
 
 RANKS = pa.schema([("user_id", pa.int64()), ("protocol", pa.string()), ("rank", pa.int64())])
 TOP_K = pa.schema([("user_id", pa.int64()), ("items", pa.list_(pa.int64())), ("scores", pa.list_(pa.float32()))])
-
-
-class ScoringConfig(StrictModel):
-    """How the users of a table are scored (evaluate, recommend, champion rescoring): `scoring:` in a config."""
-
-    engine: Literal["local", "ray"] = Field(
-        "local", description="local: batches one after another in this process; ray: Ray Data actors (a cluster)."
-    )
-    batch_users: int = Field(1024, ge=1, description="Users per batch: peak memory is batch_users x (N+1) scores.")
-    num_actors: int = Field(2, ge=1, description="ray: scoring actors (each holds the model once).")
-    cpus_per_actor: float = Field(1.0, gt=0, description="ray: CPUs per actor (also its torch threads, at least 1).")
-    gpus_per_actor: float = Field(0.0, ge=0, description="ray: GPUs per actor (0 = CPU actors).")
 
 
 class ScoringTask(StrictModel):
@@ -102,28 +92,43 @@ class BatchScorer:
         return pa.concat_tables(parts)
 
 
-def _dataset(sequences_path: str) -> tuple[list[str], Any]:
-    """The table's current data files and the file system they are on."""
+@dataclass(frozen=True)
+class TableFiles:
+    """A Delta table's current data files and their file system: resolved before scoring starts, because the
+    result stream may feed a Delta commit, and delta-rs cannot open a table from inside its own write."""
+
+    paths: list[str]
+    filesystem: Any
+
+
+def table_files(table_path: str) -> TableFiles:
     from momorec.storage import delta, objectstore
 
-    uris = delta.file_uris(sequences_path)
+    uris = delta.file_uris(table_path)
     if not uris:
-        raise ValueError(f"sequence table {sequences_path} has no data files")
+        raise ValueError(f"table {table_path} has no data files")
     fs, _ = objectstore.filesystem(uris[0])
-    return [objectstore.filesystem(u)[1] for u in uris], fs
+    return TableFiles([objectstore.filesystem(u)[1] for u in uris], fs)
 
 
 def score_users(
-    sequences_path: str, payload: dict, task: ScoringTask, num_items: int, cfg: ScoringConfig, ray_cfg=None
+    sequences: TableFiles,
+    payload: dict,
+    task: ScoringTask,
+    num_items: int,
+    batch_users: int,
+    cfg: ScoringConfig,
+    ray_cfg=None,
 ) -> Iterator[pa.RecordBatch]:
-    """Score every user of the table at `sequences_path` with the checkpoint `payload`; yields result batches
-    (schema RANKS or TOP_K) as they finish, in no particular user order."""
-    paths, fs = _dataset(sequences_path)
+    """Score every user of the `sequences` files (`table_files`) with the checkpoint `payload`; yields result batches
+    (schema RANKS or TOP_K) as they finish, in no particular user order. `batch_users` users are scored at once:
+    peak memory is batch_users x (N+1) scores per scorer."""
+    paths, fs = sequences.paths, sequences.filesystem
     task_json = task.model_dump_json()
     if cfg.engine == "local":
         scorer = BatchScorer(payload, task_json, num_items)
         source = pads.dataset(paths, filesystem=fs, format="parquet")
-        for batch in source.to_batches(columns=list(SEQUENCE_COLUMNS), batch_size=cfg.batch_users):
+        for batch in source.to_batches(columns=list(SEQUENCE_COLUMNS), batch_size=batch_users):
             if batch.num_rows:
                 yield from scorer(pa.Table.from_batches([batch])).to_batches()
         return
@@ -146,7 +151,7 @@ def score_users(
         compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
         num_cpus=cfg.cpus_per_actor,
         num_gpus=cfg.gpus_per_actor or None,
-        batch_size=cfg.batch_users,
+        batch_size=batch_users,
         batch_format="pyarrow",
     )
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

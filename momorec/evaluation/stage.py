@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -19,11 +20,9 @@ from pydantic import Field
 
 from momorec import tracking
 from momorec.config import PlatformConfig
-from momorec.core.checkpoint import model_from_checkpoint
+from momorec.core.batch_scoring import RankTotals, ScoringTask, TableFiles, score_users, table_files
 from momorec.core.logged_model import row_checkpoint
-from momorec.core.metrics import hit_at_k, ndcg_at_k, summarize
-from momorec.core.ranking import protocol_label, rank_users
-from momorec.core.sequences import SequenceData, load_sequences
+from momorec.core.metrics import hit_at_k, ndcg_at_k
 from momorec.core.significance import align_users, mean_std, paired_test
 from momorec.core.trained_models import run_models
 from momorec.progress import progress_bar
@@ -48,41 +47,61 @@ class EvaluateResult(StageResult):
     tables: dict[str, dict] = Field(default_factory=dict)
 
 
-def _score_run(
-    cfg: PlatformConfig, models: pa.Table, data: SequenceData, eval_run_id: str, progress
-) -> tuple[list[dict], dict]:
-    """Rank every user under each protocol for each seed's model; returns (rank rows, seed -> metrics)."""
+def _rank_stream(
+    cfg: PlatformConfig,
+    files: TableFiles,
+    models: list[dict],
+    num_items: int,
+    eval_run_id: str,
+    totals: dict,
+    progress,
+) -> Iterator[pa.RecordBatch]:
+    """Every user's test rank under each protocol for each seed's model, as EVALUATION_RANKS batches; each
+    seed's metric sums land in `totals[seed]` as its batches pass (the caller logs them after the commit).
+    It runs inside the Delta commit that consumes it, so it touches no Delta table itself."""
+    ev = cfg.evaluate
+    task = ScoringTask(
+        kind="ranks",
+        split="test",
+        protocols=ev.protocols,
+        num_negatives=ev.num_negatives,
+        negative_seed=cfg.seed if ev.negative_seed is None else ev.negative_seed,
+    )
+    bar = progress.add_task("evaluate", total=len(models))
+    for model_row in models:
+        payload = row_checkpoint(cfg, model_row)  # registered: from the registry
+        if payload["num_items"] != num_items:
+            raise ValueError(f"model knows {payload['num_items']} items, the item_ids table {num_items}: retrain")
+        seed_totals = totals[str(model_row["seed"])] = RankTotals(ev.ks)
+        stream = score_users(files, payload, task, num_items, ev.batch_size, cfg.scoring, cfg.ray)
+        for batch in seed_totals.passing(stream):
+            n = batch.num_rows
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array([eval_run_id] * n),
+                    pa.array([model_row["train_run_id"]] * n),
+                    pa.array([model_row["seed"]] * n, pa.int64()),
+                    batch.column("protocol"),
+                    batch.column("user_id"),
+                    batch.column("rank"),
+                ],
+                schema=schemas.EVALUATION_RANKS,
+            )
+        progress.advance(bar)
+
+
+def _log_seeds(models: list[dict], totals: dict[str, RankTotals]) -> dict[str, dict[str, float]]:
+    """One nested MLflow run per seed with its test.<protocol>.<metric>; returns seed -> those metrics."""
     import mlflow
 
-    ev = cfg.evaluate
-    negative_seed = cfg.seed if ev.negative_seed is None else ev.negative_seed
-    rows: list[dict] = []
     per_seed: dict[str, dict[str, float]] = {}
-    task = progress.add_task("evaluate", total=models.num_rows * len(ev.protocols))
-    for model_row in models.to_pylist():
-        model = model_from_checkpoint(row_checkpoint(cfg, model_row))  # registered: from the registry
-        if model.num_items != data.num_items:
-            raise ValueError(f"model knows {model.num_items} items, the item_ids table {data.num_items}: retrain")
-        max_len = model.cfg.max_len
-        metrics: dict[str, float] = {}
-        for protocol in ev.protocols:
-            label = protocol_label(protocol, ev.num_negatives)
-            users, ranks = rank_users(
-                model, data, "test", protocol, max_len, ev.batch_size, ev.num_negatives, negative_seed
-            )
-            metrics.update({f"test.{label}.{k}": v for k, v in summarize(ranks, ev.ks).items() if k != "users"})
-            rows.extend(
-                {
-                    "eval_run_id": eval_run_id,
-                    "train_run_id": model_row["train_run_id"],
-                    "seed": model_row["seed"],
-                    "protocol": label,
-                    "user_id": int(u),
-                    "rank": int(r),
-                }
-                for u, r in zip(users, ranks, strict=True)
-            )
-            progress.advance(task)
+    for model_row in models:
+        metrics = {
+            f"test.{label}.{k}": v
+            for label, values in totals[str(model_row["seed"])].metrics().items()
+            for k, v in values.items()
+            if k != "users"
+        }
         with mlflow.start_run(
             run_name=f"seed-{model_row['seed']}", nested=True, tags={"momorec.seed": str(model_row["seed"])}
         ):
@@ -96,7 +115,7 @@ def _score_run(
             )
             mlflow.log_metrics(metrics)
         per_seed[str(model_row["seed"])] = metrics
-    return rows, per_seed
+    return per_seed
 
 
 def _per_user(ranks: pa.Table, train_run_id: str, ks=(10,)) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -131,28 +150,37 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
     ev = cfg.evaluate
     models = run_models(cfg, ev.train_run_id)
     train_run_id = models.column("train_run_id")[0].as_py()
-    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+    versions = {name: delta.version(cfg.table_path(name)) for name in ("sequences", "item_ids")}
+    num_items = int(pc.max(delta.read(cfg.table_path("item_ids"), columns=["item_id"]).column("item_id")).as_py())
     trained_on = set(models.column("sequences_version").to_pylist())
-    if trained_on != {data.versions.get("sequences")}:
+    if trained_on != {versions["sequences"]}:
         log.warning(
             "models were trained on sequences version(s) %s, evaluating on version %s",
             trained_on,
-            data.versions.get("sequences"),
+            versions["sequences"],
         )
     ranks_path = cfg.table_path("evaluation_ranks")
     params = {"evaluate": ev.model_dump(mode="json"), "train_run_id": train_run_id}
     with tracking.stage_run(cfg, "evaluate", params=params) as run, progress_bar(show=show_progress) as progress:
         tracking.log_table_versions(
             read={
-                "sequences": data.versions.get("sequences"),
-                "item_ids": data.versions.get("item_ids"),
+                "sequences": versions["sequences"],
+                "item_ids": versions["item_ids"],
                 "trained_models": delta.version(cfg.table_path("trained_models")),
             },
             written={},
         )
-        rows, per_seed = _score_run(cfg, models, data, run.info.run_id, progress)
-        table = pa.Table.from_pylist(rows, schema=schemas.EVALUATION_RANKS)
-        written = delta.write(ranks_path, table, mode="append" if delta.exists(ranks_path) else "overwrite")
+        rows = models.to_pylist()
+        totals: dict[str, RankTotals] = {}
+
+        def ranks() -> pa.RecordBatchReader:  # every seed's ranks in one commit, streamed (retried afresh)
+            files = table_files(cfg.table_path("sequences"))
+            stream = _rank_stream(cfg, files, rows, num_items, run.info.run_id, totals, progress)
+            return pa.RecordBatchReader.from_batches(schemas.EVALUATION_RANKS, stream)
+
+        written = delta.write(ranks_path, ranks, mode="append" if delta.exists(ranks_path) else "overwrite")
+        per_seed = _log_seeds(rows, totals)
+        users = int(next(iter(next(iter(totals.values())).metrics().values()))["users"])
         tracking.log_table_versions(read={}, written={"evaluation_ranks": written})
         aggregated = mean_std(list(per_seed.values()))
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in aggregated.items() for stat, v in s.items() if stat != "n"})
@@ -176,7 +204,7 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
             dataset=cfg.dataset,
             train_run_id=train_run_id,
             architecture=models.column("architecture")[0].as_py(),
-            users=data.num_users,
+            users=users,
             seeds=sorted(int(s) for s in per_seed),
             metrics=metrics,
             per_seed=per_seed,

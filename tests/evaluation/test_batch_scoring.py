@@ -7,8 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from momorec.core.batch_scoring import RankTotals, ScoringConfig, ScoringTask, score_users
+from momorec.core.batch_scoring import RankTotals, ScoringTask, score_users, table_files
 from momorec.core.checkpoint import TrainState, load_checkpoint, model_from_checkpoint, save_checkpoint
+from momorec.core.config import ScoringConfig
 from momorec.core.metrics import summarize
 from momorec.core.ranking import rank_users
 from momorec.core.scoring import top_k
@@ -74,7 +75,7 @@ def test_local_batches_rank_every_user_as_one_pass_does(scored):
     task = ScoringTask(kind="ranks", split="test", protocols=["full", "sampled"], num_negatives=20, negative_seed=5)
     totals = RankTotals([5, 10])
     got = _by_user(
-        totals.passing(score_users(sequences, payload, task, NUM_ITEMS, ScoringConfig(batch_users=32))), "rank"
+        totals.passing(score_users(table_files(sequences), payload, task, NUM_ITEMS, 32, ScoringConfig())), "rank"
     )
     for protocol, label in (("full", "full"), ("sampled", "sampled20")):
         users, ranks = rank_users(model, whole, "test", protocol, 6, num_negatives=20, negative_seed=5)
@@ -88,7 +89,9 @@ def test_local_top_k_matches_scoring_the_whole_table(scored):
     sequences, payload, whole = scored
     model = model_from_checkpoint(payload)
     task = ScoringTask(kind="top_k", k=7)
-    table = pa.Table.from_batches(list(score_users(sequences, payload, task, NUM_ITEMS, ScoringConfig(batch_users=50))))
+    table = pa.Table.from_batches(
+        list(score_users(table_files(sequences), payload, task, NUM_ITEMS, 50, ScoringConfig()))
+    )
     histories = [whole.items[whole.offsets[r] : whole.offsets[r + 1]] for r in range(whole.num_users)]
     items, _ = top_k(model, whole.user_ids, histories, 7, True, catalog_size=NUM_ITEMS)
     expected = dict(zip(whole.user_ids.tolist(), items.tolist(), strict=True))
@@ -102,7 +105,9 @@ def test_ray_actors_give_the_same_ranks(scored):
     task = ScoringTask(kind="ranks", split="valid", protocols=["full"])
     from momorec.config import RayConfig
 
-    cfg = ScoringConfig(engine="ray", batch_users=40, num_actors=2, cpus_per_actor=1)
-    got = _by_user(score_users(sequences, payload, task, NUM_ITEMS, cfg, RayConfig(num_cpus=4)), "rank")
+    cfg = ScoringConfig(engine="ray", num_actors=2, cpus_per_actor=1)
+    got = _by_user(
+        score_users(table_files(sequences), payload, task, NUM_ITEMS, 40, cfg, RayConfig(num_cpus=4)), "rank"
+    )
     users, ranks = rank_users(model, whole, "valid", "full", 6)
     assert {u: got[(u, "full")] for u in users.tolist()} == dict(zip(users.tolist(), ranks.tolist(), strict=True))
