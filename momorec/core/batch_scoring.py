@@ -2,8 +2,9 @@
 champion rescoring share.
 
 The table's Parquet files (its current Delta snapshot) are read in batches of `batch_users` users; each
-batch becomes a `SequenceData` of its own (`sequence_batch`) and is scored by the shared code, vectorised
-within the batch: `rank_users` for a split's ranks under a protocol, `scoring.top_k` for recommendations.
+batch becomes a `SequenceData` of its own, checked like a whole table (`checked_batch`), and is scored by the
+shared code, vectorised within the batch: `rank_users` for a split's ranks under a protocol, `scoring.top_k`
+for recommendations.
 Two engines run the same `BatchScorer`:
 
 - local: in this process, one batch after another;
@@ -30,7 +31,7 @@ from momorec.core.config import ScoringConfig
 from momorec.core.metrics import per_user_metrics
 from momorec.core.ranking import protocol_label, rank_users
 from momorec.core.scoring import top_k
-from momorec.core.sequences import SEQUENCE_COLUMNS, sequence_batch
+from momorec.core.sequences import SEQUENCE_COLUMNS, checked_batch
 from momorec.typed import StrictModel
 
 RANKS = pa.schema([("user_id", pa.int64()), ("protocol", pa.string()), ("rank", pa.int64())])
@@ -68,7 +69,7 @@ class BatchScorer:
         self.num_items = num_items
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        task, data = self.task, sequence_batch(batch, self.num_items)
+        task, data = self.task, checked_batch(batch, self.num_items, "sequences (a scoring batch)")
         if task.kind == "top_k":
             histories = [data.items[data.offsets[r] : data.offsets[r + 1]] for r in range(data.num_users)]
             items, scores = top_k(
@@ -99,6 +100,7 @@ class TableFiles:
 
     paths: list[str]
     filesystem: Any
+    rows: int  # from the Parquet footers: what scoring will see, known before it starts
 
 
 def table_files(table_path: str) -> TableFiles:
@@ -108,7 +110,8 @@ def table_files(table_path: str) -> TableFiles:
     if not uris:
         raise ValueError(f"table {table_path} has no data files")
     fs, _ = objectstore.filesystem(uris[0])
-    return TableFiles([objectstore.filesystem(u)[1] for u in uris], fs)
+    paths = [objectstore.filesystem(u)[1] for u in uris]
+    return TableFiles(paths, fs, pads.dataset(paths, filesystem=fs, format="parquet").count_rows())
 
 
 def score_users(

@@ -117,12 +117,19 @@ def load_sequences(sequences_path: str, item_ids_path: str) -> SequenceData:
         raise ValueError(f"item_ids table {item_ids_path} is empty")
     num_items = int(pc.max(item_ids).as_py())
     table = delta.read(sequences_path)
-    _check_split(table, sequences_path)
     if table.num_rows == 0:
         raise ValueError(f"sequence table {sequences_path} is empty: no user to train on")
-    data = sequence_batch(table.sort_by("user_id"), num_items)
+    data = checked_batch(table.sort_by("user_id"), num_items, sequences_path)
     data.versions = {"sequences": delta.version(sequences_path), "item_ids": delta.version(item_ids_path)}
-    validate(data, sequences_path)
+    return data
+
+
+def checked_batch(table: pa.Table, num_items: int, where: str) -> SequenceData:
+    """`sequence_batch` of rows whose split is complete and whose ids and split `validate` accepts (raises
+    ValueError naming `where` otherwise): what every reader of `sequences`, whole or a batch, goes through."""
+    _check_split(table, where)
+    data = sequence_batch(table, num_items)
+    validate(data, where)
     return data
 
 

@@ -172,15 +172,16 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
         )
         rows = models.to_pylist()
         totals: dict[str, RankTotals] = {}
+        files = table_files(cfg.table_path("sequences"))  # outside the commit that consumes the stream
+        if files.rows == 0:
+            raise ValueError(f"sequence table {cfg.table_path('sequences')} is empty: no user to evaluate")
 
         def ranks() -> pa.RecordBatchReader:  # every seed's ranks in one commit, streamed (retried afresh)
-            files = table_files(cfg.table_path("sequences"))
             stream = _rank_stream(cfg, files, rows, num_items, run.info.run_id, totals, progress)
             return pa.RecordBatchReader.from_batches(schemas.EVALUATION_RANKS, stream)
 
         written = delta.write(ranks_path, ranks, mode="append" if delta.exists(ranks_path) else "overwrite")
         per_seed = _log_seeds(rows, totals)
-        users = int(next(iter(next(iter(totals.values())).metrics().values()))["users"])
         tracking.log_table_versions(read={}, written={"evaluation_ranks": written})
         aggregated = mean_std(list(per_seed.values()))
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in aggregated.items() for stat, v in s.items() if stat != "n"})
@@ -204,7 +205,7 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
             dataset=cfg.dataset,
             train_run_id=train_run_id,
             architecture=models.column("architecture")[0].as_py(),
-            users=users,
+            users=files.rows,
             seeds=sorted(int(s) for s in per_seed),
             metrics=metrics,
             per_seed=per_seed,

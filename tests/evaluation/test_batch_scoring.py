@@ -111,3 +111,13 @@ def test_ray_actors_give_the_same_ranks(scored):
     )
     users, ranks = rank_users(model, whole, "valid", "full", 6)
     assert {u: got[(u, "full")] for u in users.tolist()} == dict(zip(users.tolist(), ranks.tolist(), strict=True))
+
+
+def test_a_batch_is_checked_like_a_whole_table(tmp_path, scored):
+    _, payload, _ = scored
+    bad = [{"user_id": 1, "items": [1, 2, 999], "train_items": [1], "valid_item": 2, "test_item": 999, "length": 3}]
+    delta.write(str(tmp_path / "bad"), pa.Table.from_pylist(bad, schema=schemas.SEQUENCES))
+    task = ScoringTask(kind="ranks", split="test")
+    with pytest.raises(ValueError, match="outside the embedding range"):
+        list(score_users(table_files(str(tmp_path / "bad")), payload, task, NUM_ITEMS, 8, ScoringConfig()))
+    assert table_files(str(tmp_path / "bad")).rows == 1
