@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -77,6 +78,18 @@ def _fail(as_json: bool, command: str, error: BaseException, out: RunOutput) -> 
     return typer.Exit(code=1)
 
 
+def _interrupted(as_json: bool, command: str, out: RunOutput) -> typer.Exit:
+    """Exit 130 (the shell's code for SIGINT), said as one line or one JSON object."""
+    logging.getLogger("momorec").warning("command %s interrupted", command)
+    if as_json:
+        out.out.write(json.dumps({"error": "interrupted", "stage": command, "log": out.log_path}) + "\n")
+    else:
+        said = progress.console()
+        said.print(f"[red]momorec {command} interrupted[/red]", highlight=False, soft_wrap=True)
+        said.print(f"Full log: {out.log_path}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=130)
+
+
 def _execute(command: str, cfg: PlatformConfig, as_json: bool, verbose: bool, call) -> tuple[StageResult, RunOutput]:
     """Run `call()` with the libraries' output in the command's log file; print the result or one failure line."""
     with contextlib.ExitStack() as stack:
@@ -88,6 +101,8 @@ def _execute(command: str, cfg: PlatformConfig, as_json: bool, verbose: bool, ca
             result = call()
         except Exception as exc:  # every failure: one line here, the traceback in the log
             raise _fail(as_json, command, exc, out) from exc
+        except KeyboardInterrupt as exc:  # Ctrl-C or a scheduler's SIGINT: an outcome like any other
+            raise _interrupted(as_json, command, out) from exc
         if as_json:
             out.out.write(result.model_dump_json() + "\n")
         else:
@@ -280,5 +295,41 @@ from momorec.platform.cli_commands import register as register_platform_commands
 
 register_platform_commands(app)
 
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry: `app`, with the outcomes its parser would print as text kept to the contract too.
+
+    With --json a usage error (an unknown option, a missing --config) is one JSON object and exit 2, and
+    an interrupt (Ctrl-C, SIGINT from a scheduler) is one JSON object and exit 130, like every other
+    outcome; an error that escaped every handler is one JSON object and exit 1. Without --json the parser
+    prints its own message, and an escaped error keeps typer's traceback, which never shows local variables.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in args
+
+    def said(error: str, code: int) -> None:
+        sys.stdout.write(json.dumps({"error": error, "stage": None, "log": None}) + "\n")
+        sys.stdout.flush()
+        sys.exit(code)
+
+    try:
+        code = app(args=args, prog_name="momorec", standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
+        if as_json:
+            said("interrupted", 130)
+        console.print("[red]interrupted[/red]", highlight=False)
+        sys.exit(130)
+    except typer.TyperException as exc:  # the parser's errors (usage: exit code 2)
+        if as_json:
+            said(f"{'usage error' if exc.exit_code == 2 else 'error'}: {exc.format_message()}", exc.exit_code)
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if as_json:
+            said(one_line(exc), 1)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -94,3 +94,72 @@ cli.app()
     assert _secret() not in done.stderr + done.stdout
     assert cli.app.pretty_exceptions_show_locals is False
     assert all(group.typer_instance.pretty_exceptions_show_locals is False for group in cli.app.registered_groups)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["ingest", "--json", "--bogus"], "usage error: No such option: --bogus"),
+        (["ingest", "--json"], "usage error: Missing option '--config'"),
+        (["no-such-command", "--json"], "usage error: No such command 'no-such-command'"),
+    ],
+)
+def test_a_usage_error_with_json_is_one_json_object_and_exit_2(capsys, args, says):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(args)
+    assert exited.value.code == 2
+    out = capsys.readouterr()
+    (line,) = out.out.splitlines()
+    payload = json.loads(line)
+    assert payload["error"].startswith(says) and payload["stage"] is None and payload["log"] is None
+    assert out.err == ""
+
+
+def test_a_usage_error_without_json_is_the_parsers_message_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["ingest", "--bogus"])
+    assert exited.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "No such option: --bogus" in out.err and "Traceback" not in out.err
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_an_interrupted_command_is_one_json_object_and_exit_130(tmp_path, as_json):
+    """A real SIGINT to the real console entry while a stage runs (the stage here only waits)."""
+    import os
+    import signal
+    import time
+
+    ready = tmp_path / "ready"
+    script = f"""
+import time
+from pathlib import Path
+from momorec import cli
+
+def waiting_stage(cfg, name, show_progress=True):
+    Path({str(ready)!r}).write_text("x")
+    time.sleep(120)
+
+cli.run_one_stage = waiting_stage
+args = ["ingest", "-c", {str(DEMO_CONFIG)!r}, "--set", "log_dir={tmp_path / "logs"}"]
+cli.main(args + {["--json"] if as_json else []!r})
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in out + err
+    if as_json:
+        (line,) = out.splitlines()
+        payload = json.loads(line)
+        assert payload["error"] == "interrupted" and payload["stage"] == "ingest"
+        assert "interrupted" in Path(payload["log"]).read_text()
+    else:
+        assert out == "" and err.splitlines()[0] == "momorec ingest interrupted"
