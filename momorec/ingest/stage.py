@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 TABLES = ("interactions", "sequences", "items", "user_ids", "item_ids", "rejects", "sources")
 EVENT_INPUTS = ("events", "sequences")
-INGEST_STEPS = ("parse", "catalog", "interactions", "sequences", "user_ids", "item_ids", "items", "rejects", "sources")
+INGEST_STEPS = ("parse", "catalog", "user_ids", "item_ids", "items", "interactions", "sequences", "rejects", "sources")
 
 
 class IngestResult(StageResult):
@@ -262,13 +262,14 @@ def _ingest_with_spark(cfg, spark, paths, staging, known, new_files, catalog_fil
 
     advance("catalog")
 
-    # 5. Commit. `sources` goes last: a crash before it makes the next run re-read these files.
+    # 5. Commit. The id maps go first (they only grow), so at any crash point every id another table
+    #    names is in them; `sources` goes last: a crash before it makes the next run re-read these files.
     commits = {
-        "interactions": (interactions, schemas.INTERACTIONS),
-        "sequences": (transforms.build_sequences(interactions), schemas.SEQUENCES),
         "user_ids": (user_map, schemas.USER_IDS),
         "item_ids": (item_map, schemas.ITEM_IDS),
         "items": (items_table, schemas.ITEMS),
+        "interactions": (interactions, schemas.INTERACTIONS),
+        "sequences": (transforms.build_sequences(interactions), schemas.SEQUENCES),
         "rejects": (rejects, schemas.REJECTS),
     }
     for name, (frame, schema) in commits.items():
