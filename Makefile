@@ -29,7 +29,7 @@ lint: install
 
 test: install
 	# pytest exits 5 when it collects no tests; that is not a broken build.
-	$(BIN)/python -m pytest -q -rs || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -rs --durations=30 || [ $$? -eq 5 ]
 
 clean:
 	rm -rf warehouse mlflow.db mlartifacts logs .pytest_cache

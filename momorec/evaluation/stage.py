@@ -23,6 +23,7 @@ from momorec.config import PlatformConfig
 from momorec.core.batch_scoring import RankTotals, ScoringTask, TableFiles, score_users, table_files
 from momorec.core.logged_model import row_checkpoint
 from momorec.core.metrics import hit_at_k, ndcg_at_k
+from momorec.core.ranking import protocol_label
 from momorec.core.significance import align_users, mean_std, paired_test
 from momorec.core.trained_models import run_models
 from momorec.progress import progress_bar
@@ -142,6 +143,10 @@ def _per_user(ranks: pa.Table, train_run_id: str, ks=(10,)) -> tuple[np.ndarray,
     return users, out
 
 
+def _sql_string(value: str) -> str:
+    return value.replace("'", "''")
+
+
 def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateResult:
     """Evaluate the models of `cfg.evaluate.train_run_id` (default: the latest train run) on the test split."""
     import mlflow
@@ -180,7 +185,11 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
             stream = _rank_stream(cfg, files, rows, num_items, run.info.run_id, totals, progress)
             return pa.RecordBatchReader.from_batches(schemas.EVALUATION_RANKS, stream)
 
-        written = delta.write(ranks_path, ranks, mode="append" if delta.exists(ranks_path) else "overwrite")
+        # One set of ranks per (trained model, protocol): they replace what an earlier evaluate of the same
+        # models wrote (a killed one that committed but never finished, or a deliberate re-run).
+        labels = ", ".join(f"'{protocol_label(p, ev.num_negatives)}'" for p in ev.protocols)
+        same_models = f"train_run_id = '{_sql_string(train_run_id)}' AND protocol IN ({labels})"
+        written = delta.write(ranks_path, ranks, mode="append", replace_where=same_models)
         per_seed = _log_seeds(rows, totals)
         tracking.log_table_versions(read={}, written={"evaluation_ranks": written})
         aggregated = mean_std(list(per_seed.values()))

@@ -111,17 +111,26 @@ def file_uris(path: str) -> list[str]:
     return DeltaTable(path).file_uris()
 
 
-def write(path: str, data: pa.Table | Callable[[], pa.Table | pa.RecordBatchReader], mode: str = "overwrite") -> int:
+def write(
+    path: str,
+    data: pa.Table | Callable[[], pa.Table | pa.RecordBatchReader],
+    mode: str = "overwrite",
+    replace_where: str | None = None,
+) -> int:
     """Commit `data` to the table at `path` (create, overwrite or append) and return the new version.
 
     `data` is a table, or a function giving a fresh stream of it (a stream is read once, and a
     conflicting commit is retried). An overwrite replaces the schema as well, so a table whose columns
-    grew stays writable.
+    grew stays writable. `replace_where` (a SQL predicate every new row satisfies) replaces only the rows
+    it matches, in the same commit, on an existing table: a re-run's rows take the place of a dead run's.
     """
     if "://" not in path:
         os.makedirs(path, exist_ok=True)
-    schema_mode = "overwrite" if mode == "overwrite" else None
     source = data if callable(data) else (lambda: data)
+    if replace_where is not None and exists(path):
+        committed(path, lambda: write_deltalake(path, source(), mode="overwrite", predicate=replace_where))
+        return DeltaTable(path).version()
+    schema_mode = "overwrite" if mode == "overwrite" else None
     committed(path, lambda: write_deltalake(path, source(), mode=mode, schema_mode=schema_mode))
     return DeltaTable(path).version()
 
