@@ -23,6 +23,7 @@ from momorec.config import PlatformConfig
 from momorec.core.batch_scoring import RankTotals, ScoringTask, TableFiles, score_users, table_files
 from momorec.core.logged_model import row_checkpoint
 from momorec.core.metrics import hit_at_k, ndcg_at_k
+from momorec.core.pause_points import pause_point
 from momorec.core.ranking import protocol_label
 from momorec.core.significance import align_users, mean_std, paired_test
 from momorec.core.trained_models import run_models
@@ -190,6 +191,7 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
         labels = ", ".join(f"'{protocol_label(p, ev.num_negatives)}'" for p in ev.protocols)
         same_models = f"train_run_id = '{_sql_string(train_run_id)}' AND protocol IN ({labels})"
         written = delta.write(ranks_path, ranks, mode="append", replace_where=same_models)
+        pause_point("evaluate.after_ranks_commit")
         per_seed = _log_seeds(rows, totals)
         tracking.log_table_versions(read={}, written={"evaluation_ranks": written})
         aggregated = mean_std(list(per_seed.values()))

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from momorec import tracking
 from momorec.config import PlatformConfig
+from momorec.core.pause_points import pause_point
 from momorec.ingest import parsing, readers, transforms
 from momorec.ingest.config import EventSource, IngestConfig
 from momorec.ingest.values import TimestampRule
@@ -276,6 +277,7 @@ def _ingest_with_spark(cfg, spark, paths, staging, known, new_files, catalog_fil
         # A night whose logs change nothing (all rejected, all duplicates) leaves these versions as they are.
         write_delta(frame, paths[name], schema, staging, skip_unchanged=True)
         advance(name)
+        pause_point(f"ingest.after_{name}")
     sources_rows = [row for row in known if row["path"] not in set(new_sources) | {fp.path for fp in catalog_files}]
     for batch, (source, fp) in enumerate(new_files, start=next_batch):
         sources_rows.append(

@@ -25,7 +25,10 @@ REASONS = ("status_not_ok", "null_id", "null_embedding", "wrong_dim", "non_finit
 
 @dataclass
 class Embeddings:
-    """ids (n,) int64, vectors (n, D) float32 in input row order, and the rejects by reason."""
+    """ids (n,) int64 ascending, vectors (n, D) float32 in the same order, and the rejects by reason.
+
+    Sorted by id so that a fit depends on which rows a table holds, not on how its files happen
+    to be laid out (a resumed or incrementally written table orders its rows differently)."""
 
     ids: np.ndarray
     vectors: np.ndarray
@@ -93,7 +96,9 @@ def embeddings_from_arrow(
     drop("duplicate_id", dup)
 
     vectors = vectors[finite][np.isin(positions[finite], np.flatnonzero(keep))]
-    out = Embeddings(ids[keep], np.ascontiguousarray(vectors), n, rejects, rejected_ids)
+    kept_ids = ids[keep]
+    order = np.argsort(kept_ids, kind="stable")
+    out = Embeddings(kept_ids[order], np.ascontiguousarray(vectors[order]), n, rejects, rejected_ids)
     if out.rows_rejected:
         log.warning(
             "%s: %d of %d rows rejected: %s", id_column, out.rows_rejected, n, {k: v for k, v in rejects.items() if v}

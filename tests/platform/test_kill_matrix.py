@@ -6,7 +6,9 @@ Two worlds on the demo data (warehouse + MLflow store each, real Spark, Ray, the
 runs the same commands, but each attempt is SIGKILLed (the whole process tree: the CLI, its Spark JVM,
 its Ray) at the next point of KILL_POINTS, and the next attempt goes on from what the dead one left; the
 attempt after the last point runs to the end. So each point's re-run passes through the stage that was
-killed, and the stages before it must have converged by the time the next point is reached.
+killed, and the stages before it must have converged by the time the next point is reached. A point
+inside a stage's work is a condition polled from outside; a point between two commits, a window some
+milliseconds wide, is a pause point in the code (momorec/core/pause_points.py) that waits to be killed.
 
 After every kill, on the tables as the dead process left them: the killed stage's MLflow run is still
 RUNNING (the kill landed inside it, not after it), no table holds a key twice, and every id a table names
@@ -33,6 +35,7 @@ import psutil
 import pytest
 
 from momorec.config import load_config
+from momorec.core.pause_points import PAUSE_AT, PAUSE_MARKER
 from momorec.storage import delta, objectstore
 from scripts.make_new_logs import new_events, write_csv
 
@@ -125,9 +128,15 @@ class World:
 
 @dataclass(frozen=True)
 class KillPoint:
+    """Where to kill: a condition polled from outside (`reached`), or, for a window between two commits
+    too narrow to hit from outside, a pause point in the code (`pause_at`). `holds` is then checked on
+    what the dead process left."""
+
     name: str
     stage: str  # whose MLflow run must still be RUNNING after the kill
-    reached: Callable[[World, psutil.Process, dict], bool]
+    reached: Callable[[World, psutil.Process, dict], bool] | None = None
+    pause_at: str | None = None
+    holds: Callable[[World, dict], bool] | None = None
 
 
 def _spark_running(world: World, proc: psutil.Process, state: dict) -> bool:
@@ -140,7 +149,7 @@ def _spark_running(world: World, proc: psutil.Process, state: dict) -> bool:
     return bool(jvm) and time.monotonic() - state["jvm_seen"] > 3.0
 
 
-def _between_ingest_commits(world: World, proc: psutil.Process, state: dict) -> bool:
+def _between_ingest_commits(world: World, state: dict) -> bool:
     return world.version("item_ids") is not None and world.version("sources") is None
 
 
@@ -160,32 +169,41 @@ def _after_checkpoint(world: World, proc: psutil.Process, state: dict) -> bool:
     return any(os.path.getmtime(p) > state["started"] for p in found)
 
 
-def _after_ranks_commit(world: World, proc: psutil.Process, state: dict) -> bool:
+def _after_ranks_commit(world: World, state: dict) -> bool:
     """evaluate committed its ranks and has not recorded itself finished: the nastiest point."""
-    if "ranks_before" not in state:
-        state["ranks_before"] = world.version("evaluation_ranks")
-    return world.running("evaluate") and world.version("evaluation_ranks") != state["ranks_before"]
+    return world.version("evaluation_ranks") != state["before"]["evaluation_ranks"]
 
 
-def _between_refresh_commits(world: World, proc: psutil.Process, state: dict) -> bool:
+def _between_refresh_commits(world: World, state: dict) -> bool:
     """The refresh's ingest committed the night's interactions and not yet its sources (the night's logs
     name known users and items, so the id maps keep their versions)."""
-    if "before" not in state:
-        state["before"] = (world.version("interactions"), world.version("sources"))
-    return world.version("interactions") != state["before"][0] and world.version("sources") == state["before"][1]
+    before = state["before"]
+    return world.version("interactions") != before["interactions"] and world.version("sources") == before["sources"]
 
 
 PIPELINE_POINTS = (
     KillPoint("ingest: Spark job running", "ingest", _spark_running),
-    KillPoint("ingest: between table commits", "ingest", _between_ingest_commits),
+    KillPoint(
+        "ingest: between table commits", "ingest", pause_at="ingest.after_item_ids", holds=_between_ingest_commits
+    ),
     KillPoint("motivate: after the first user commit", "motivate", _after_first_motivation),
     KillPoint("quantize: running", "quantize", _running("quantize")),
     KillPoint("train: after a checkpoint", "train", _after_checkpoint),
-    KillPoint("evaluate: after its ranks commit", "evaluate", _after_ranks_commit),
+    KillPoint(
+        "evaluate: after its ranks commit",
+        "evaluate",
+        pause_at="evaluate.after_ranks_commit",
+        holds=_after_ranks_commit,
+    ),
     KillPoint("recommend: running", "recommend", _running("recommend")),
 )
 REFRESH_POINTS = (
-    KillPoint("refresh: ingest between table commits", "ingest", _between_refresh_commits),
+    KillPoint(
+        "refresh: ingest between table commits",
+        "ingest",
+        pause_at="ingest.after_interactions",
+        holds=_between_refresh_commits,
+    ),
     KillPoint("refresh: train after a checkpoint", "train", _after_checkpoint),
 )
 
@@ -222,19 +240,25 @@ def _finish(world: World, args: list[str]) -> dict:
 
 
 def _kill_at(world: World, args: list[str], point: KillPoint) -> None:
+    state = {"started": time.time(), "before": {name: world.version(name) for name in KEYS}}
+    env, reached = world.env(), point.reached
+    if point.pause_at:
+        marker = world.root / "paused"
+        marker.unlink(missing_ok=True)
+        env |= {PAUSE_AT: point.pause_at, PAUSE_MARKER: str(marker)}
+        reached = lambda world, proc, state: marker.exists()  # noqa: E731
     proc = subprocess.Popen(
         world.command(*args),
         cwd=world.root,
-        env=world.env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    state = {"started": time.time()}
     watched = psutil.Process(proc.pid)
     deadline = time.monotonic() + ATTEMPT_TIMEOUT_S
     try:
-        while not point.reached(world, watched, state):
+        while not reached(world, watched, state):
             if proc.poll() is not None:
                 out, err = proc.communicate()
                 pytest.fail(f"{point.name}: the run ended ({proc.returncode}) first:\n{out[-1500:]}\n{err[-2500:]}")
@@ -244,6 +268,7 @@ def _kill_at(world: World, args: list[str], point: KillPoint) -> None:
         _kill_tree(proc)
     assert proc.returncode == -signal.SIGKILL, f"{point.name}: the run was not killed but ended {proc.returncode}"
     assert world.running(point.stage), f"{point.name}: the {point.stage} run is {world.stage_status(point.stage)}"
+    assert point.holds is None or point.holds(world, state), f"{point.name}: the tables are not where it says"
     _assert_consistent(world, point.name)
 
 

@@ -188,3 +188,18 @@ def test_pca_from_a_row_sample_is_close_to_full_pca(make_clustered):
     assert np.linalg.svd(overlap, compute_uv=False).min() > 0.95
     three = fit_residual(LocalPool.from_array(x, 3), FitParams((4,), iterations=2, pca_dim=3, pca_max_rows=1000))
     np.testing.assert_allclose(three.codebook.projection.components, sampled.components, atol=1e-6)
+
+
+def test_the_fit_depends_on_the_rows_not_on_their_file_order(blobs):
+    """A resumed or incrementally written table lays its rows out differently; its codes must not change."""
+    import pyarrow as pa
+
+    ids = np.arange(blobs.shape[0], dtype=np.int64) * 7 + 3
+    table = pa.table({"item_id": ids, "status": ["ok"] * len(ids), "embedding": list(blobs)})
+    shuffled = table.take(np.random.default_rng(1).permutation(len(ids)))
+    a, b = embeddings_from_arrow(table, "item_id"), embeddings_from_arrow(shuffled, "item_id")
+    assert a.ids.tolist() == sorted(ids.tolist()) == b.ids.tolist()
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    codes_a = fit(a.vectors, codes_per_level=(8, 8), iterations=5).coded.codes
+    codes_b = fit(b.vectors, codes_per_level=(8, 8), iterations=5).coded.codes
+    np.testing.assert_array_equal(codes_a, codes_b)
