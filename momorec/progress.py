@@ -69,14 +69,22 @@ def stage_finished(position: str, name: str, result: dict) -> None:
     )
 
 
+def _figure(value) -> str:
+    """A float to 4 places; a {mean, std} over seeds as mean ± std."""
+    if isinstance(value, dict) and "mean" in value:
+        return f"{value['mean']:.4f} ± {value.get('std') or 0.0:.4f}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def stage_summary(stage: dict) -> str:
     """The figures a person looks at first, per stage result."""
     if stage.get("skipped"):
         return f"skipped: {stage.get('reason', 'unchanged')}"
     if stage.get("stage") == "promote":
+        candidate, champion = stage.get("candidate_valid_ndcg_10"), stage.get("champion_valid_ndcg_10")
         return (
             f"v{stage.get('candidate_version')} -> @{stage.get('decision')} "
-            f"(valid NDCG@10 {stage.get('candidate_valid_ndcg_10')} vs champion {stage.get('champion_valid_ndcg_10')})"
+            f"(valid NDCG@10 {_figure(candidate)} vs champion {_figure(champion)})"
         )
     keys = (
         "users",
@@ -90,7 +98,6 @@ def stage_summary(stage: dict) -> str:
         "levels",
         "best_epoch",
         "valid",
-        "metrics",
         "model_version",
     )
     parts = []
@@ -98,10 +105,18 @@ def stage_summary(stage: dict) -> str:
         if key in stage and stage[key] not in (None, {}, []):
             value = stage[key]
             if isinstance(value, dict):
-                value = ", ".join(
-                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in list(value.items())[:6]
-                )
+                value = ", ".join(f"{k}={_figure(v)}" for k, v in list(value.items())[:6])
             parts.append(f"{key}={value}")
+    # quantize: per entity, the rows coded and the codes per level
+    for entity, summary in (stage.get("entities") or {}).items():
+        codes = "x".join(str(level["codes"]) for level in summary.get("levels") or [])
+        parts.append(f"{entity}: {summary.get('action')} {summary.get('rows_coded')} rows, codes {codes}")
+    # evaluate: the headline metrics per protocol, not every cut-off
+    for protocol, metrics in (stage.get("metrics") or {}).items():
+        if not isinstance(metrics, dict):
+            continue
+        shown = ", ".join(f"{m}={_figure(metrics[m])}" for m in ("ndcg_10", "hr_10") if m in metrics)
+        parts.append(f"{protocol}: {shown}")
     if stage.get("unchanged"):
         parts.append("unchanged")
     return "; ".join(parts)
