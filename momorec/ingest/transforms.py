@@ -93,7 +93,8 @@ def kcore_filter(events: DataFrame, k: int, min_user_events: int) -> tuple[DataF
         while True:
             users = kept.groupBy("user").count().filter(F.col("count") >= k).select("user")
             items = kept.groupBy("item").count().filter(F.col("count") >= k).select("item")
-            nxt = kept.join(users, "user", "left_semi").join(items, "item", "left_semi").cache()
+            # a local checkpoint cuts the lineage: each round's plan would hold the last one three times over
+            nxt = kept.join(users, "user", "left_semi").join(items, "item", "left_semi").localCheckpoint()
             if nxt.count() == kept.count():
                 kept = nxt
                 break
@@ -108,18 +109,62 @@ def kcore_filter(events: DataFrame, k: int, min_user_events: int) -> tuple[DataF
     return kept, removed
 
 
-def assign_ids(entities: DataFrame, existing: DataFrame, name: str) -> DataFrame:
-    """Stable integer ids: existing ids are kept; new raw ids get max+1, ... in order of first
-    appearance (lowest event_order, then the raw id). Ids start at 1: 0 is padding.
+def extend_kcore(
+    candidates: DataFrame, core_users: DataFrame, core_items: DataFrame, k: int
+) -> tuple[DataFrame, DataFrame]:
+    """The k-core of (core + candidates), found from the candidates alone: (candidates kept, candidates removed).
 
-    entities: (name, first_order); existing: (name, name_id). Returns the whole map (name, name_id).
+    `core_users` / `core_items` (one column each) are the users and items of an existing k-core. Every core
+    user and item already has >= k core events, and a user or item outside the core has none, so a candidate
+    stays iff its user is in the core or has >= k kept candidates, and likewise its item; peeling the
+    candidates to that fixpoint gives the same core as `kcore_filter` over the whole history, at the cost
+    of the candidates (a night's events and the ones still pending), not of the history.
+    """
+    kept = candidates.cache()
+    if k > 1:
+        users_in = core_users.select("user").distinct().withColumn("_core_user", F.lit(True))
+        items_in = core_items.select("item").distinct().withColumn("_core_item", F.lit(True))
+        while True:
+            user_counts = kept.groupBy("user").count().withColumnRenamed("count", "_n_user")
+            item_counts = kept.groupBy("item").count().withColumnRenamed("count", "_n_item")
+            nxt = (
+                kept.join(user_counts, "user")
+                .join(item_counts, "item")
+                .join(users_in, "user", "left")
+                .join(items_in, "item", "left")
+                .filter(
+                    (F.col("_core_user").isNotNull() | (F.col("_n_user") >= k))
+                    & (F.col("_core_item").isNotNull() | (F.col("_n_item") >= k))
+                )
+                .select(*candidates.columns)
+                .localCheckpoint()  # cut the lineage, as in kcore_filter
+            )
+            if nxt.count() == kept.count():
+                kept = nxt
+                break
+            kept = nxt
+    removed = candidates.join(kept.select("event_order"), "event_order", "left_anti")
+    return kept, removed
+
+
+def new_ids(entities: DataFrame, existing: DataFrame, name: str) -> DataFrame:
+    """Ids for the raw ids of `entities` not in `existing`: max+1, ... in order of first appearance (lowest
+    event_order, then the raw id). Ids start at 1: 0 is padding.
+
+    entities: (name, first_order); existing: (name, name_id). Returns the new rows only (name, name_id).
     """
     id_col = f"{name}_id"
     start = existing.agg(F.coalesce(F.max(id_col), F.lit(0)).alias("m")).collect()[0]["m"]
     new = entities.join(existing.select(name), name, "left_anti")
     order = Window.orderBy("first_order", name)
-    new_ids = new.withColumn(id_col, (F.row_number().over(order) + F.lit(start)).cast("long")).select(name, id_col)
-    return existing.select(name, F.col(id_col).cast("long")).unionByName(new_ids)
+    return new.withColumn(id_col, (F.row_number().over(order) + F.lit(start)).cast("long")).select(name, id_col)
+
+
+def assign_ids(entities: DataFrame, existing: DataFrame, name: str) -> DataFrame:
+    """Stable integer ids: existing ids are kept, new raw ids get the next ones (`new_ids`). Returns the whole
+    map (name, name_id)."""
+    id_col = f"{name}_id"
+    return existing.select(name, F.col(id_col).cast("long")).unionByName(new_ids(entities, existing, name))
 
 
 def first_appearance(events: DataFrame, name: str) -> DataFrame:

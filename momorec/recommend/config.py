@@ -11,7 +11,13 @@ from momorec.typed import StrictModel
 
 class RecommendConfig(StrictModel):
     top_k: int = Field(10, ge=1, le=1000, description="Items recommended per user.")
-    batch_size: int = Field(512, ge=1, description="Users scored per forward pass.")
+    batch_size: int = Field(512, ge=1, description="Users scored per forward pass (and rows per written batch).")
+    join_bucket_users: int = Field(
+        100_000,
+        ge=1,
+        description="Users per bucket of the join that adds motivations and codes (spilled to local disk): "
+        "bounds that join's memory (momorec.recommend.explain).",
+    )
     model: Literal["champion", "latest"] = Field(
         "champion",
         description="champion: the registry's @champion version (the latest train run's best seed while none is set); "

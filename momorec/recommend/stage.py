@@ -1,33 +1,40 @@
 """The recommend stage: top-K items for every user, each row explained by the user's motivation.
 
-Uses the best seed (validation NDCG@10) of the latest train run, scores every item after the user's
-WHOLE history (training, validation and test items: this is serving, not evaluation), excludes items
-already seen, and writes one row per user to the Delta table `recommendations` with the motivation
-text and the semantic codes of the user and of each recommended item.
+Uses the best seed (validation NDCG@10) of the latest train run (or the registry's champion), scores every
+item after the user's WHOLE history (training, validation and test items: this is serving, not evaluation),
+excludes items already seen, and writes one row per user to the Delta table `recommendations` with the
+motivation text and the semantic codes of the user and of each recommended item.
+
+Users are scored in batches by the shared batch scoring (`core.batch_scoring`, engine `cfg.scoring`: this
+process or Ray actors), and the explanation columns are joined to the scored stream in buckets of users
+(`recommend.explain`); the rows reach Delta in one commit. Memory is bounded by a scoring batch, one join
+bucket (`recommend.join_bucket_users`) and the catalog (item codes), not by the number of users.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
 from momorec import tracking
 from momorec.config import PlatformConfig
-from momorec.core.checkpoint import model_from_checkpoint
+from momorec.core.batch_scoring import ScoringTask, TableFiles, score_users, table_files
 from momorec.core.logged_model import row_checkpoint
-from momorec.core.scoring import top_k
-from momorec.core.sequences import SequenceData, load_sequences
 from momorec.core.trained_models import best_seed, run_models
 from momorec.progress import step_progress
+from momorec.recommend.explain import UserSide, item_codes, recommendation_stream
 from momorec.storage import delta, schemas
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
+
+SIDE_TABLES = ("user_motivations", "semantic_ids")
 
 
 class RecommendResult(StageResult):
@@ -55,43 +62,66 @@ def best_model(cfg: PlatformConfig, train_run_id: str | None) -> dict:
     return best_seed(run_models(cfg, train_run_id).to_pylist())
 
 
-def top_k_items(
-    model, data: SequenceData, k: int, batch_size: int, exclude_seen: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """(items (U, k) int64, scores (U, k) float32), best first; padding and seen items never appear.
+@dataclass(frozen=True)
+class ServingTables:
+    """What one recommend run reads, resolved before its commit stream starts (delta-rs cannot open a table
+    from inside its own write): the sequences' files, the catalog size, the user-side files, table versions."""
 
-    A model trained before the catalog or the user base grew (a champion kept by the nightly
-    refresh) still serves: items it never saw drop out of histories and are never recommended,
-    and new users get the reserved (no motivation) user code (`scoring.top_k`).
-    """
-    k = min(k, data.num_items)
-    items = np.zeros((data.num_users, k), dtype=np.int64)
-    scores = np.zeros((data.num_users, k), dtype=np.float32)
-    for start in range(0, data.num_users, batch_size):
-        rows = range(start, min(start + batch_size, data.num_users))
-        histories = [data.items[data.offsets[row] : data.offsets[row + 1]] for row in rows]
-        items[rows.start : rows.stop], scores[rows.start : rows.stop] = top_k(
-            model, data.user_ids[rows.start : rows.stop], histories, k, exclude_seen, catalog_size=data.num_items
+    sequences: TableFiles
+    num_items: int
+    side: UserSide
+    versions: dict[str, int | None]
+
+
+def _files_or_none(path: str) -> TableFiles | None:
+    return table_files(path) if delta.exists(path) and delta.file_uris(path) else None
+
+
+def serving_tables(cfg: PlatformConfig) -> ServingTables:
+    """Check and resolve the tables recommend reads; FileNotFoundError / ValueError say what is missing."""
+    paths = {name: cfg.table_path(name) for name in ("sequences", "item_ids", *SIDE_TABLES)}
+    for name in ("sequences", "item_ids"):
+        if not delta.exists(paths[name]):
+            raise FileNotFoundError(f"no Delta table `{name}` at {paths[name]}: run `momorec ingest` first")
+    largest = pc.max(delta.read(paths["item_ids"], columns=["item_id"]).column("item_id")).as_py()
+    if largest is None:
+        raise ValueError(f"item_ids table {paths['item_ids']} is empty")
+    sequences = _files_or_none(paths["sequences"])
+    if sequences is None or sequences.rows == 0:
+        raise ValueError(f"sequence table {paths['sequences']} is empty: no user to recommend to")
+    side = UserSide(
+        motivations=_files_or_none(paths["user_motivations"]),
+        codes=_files_or_none(paths["semantic_ids"]),
+        buckets=math.ceil(sequences.rows / cfg.recommend.join_bucket_users),
+    )
+    versions = {name: delta.version(path) if delta.exists(path) else None for name, path in paths.items()}
+    return ServingTables(sequences, int(largest), side, versions)
+
+
+def check_catalog(model_items: int, num_items: int) -> None:
+    """A model knowing fewer items than the catalog (a champion kept by the nightly refresh) still serves:
+    the newer items are never recommended (`scoring.top_k`). One knowing more is a wrong dataset."""
+    if model_items > num_items:
+        raise ValueError(f"model knows {model_items} items, item_ids has only {num_items}: wrong dataset?")
+    if model_items < num_items:
+        log.warning(
+            "serving a model that knows %d of %d items: newer items are not recommended", model_items, num_items
         )
-    return items, scores
 
 
-def _codes(cfg: PlatformConfig, entity_type: str) -> dict[int, list[int]]:
-    path = cfg.table_path("semantic_ids")
-    if not delta.exists(path):
-        return {}
-    table = delta.read(path, columns=["entity_type", "entity_id", "codes"])
-    table = table.filter(pc.equal(table.column("entity_type"), entity_type))
-    return dict(zip(table.column("entity_id").to_pylist(), table.column("codes").to_pylist(), strict=True))
+class _Counts:
+    """Users and motivated users of a RECOMMENDATIONS stream, counted as its batches pass into the commit."""
 
+    def __init__(self) -> None:
+        self.users = self.with_motivation = 0
 
-def _motivations(cfg: PlatformConfig) -> dict[int, str]:
-    path = cfg.table_path("user_motivations")
-    if not delta.exists(path):
-        return {}
-    table = delta.read(path, columns=["user_id", "status", "motivation_text"])
-    table = table.filter(pc.equal(table.column("status"), "ok"))
-    return dict(zip(table.column("user_id").to_pylist(), table.column("motivation_text").to_pylist(), strict=True))
+    def passing(self, batches):
+        self.users = self.with_motivation = 0  # a retried commit reads a fresh stream
+        for batch in batches:
+            self.users += batch.num_rows
+            texts = batch.column("motivation_text")
+            self.with_motivation += int(pc.sum(pc.greater(pc.utf8_length(texts), 0)).as_py() or 0)
+            yield batch
 
 
 def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendResult:
@@ -102,44 +132,28 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
     rc = cfg.recommend
     chosen = best_model(cfg, rc.train_run_id)
     with tracking.stage_run(cfg, "recommend", {"recommend": rc.model_dump(mode="json")}) as run:
-        with step_progress(show_progress, "recommend", total=3) as advance:
-            data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
-            model = model_from_checkpoint(row_checkpoint(cfg, chosen))
-            if model.num_items > data.num_items:
-                raise ValueError(
-                    f"model knows {model.num_items} items, item_ids has only {data.num_items}: wrong dataset?"
-                )
-            if model.num_items < data.num_items:
-                log.warning(
-                    "serving a model that knows %d of %d items: newer items are not recommended",
-                    model.num_items,
-                    data.num_items,
-                )
+        with step_progress(show_progress, "recommend", total=2) as advance:
+            tables = serving_tables(cfg)
+            payload = row_checkpoint(cfg, chosen)
+            check_catalog(int(payload["num_items"]), tables.num_items)
+            items = item_codes(tables.side.codes)  # catalog-sized: the one lookup held whole
             advance("load")
-            items, scores = top_k_items(model, data, rc.top_k, rc.batch_size, rc.exclude_seen)
-            advance("score")
-            motivations, user_codes, item_codes = _motivations(cfg), _codes(cfg, "user"), _codes(cfg, "item")
-            rows = [
-                {
-                    "user_id": int(user),
-                    "items": items[i].tolist(),
-                    "scores": scores[i].tolist(),
-                    "item_codes": [item_codes.get(int(item)) for item in items[i]],
-                    "user_codes": user_codes.get(int(user)),
-                    "motivation_text": motivations.get(int(user)),
-                    "train_run_id": chosen["train_run_id"],
-                    "seed": chosen["seed"],
-                    "created_at": time.time(),
-                }
-                for i, user in enumerate(data.user_ids)
-            ]
+            task = ScoringTask(kind="top_k", k=rc.top_k, exclude_seen=rc.exclude_seen)
+            counts = _Counts()
+
+            def recommendations() -> pa.RecordBatchReader:  # a fresh stream per commit attempt
+                scored = score_users(
+                    tables.sequences, payload, task, tables.num_items, rc.batch_size, cfg.scoring, cfg.ray
+                )
+                rows = recommendation_stream(
+                    scored, tables.side, items, chosen["train_run_id"], chosen["seed"], rc.batch_size
+                )
+                return pa.RecordBatchReader.from_batches(schemas.RECOMMENDATIONS, counts.passing(rows))
+
             path = cfg.table_path("recommendations")
-            version = delta.write(path, pa.Table.from_pylist(rows, schema=schemas.RECOMMENDATIONS))
-            advance("commit")
-        with_motivation = sum(1 for r in rows if r["motivation_text"])
-        tracking.log_table_versions(
-            read={"sequences": data.versions.get("sequences")}, written={"recommendations": version}
-        )
+            version = delta.write(path, recommendations)
+            advance("score and commit")
+        tracking.log_table_versions(read=tables.versions, written={"recommendations": version})
         mlflow.log_params(
             {
                 "model.train_run_id": chosen["train_run_id"],
@@ -147,16 +161,16 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
                 "model.registered_version": chosen.get("registered_version"),
             }
         )
-        mlflow.log_metrics({"users": len(rows), "with_motivation": with_motivation})
+        mlflow.log_metrics({"users": counts.users, "with_motivation": counts.with_motivation})
         return RecommendResult(
             dataset=cfg.dataset,
             mlflow_run_id=run.info.run_id,
             wall_time_s=round(time.perf_counter() - start, 3),
-            users=len(rows),
-            top_k=items.shape[1],
+            users=counts.users,
+            top_k=min(rc.top_k, tables.num_items),
             model_seed=chosen["seed"],
             train_run_id=chosen["train_run_id"],
             model_version=chosen.get("registered_version"),
-            with_motivation=with_motivation,
+            with_motivation=counts.with_motivation,
             tables={"recommendations": {"path": path, "version": version}},
         )

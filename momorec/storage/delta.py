@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Schema, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,42 +75,79 @@ def read_or_empty(path: str, schema: pa.Schema) -> pa.Table:
     return read(path) if exists(path) else schema.empty_table()
 
 
-def canonical(table: pa.Table) -> pa.Table:
-    """The rows of `table` in a canonical order (sorted by every column Arrow can sort by).
-
-    Two tables holding the same rows in different orders become equal; rows that tie on the
-    sortable columns but differ in a list column may still compare unequal (a false "changed").
-    """
-    keys = [(f.name, "ascending") for f in table.schema if not pa.types.is_nested(f.type)]
-    return table.sort_by(keys).combine_chunks() if keys and table.num_rows else table.combine_chunks()
-
-
-COMPARE_MAX_ROWS = 2_000_000
-
-
-def holds_rows(path: str, data: pa.Table, max_rows: int = COMPARE_MAX_ROWS) -> bool:
-    """Whether the table at `path` holds exactly the rows of `data` (in any order).
-
-    Lets an overwrite that would change nothing skip its commit, so the table's version moves only
-    when its content does (downstream stages key their skip-if-unchanged on versions). Tables over
-    `max_rows` are not compared (always "changed": a needless commit, never a lost one).
-    """
-    if not exists(path) or data.num_rows > max_rows:
-        return False
-    table = DeltaTable(path)
-    current = table.to_pyarrow_table()
-    if current.num_rows != data.num_rows or current.schema.names != data.schema.names:
-        return False
-    try:
-        current = current.cast(data.schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return canonical(current).equals(canonical(data))
-
-
 def file_uris(path: str) -> list[str]:
     """Data files of the current snapshot, for engines that read Parquet (Spark, Ray Data)."""
     return DeltaTable(path).file_uris()
+
+
+def data_files(path: str) -> list[tuple[str, str]]:
+    """(path relative to the table, absolute URI) of every data file of the current snapshot."""
+    table = DeltaTable(path)
+    relative = pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()
+    by_name = {uri.rsplit("/", 1)[-1]: uri for uri in table.file_uris()}
+    if len(by_name) != len(relative):
+        raise ValueError(f"{path}: two data files share a name; the table cannot be rewritten file by file")
+    return [(rel, by_name[rel.rsplit("/", 1)[-1]]) for rel in relative]
+
+
+def count_rows(path: str) -> int:
+    """Rows of the current snapshot, from the log's per-file record counts (no data file is read)."""
+    if not exists(path):
+        return 0
+    table = DeltaTable(path)
+    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+    if counts.null_count:  # a file committed without stats: count from the Parquet footers instead
+        import pyarrow.dataset as pads
+
+        from momorec.storage import objectstore
+
+        uris = table.file_uris()
+        fs, _ = objectstore.filesystem(uris[0])
+        return pads.dataset([objectstore.filesystem(u)[1] for u in uris], filesystem=fs, format="parquet").count_rows()
+    return int(pc.sum(counts).as_py() or 0)
+
+
+def last_commit(path: str) -> dict:
+    """The current version's commitInfo (operation, timestamp and any custom metadata); {} without a table."""
+    if not exists(path):
+        return {}
+    history = DeltaTable(path).history(1)
+    return history[0] if history else {}
+
+
+def commit_files(
+    path: str,
+    schema: pa.Schema,
+    added: list[AddAction],
+    removed: list[RemoveAction] | None = None,
+    mode: str = "append",
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Commit data files already written under the table's folder (by Spark) as one transaction.
+
+    append: add `added` and remove `removed` (a file-level rewrite); overwrite: `added` replace every
+    current file. No row passes through this process: the log gets one action per file. Creates the table
+    on first use.
+    """
+    properties = CommitProperties(custom_metadata=dict(metadata or {}))
+    if not exists(path):
+        if removed:
+            raise ValueError(f"{path}: no table to remove files from")
+        committed(
+            path,
+            lambda: create_table_with_add_actions(
+                path, Schema.from_arrow(schema), added, mode="overwrite", commit_properties=properties
+            ),
+        )
+        return DeltaTable(path).version()
+    actions: list = [*added, *(removed or [])]
+    if removed and mode != "append":
+        raise ValueError("files are removed one by one only in an append transaction")
+    committed(
+        path,
+        lambda: DeltaTable(path).create_write_transaction(actions, mode, schema, commit_properties=properties),
+    )
+    return DeltaTable(path).version()
 
 
 def write(
@@ -116,6 +155,7 @@ def write(
     data: pa.Table | Callable[[], pa.Table | pa.RecordBatchReader],
     mode: str = "overwrite",
     replace_where: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> int:
     """Commit `data` to the table at `path` (create, overwrite or append) and return the new version.
 
@@ -123,15 +163,25 @@ def write(
     conflicting commit is retried). An overwrite replaces the schema as well, so a table whose columns
     grew stays writable. `replace_where` (a SQL predicate every new row satisfies) replaces only the rows
     it matches, in the same commit, on an existing table: a re-run's rows take the place of a dead run's.
+    `metadata` goes into the commit's commitInfo (`last_commit`).
     """
     if "://" not in path:
         os.makedirs(path, exist_ok=True)
     source = data if callable(data) else (lambda: data)
+    properties = CommitProperties(custom_metadata=dict(metadata or {}))
     if replace_where is not None and exists(path):
-        committed(path, lambda: write_deltalake(path, source(), mode="overwrite", predicate=replace_where))
+        committed(
+            path,
+            lambda: write_deltalake(
+                path, source(), mode="overwrite", predicate=replace_where, commit_properties=properties
+            ),
+        )
         return DeltaTable(path).version()
     schema_mode = "overwrite" if mode == "overwrite" else None
-    committed(path, lambda: write_deltalake(path, source(), mode=mode, schema_mode=schema_mode))
+    committed(
+        path,
+        lambda: write_deltalake(path, source(), mode=mode, schema_mode=schema_mode, commit_properties=properties),
+    )
     return DeltaTable(path).version()
 
 
