@@ -31,6 +31,12 @@ class TrainConfig(StrictModel):
     time_budget_min: float | None = Field(
         None, gt=0, description="Stop a seed after the epoch that passes this many minutes (None = no limit)."
     )
+    max_steps_per_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="End an epoch after this many steps (None = every batch). For smoke runs and scale benchmarks: "
+        "the epoch then sees the first steps x batch_size rows of its seeded order (`train.steps`: how many ran).",
+    )
     batch_size: int = Field(256, ge=1, description="Training sequences per step, per worker.")
     eval_batch_size: int = Field(1024, ge=1, description="Users per scoring step in validation.")
     length_bucketing: bool = Field(

@@ -118,6 +118,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         grad_clip=train.grad_clip,
         device=device,
         time_budget_s=None if train.time_budget_min is None else 60 * train.time_budget_min,
+        max_steps=train.max_steps_per_epoch,
     )
 
 

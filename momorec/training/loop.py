@@ -42,6 +42,7 @@ def fit(
     device: torch.device | str = "cpu",
     on_step: Callable[[], None] | None = None,
     time_budget_s: float | None = None,
+    max_steps: int | None = None,
 ) -> TrainState:
     """Train until `epochs` or until `patience` epochs bring no better validation NDCG@10.
 
@@ -49,6 +50,7 @@ def fit(
     the loss (the model's `calculate_loss`, possibly wrapped by DDP). batches(epoch) yields dicts of
     tensors for that epoch (seeded per epoch by the caller). validate(model) returns metrics with the
     key "valid.full.ndcg_10". time_budget_s: stop after the epoch that exhausts it (`stopped_by_time`).
+    max_steps: end each epoch after this many steps (every worker stops at the same count, so DDP stays in step).
     Returns the final state; `state.best_state` holds the best weights.
     """
     state = state or TrainState()
@@ -68,6 +70,8 @@ def fit(
             steps += 1
             if on_step is not None:
                 on_step()
+            if max_steps is not None and steps >= max_steps:
+                break
         if steps == 0:
             raise ValueError("an epoch produced no training batch (empty training set)")
         train_time = time.perf_counter() - start
@@ -78,6 +82,7 @@ def fit(
             "epoch": float(state.epoch),
             "train.loss": reduce_mean(total / steps),
             "train.epoch_time_s": train_time,
+            "train.steps": float(steps),
         }
         record.update(metrics)
         record["valid.time_s"] = time.perf_counter() - start - train_time

@@ -200,4 +200,5 @@ def train_local(
         device=device,
         on_step=on_step,
         time_budget_s=None if train.time_budget_min is None else 60 * train.time_budget_min,
+        max_steps=train.max_steps_per_epoch,
     )

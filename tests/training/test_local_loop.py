@@ -74,3 +74,14 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="no leave-one-out split"):
         load_sequences(f"{root}/sequences", f"{root}/item_ids")
     assert os.path.isdir(root)
+
+
+def test_max_steps_per_epoch_ends_each_epoch_early_and_records_the_steps(toy_cfg, tmp_path):
+    cfg = toy_cfg.model_copy(deep=True)
+    cfg.train.epochs, cfg.train.patience, cfg.train.batch_size = 2, 5, 2
+    inputs = TrainingInputs.load(cfg)
+    full = train_local(cfg, inputs, seed=0, checkpoint_dir=str(tmp_path / "full"))
+    cfg.train.max_steps_per_epoch = 3
+    capped = train_local(cfg, inputs, seed=0, checkpoint_dir=str(tmp_path / "capped"))
+    assert full.history[0]["train.steps"] > 3, "the toy data has more than 3 batches of 2"
+    assert [h["train.steps"] for h in capped.history] == [3.0, 3.0]

@@ -1,0 +1,425 @@
+"""The platform's growth curve: every stage at S, M and L on synthetic data, and a nightly refresh at 1 %.
+
+    .venv/bin/python benchmarks/scale.py --scales S M [--work /tmp/momorec-scale] [--set key=value ...]
+    .venv/bin/python benchmarks/scale.py --scales tiny --out /tmp/scale-tiny.json   # what the CI test runs
+
+Per scale, in its own work folder (warehouse + sqlite MLflow store):
+1. scripts/synth_data.py writes the event log, the catalog and one night of new events for `--share` of the
+   users (kept between invocations: a folder with a manifest is reused);
+2. the full run, one process per stage (`momorec run --set pipeline.stages=[<stage>]`, as a cluster runs
+   jobs/<stage>.py): ingest, quantize, train, evaluate (full ranking), recommend. The LLM stage is NOT run:
+   `embeddings` stands in for it and writes seeded random vectors of the LLM's width (576, SmolLM2-135M's
+   hidden size) for every item and user into item_profiles / user_motivations. Quantize fits and assigns
+   those vectors (all items, all users). The LLM's own cost per user is measured on Beauty
+   (benchmarks/results/beauty_generation.json) and reported beside, not added;
+3. the refresh on night.parquet, one process per stage (`momorec refresh --set refresh.stages=[<stage>]`),
+   `embeddings` writing vectors only for the night's users and new items (what motivate would redo).
+
+Each process runs under a sampler of its process tree (psutil, every 0.2 s): `driver` is the peak RSS of the
+stage's own process, `workers` the peak of the summed RSS of its descendants (Spark's JVM, Ray's raylet and
+workers; shared object-store pages count once per process mapping them, so this overstates). Training is
+capped at `train.max_steps_per_epoch` steps; its full-epoch time is extrapolated from the measured step time
+and labelled so. Growth exponents: log(time ratio) / log(events ratio) between consecutive scales.
+Writes benchmarks/results/scale.json (merged per scale, so scales can run in separate invocations) and
+scale.png (time vs events per stage, log-log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+RESULTS = REPO / "benchmarks" / "results" / "scale.json"
+FULL_STAGES = ["ingest", "embeddings", "quantize", "train", "evaluate", "recommend"]
+LLM_WIDTH = 576  # SmolLM2-135M's hidden size: what motivate's `kind: llm` embedder writes
+EMBED_BATCH = 50_000
+# Targets of issue 13.
+MAX_EXPONENT = 1.1
+MAX_REFRESH_SHARE = 0.05
+MAX_DRIVER_RSS_GB = 4.0
+
+
+def config_text(scale: str, data: Path, warehouse: Path, steps: int) -> str:
+    """The benchmark's config: the synthetic log and catalog, semantic IDs on, one seed, a capped epoch.
+    Codebooks as Beauty's (3 x 256, PCA to 64); the tiny scale's 300 items get 3 x 16 (PCA to 16)."""
+    codes, pca_dim = (16, 16) if scale == "tiny" else (256, 64)
+    return f"""# benchmarks/scale.py, scale {scale}
+dataset: synth-{scale}
+warehouse: {warehouse}
+seed: 2026
+pipeline:
+  stages: [ingest, quantize, train, evaluate, recommend]
+ingest:
+  sources:
+    - path: {data / "events"}
+      format: parquet
+  catalog:
+    path: {data / "items.jsonl"}
+  kcore: 0
+quantize:
+  entities: [item, user]
+  pca_dim: {pca_dim}
+  levels: 3
+  codes: {codes}
+  iterations: 10
+  unique_items: false
+train:
+  model:
+    architecture: sasrec
+    max_len: 50
+    item_semantic: {{mode: frozen, on_missing: reserved}}
+    user_semantic: {{mode: frozen, on_missing: reserved}}
+    user_fusion: prefix
+  epochs: 1
+  patience: 1
+  batch_size: 256
+  eval_batch_size: 1024
+  max_steps_per_epoch: {steps}
+  seeds: [2026]
+  launcher: local
+  torch_threads: 2
+  log_model: true
+evaluate:
+  protocols: [full]
+recommend:
+  top_k: 10
+  batch_size: 1024
+refresh:
+  epochs: 1
+"""
+
+
+class TreeSampler:
+    """Peak RSS of a process (driver) and of the sum of its descendants (workers), sampled every `every` s."""
+
+    def __init__(self, pid: int, every: float = 0.2) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.every = every
+        self.driver = self.workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                driver = self.root.memory_info().rss
+                workers = 0
+                for child in self.root.children(recursive=True):
+                    try:
+                        workers += child.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.driver, self.workers = max(self.driver, driver), max(self.workers, workers)
+            except psutil.Error:
+                return
+            self._stop.wait(self.every)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {
+            "driver_peak_rss_gb": round(self.driver / 2**30, 3),
+            "workers_peak_rss_gb": round(self.workers / 2**30, 3),
+        }
+
+
+def measured(command: list[str], env: dict[str, str], log_path: Path) -> dict:
+    """Run `command`, sampling its process tree; its --json result (last stdout line) and the figures."""
+    start = time.perf_counter()
+    with log_path.open("a") as log:
+        log.write(f"\n$ {' '.join(command)}\n")
+        log.flush()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, text=True, cwd=REPO)
+        sampler = TreeSampler(proc.pid)
+        out, _ = proc.communicate()
+        figures = sampler.stop()
+        log.write(out)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (rc {proc.returncode}); see {log_path}")
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return {"wall_s": round(wall, 2), **figures, "result": json.loads(lines[-1]) if lines else {}}
+
+
+def momorec(args: list[str]) -> list[str]:
+    return [str(REPO / ".venv" / "bin" / "momorec"), *args]
+
+
+def stage_command(stage: str, config: Path, overrides: list[str], night: Path | None) -> list[str]:
+    sets = [x for o in overrides for x in ("--set", o)]
+    if stage == "embeddings":
+        mode = ["--night", str(night)] if night else []
+        return [sys.executable, __file__, "embed", "--config", str(config), *mode, *sets]
+    if night is None:
+        return momorec(["run", "-c", str(config), "--set", f"pipeline.stages=[{stage}]", *sets, "--json"])
+    return momorec(
+        ["refresh", "-c", str(config), "-n", str(night), "--set", f"refresh.stages=[{stage}]", *sets, "--json"]
+    )
+
+
+def stage_result(measured_run: dict, stage: str) -> dict:
+    """The stage's own result inside a pipeline result (or the embed step's own)."""
+    result = measured_run.pop("result")
+    return result.get("stages", {}).get(stage, result)
+
+
+# ---- the LLM stand-in -------------------------------------------------------------------------------------
+
+
+def embed(config: str, night: str | None, overrides: list[str]) -> dict:
+    """Seeded random vectors of the LLM's width for every item and user (full run), or for the night's users
+    and the items without a vector yet (refresh): rows ok, texts empty. Batch-bounded: EMBED_BATCH rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from momorec.config import load_config
+    from momorec.storage import delta, schemas
+
+    cfg = load_config(config, overrides)
+    start = time.perf_counter()
+    counts = {}
+    for table, ids_table, id_column, raw_column, schema in (
+        ("item_profiles", "item_ids", "item_id", "item", schemas.ITEM_PROFILES),
+        ("user_motivations", "user_ids", "user_id", "user", schemas.USER_MOTIVATIONS),
+    ):
+        path = cfg.table_path(table)
+        ids = delta.read(cfg.table_path(ids_table), columns=[raw_column, id_column])
+        if night is None or not delta.exists(path):
+            todo = ids.column(id_column).to_numpy()
+        elif id_column == "user_id":  # the night's users: their recent history changed
+            raw = pq.read_table(night, columns=["user"]).column("user").cast(pa.string())
+            todo = ids.filter(pc.is_in(ids.column("user"), pc.unique(raw))).column("user_id").to_numpy()
+        else:  # items that have no vector yet
+            have = delta.read(path, columns=["item_id"]).column("item_id")
+            todo = ids.filter(pc.invert(pc.is_in(ids.column("item_id"), have))).column("item_id").to_numpy()
+        todo = np.sort(todo)
+
+        def batches(todo=todo, schema=schema, id_column=id_column):
+            for first in range(0, todo.size, EMBED_BATCH):
+                part = todo[first : first + EMBED_BATCH]
+                rng = np.random.default_rng([2026, int(part[0])])
+                vectors = rng.standard_normal((part.size, LLM_WIDTH), dtype=np.float32)
+                columns = {id_column: part, "status": ["ok"] * part.size}
+                columns["embedding"] = pa.FixedSizeListArray.from_arrays(vectors.ravel(), LLM_WIDTH).cast(
+                    pa.list_(pa.float32())
+                )
+                yield pa.table(columns).select([id_column, "status", "embedding"])
+
+        def full(batches=batches, schema=schema):
+            for batch in batches():
+                n = batch.num_rows
+                values = {name: batch.column(name) for name in batch.column_names}
+                row = {f.name: values.get(f.name, pa.nulls(n, f.type)) for f in schema}
+                for name in ("failure_reason", "prompt_version", "model", "content_hash"):
+                    if name in row and name not in values:
+                        row[name] = pa.array([f"synthetic-{LLM_WIDTH}" if name == "model" else ""] * n)
+                yield from pa.table(row, schema=schema).to_batches()
+
+        if night is None or not delta.exists(path):
+            delta.write(path, lambda full=full, schema=schema: pa.RecordBatchReader.from_batches(schema, full()))
+        elif todo.size:
+            delta.upsert(path, pa.Table.from_batches(list(full()), schema=schema), [id_column])
+        counts[table] = int(todo.size)
+    return {"stage": "embeddings", "wall_time_s": round(time.perf_counter() - start, 2), "rows": counts}
+
+
+# ---- one scale --------------------------------------------------------------------------------------------
+
+
+def training_extrapolation(work: Path, train: dict) -> dict:
+    """The capped epoch's measured figures and a full epoch extrapolated from them (labelled)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    run = mlflow.get_run(train["models"][0]["seed_run_id"]).data.metrics
+    steps, step_time = run.get("train.steps", 0.0), run.get("train.epoch_time_s", 0.0)
+    full_steps = math.ceil(train["train_rows"] / 256)
+    per_step = step_time / steps if steps else float("nan")
+    return {
+        "steps_run": int(steps),
+        "steps_time_s": round(step_time, 2),
+        "s_per_step": round(per_step, 4),
+        "validation_s": round(run.get("valid.time_s", 0.0), 2),
+        "full_epoch_steps": full_steps,
+        "full_epoch_s_extrapolated": round(per_step * full_steps + run.get("valid.time_s", 0.0), 1),
+    }
+
+
+def run_scale(scale: str, work: Path, share: float, steps: int, overrides: list[str], seed: int) -> dict:
+    import synth_data
+
+    data = work / f"data-{scale}"
+    if not (data / "manifest.json").exists():
+        synth_data.generate(scale, data, seed=seed, users_per_part=200_000, night=share)
+    manifest = json.loads((data / "manifest.json").read_text())
+    run_dir = work / f"run-{scale}"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    config = run_dir / "config.yaml"
+    config.write_text(config_text(scale, data, run_dir / "warehouse", steps))
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{run_dir / 'mlflow.db'}")
+    log_path = run_dir / "stages.log"
+    figures: dict = {
+        "scale": scale,
+        "events": manifest["events"],
+        "users": manifest["users"],
+        "items": manifest["items"],
+    }
+    for phase, night in (("full", None), ("refresh", data / "night.parquet")):
+        stages = {}
+        for stage in FULL_STAGES:
+            print(f"[{scale}] {phase}: {stage} ...", flush=True)
+            m = measured(stage_command(stage, config, overrides, night), env, log_path)
+            result = stage_result(m, stage)
+            m["stage_wall_s"] = round(result.get("wall_time_s") or 0.0, 2)
+            m["skipped"] = bool(result.get("skipped"))
+            if stage == "ingest":
+                m |= {k: result.get(k) for k in ("mode", "rebuild_reason", "rows_read", "interactions", "users")}
+            if stage == "train" and not m["skipped"]:
+                m["training"] = training_extrapolation(run_dir, result)
+            if stage == "embeddings":
+                m["rows"] = result["rows"]
+            stages[stage] = m
+            print(f"[{scale}] {phase}: {stage} {m['wall_s']} s, driver {m['driver_peak_rss_gb']} GB", flush=True)
+        figures[phase] = stages
+        if phase == "full":
+            figures["users_ingested"] = stages["ingest"]["users"]
+    figures["refresh_vs_full"] = refresh_share(figures)
+    figures["night"] = manifest.get("night")
+    return figures
+
+
+def refresh_share(figures: dict) -> dict:
+    """The refresh's cost over the full run's, every stage but the LLM stand-in (process wall times)."""
+    counted = [s for s in FULL_STAGES if s != "embeddings"]
+    full = sum(figures["full"][s]["wall_s"] for s in counted)
+    refresh = sum(figures["refresh"][s]["wall_s"] for s in counted)
+    return {
+        "stages": counted,
+        "full_s": round(full, 1),
+        "refresh_s": round(refresh, 1),
+        "share": round(refresh / full, 4),
+        "per_stage": {s: round(figures["refresh"][s]["wall_s"] / figures["full"][s]["wall_s"], 4) for s in counted},
+    }
+
+
+def exponents(scales: dict[str, dict]) -> dict:
+    """Per stage, log(time ratio) / log(events ratio) between consecutive measured scales."""
+    order = sorted(scales.values(), key=lambda f: f["events"])
+    out = {}
+    for a, b in zip(order, order[1:], strict=False):
+        size = math.log(b["events"] / a["events"])
+        out[f"{a['scale']}->{b['scale']}"] = {
+            s: round(math.log(b["full"][s]["wall_s"] / a["full"][s]["wall_s"]) / size, 3) for s in FULL_STAGES
+        }
+    return out
+
+
+def draw(scales: dict[str, dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = sorted(scales.values(), key=lambda f: f["events"])
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for stage in FULL_STAGES:
+        ax.plot([f["events"] for f in order], [f["full"][stage]["wall_s"] for f in order], "o-", label=stage)
+    ax.plot(
+        [f["events"] for f in order],
+        [f["refresh_vs_full"]["refresh_s"] for f in order],
+        "k--",
+        label="refresh at 1 % (all stages but the LLM)",
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("events")
+    ax.set_ylabel("wall time of the stage's process (s)")
+    ax.set_title(f"MoMoREC stages vs scale ({platform.machine()}, {os.cpu_count()} cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+
+
+def verdict(scales: dict[str, dict], slopes: dict) -> dict:
+    checks = {}
+    for pair, per_stage in slopes.items():
+        for stage, slope in per_stage.items():
+            if stage not in ("train", "embeddings"):
+                checks[f"exponent {stage} {pair} <= {MAX_EXPONENT}"] = slope <= MAX_EXPONENT
+    if "M" in scales:
+        checks[f"refresh at M <= {MAX_REFRESH_SHARE:.0%} of full"] = (
+            scales["M"]["refresh_vs_full"]["share"] <= MAX_REFRESH_SHARE
+        )
+    if "L" in scales:
+        peak = max(s["driver_peak_rss_gb"] for phase in ("full", "refresh") for s in scales["L"][phase].values())
+        checks[f"driver peak RSS at L <= {MAX_DRIVER_RSS_GB} GB"] = peak <= MAX_DRIVER_RSS_GB
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    e = sub.add_parser("embed", help="(internal) the LLM stand-in of one run")
+    e.add_argument("--config", required=True)
+    e.add_argument("--night", default=None)
+    e.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--scales", nargs="+", default=["S", "M"])
+    parser.add_argument("--work", default="/tmp/momorec-scale")
+    parser.add_argument("--share", type=float, default=0.01, help="Share of users with new events in the night.")
+    parser.add_argument("--steps", type=int, default=200, help="train.max_steps_per_epoch (extrapolated).")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    if args.command == "embed":
+        print(json.dumps(embed(args.config, args.night, args.overrides)))
+        return
+
+    out = Path(args.out)
+    report = json.loads(out.read_text()) if out.exists() else {}
+    report |= {
+        "benchmark": "scale",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "llm_stage": "not run: seeded random vectors of width 576 (SmolLM2-135M) stand in for it; its measured "
+        "cost is beauty_generation.json's 0.33 s per user (all Beauty users, this CPU)",
+        "training": f"capped at {args.steps} steps per epoch; full epoch extrapolated from the step time",
+        "rss": "driver: the stage process; workers: sum over its descendants (Spark JVM, Ray), sampled every 0.2 s",
+    }
+    scales = report.setdefault("scales", {})
+    for scale in args.scales:
+        scales[scale] = run_scale(scale, Path(args.work), args.share, args.steps, args.overrides, args.seed)
+        report["exponents"] = exponents(scales)
+        report["targets"] = verdict(scales, report["exponents"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")  # after every scale: a stop keeps what finished
+        draw(scales, out.with_suffix(".png"))
+    print(json.dumps({k: report[k] for k in ("exponents", "targets")}, indent=2))
+    for name, scale in scales.items():
+        print(name, json.dumps(scale["refresh_vs_full"]))
+
+
+if __name__ == "__main__":
+    main()
