@@ -99,6 +99,7 @@ class ScoredTable(StrictModel):
     """What rescoring needs to know of the current tables without holding their users."""
 
     sequences: str
+    version: int | None
     num_items: int
     max_user_id: int
 
@@ -107,7 +108,10 @@ def current_tables(cfg: PlatformConfig) -> ScoredTable:
     """The sequence table to rescore on, its catalog size and largest user id (two single-column reads)."""
     num_items = pc.max(delta.read(cfg.table_path("item_ids"), columns=["item_id"]).column("item_id")).as_py()
     max_user = pc.max(delta.read(cfg.table_path("sequences"), columns=["user_id"]).column("user_id")).as_py()
-    return ScoredTable(sequences=cfg.table_path("sequences"), num_items=int(num_items), max_user_id=int(max_user or 0))
+    path = cfg.table_path("sequences")
+    return ScoredTable(
+        sequences=path, version=delta.version(path), num_items=int(num_items), max_user_id=int(max_user or 0)
+    )
 
 
 def valid_ndcg(cfg: PlatformConfig, payload: dict, table: ScoredTable) -> tuple[float | None, str]:
@@ -134,6 +138,17 @@ def valid_ndcg(cfg: PlatformConfig, payload: dict, table: ScoredTable) -> tuple[
     return float(totals.metrics()["full"]["ndcg_10"]), "rescored"
 
 
+def current_valid_ndcg(cfg: PlatformConfig, row: dict, table: ScoredTable) -> tuple[float, str]:
+    """A registered model's validation NDCG@10 on the current tables, and how it was had: the figure its
+    training recorded when it trained on this very sequences version (the same split, full ranking, its best
+    weights: rescoring would only repeat it), else rescored (`valid_ndcg`), else the recorded one (the model
+    cannot score the current ids) with the reason."""
+    if row.get("sequences_version") is not None and row["sequences_version"] == table.version:
+        return row["valid_ndcg_10"], "recorded"
+    score, how = valid_ndcg(cfg, registered_checkpoint(cfg, row["registered_version"]), table)
+    return (row["valid_ndcg_10"], f"recorded ({how})") if score is None else (score, how)
+
+
 def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> Promotion:
     """Give the best seed of `train_run_id` the champion alias if it is not worse than the champion
     (candidate >= champion - tolerance on validation NDCG@10); otherwise the challenger alias."""
@@ -146,8 +161,7 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
     candidate = best_seed(rows)
     previous = champion_row(cfg)
     data = current_tables(cfg)  # one look for both models
-    cand_score, _ = valid_ndcg(cfg, registered_checkpoint(cfg, candidate["registered_version"]), data)
-    cand_score = candidate["valid_ndcg_10"] if cand_score is None else cand_score
+    cand_score, cand_basis = current_valid_ndcg(cfg, candidate, data)
     result = Promotion(
         model_name=name,
         decision=CHAMPION,
@@ -156,13 +170,14 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
         basis="no champion yet",
     )
     if previous is not None and previous["registered_version"] != candidate["registered_version"]:
-        champion = registered_checkpoint(cfg, previous["registered_version"])
-        champ_score, champ_basis = valid_ndcg(cfg, champion, data)
-        if champ_score is None:
-            champ_score = previous["valid_ndcg_10"]
-            basis = f"champion's recorded validation NDCG@10 ({champ_basis})"
+        champ_score, champ_basis = current_valid_ndcg(cfg, previous, data)
+        if champ_basis.startswith("recorded ("):
+            basis = f"champion's recorded validation NDCG@10 ({champ_basis[10:-1]})"
         else:
-            basis = "both rescored: validation split, full ranking, NDCG@10"
+            basis = (
+                f"both on sequences v{data.version}'s validation split, full ranking, NDCG@10: "
+                f"candidate {cand_basis}, champion {champ_basis}"
+            )
         result.previous_champion_version = previous["registered_version"]
         result.champion_valid_ndcg_10 = champ_score
         result.basis = basis

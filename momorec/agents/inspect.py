@@ -343,14 +343,13 @@ def log_quality(result: MotivationQuality) -> None:
 
 def run_inspect(cfg: PlatformConfig) -> MotivationQuality:
     """`momorec inspect`: compute the quality numbers and log them in an MLflow run of their own."""
-    from momorec.tracking import log_table_versions, stage_run
+    from momorec.core.stage_run import stage_run
 
     names = ("user_motivations", "item_profiles", "sequences", "items", "semantic_ids")
-    read = {name: delta.version(cfg.table_path(name)) for name in names}
-    with stage_run(cfg, "inspect") as run:
+    with stage_run(cfg, "inspect") as stage:
+        stage.read({name: delta.version(cfg.table_path(name)) for name in names})
         result = inspect_motivations(cfg)
-        result.mlflow_run_id = run.info.run_id
-        log_table_versions(read=read, written={})
+        result.mlflow_run_id = stage.run_id
         log_quality(result)
     log.info("inspect: %s", result.model_dump_json())
     return result

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from momorec.agents.config import MotivateConfig
 from momorec.agents.inputs import item_fingerprint, item_inputs, pending, settings_fingerprint, user_rows
@@ -30,7 +29,6 @@ from momorec.agents.runner import AgentStats
 from momorec.agents.workers import AGENT_NAMES
 from momorec.config import PlatformConfig
 from momorec.llm.model_cache import resolve_model
-from momorec.progress import progress_bar
 from momorec.storage import delta
 from momorec.storage.schemas import ITEM_PROFILES, USER_MOTIVATIONS
 from momorec.typed import StageResult
@@ -58,14 +56,6 @@ class MotivateResult(StageResult):
     failures: dict[str, int] = Field(description="Final failures of this run by '<agent>: <reason>'.")
     item_profiles_version: int | None
     user_motivations_version: int | None
-
-
-def _progress(show: bool) -> Progress | nullcontext:
-    if not show:
-        return nullcontext()
-    return progress_bar(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
-    )
 
 
 def _run_pool(
@@ -175,8 +165,8 @@ def _log_mlflow(prompts: PromptSet, motivate: MotivateConfig, stats: dict[str, A
 
 def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateResult:
     """Fill `item_profiles` and `user_motivations` for the dataset's ingest tables (incrementally)."""
+    from momorec.core.stage_run import stage_run
     from momorec.storage.ray_runtime import init_ray
-    from momorec.tracking import log_table_versions, stage_run
 
     start = time.perf_counter()
     m = cfg.motivate
@@ -194,10 +184,10 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
     items, sequences = _scope(m, catalog, delta.read(paths["sequences"], columns=["user_id", "train_items"]), cfg.seed)
     stats = {name: AgentStats() for name in AGENT_NAMES}
 
-    with (
-        stage_run(cfg, "motivate", {"motivate": m.model_dump(mode="json")}) as run,
-        _progress(show_progress) as progress,
-    ):
+    params = {"motivate": m.model_dump(mode="json")}
+    with stage_run(cfg, "motivate", params, show_progress=show_progress, started=start) as stage:
+        stage.read(read_versions)
+        progress = stage.progress
         all_items = item_inputs(items, item_settings)
         todo = pending(
             all_items, delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES), "item_id", m.execution.retry_failed
@@ -220,7 +210,9 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         )
 
         written = {name: delta.version(paths[name]) for name in ("item_profiles", "user_motivations")}
-        log_table_versions(read=read_versions, written=written)
+        for name, counts in (("item_profiles", item_counts), ("user_motivations", user_counts)):
+            if counts["processed"]:
+                stage.wrote(name, written[name])
         _log_mlflow(prompts, m, stats)
         # training-free quality of what the tables now hold (retrieval, grounding, specificity, review)
         log_quality(inspect_motivations(cfg, agent_stats=stats))
@@ -230,8 +222,7 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         failures = {f"{name}: {reason}": n for name, s in stats.items() for reason, n in s.failures.items()}
         result = MotivateResult(
             stage="motivate",
-            mlflow_run_id=run.info.run_id,
-            wall_time_s=time.perf_counter() - start,
+            **stage.result_fields(),
             engine=m.llm.engine,
             model=model.name,
             items_needed=len(all_items),

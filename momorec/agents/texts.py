@@ -295,9 +295,9 @@ def import_texts(cfg: PlatformConfig, folder: str) -> TextsImportResult:
     """Embed an export's texts with the configured embedder into this warehouse (see the module doc)."""
     import mlflow
     from momorec.agents.inspect import inspect_motivations, log_quality
+    from momorec.core.stage_run import stage_run
     from momorec.llm.base import build_engine
     from momorec.llm.embedder import build_embedder, embedder_identity
-    from momorec.tracking import log_table_versions, stage_run
 
     start = time.perf_counter()
     manifest = read_manifest(folder)
@@ -324,7 +324,8 @@ def import_texts(cfg: PlatformConfig, folder: str) -> TextsImportResult:
     embedder = build_embedder(m.embedder, engine)
     counts: dict[str, dict[str, int]] = {}
 
-    with stage_run(cfg, "texts_import", {"motivate": m.model_dump(mode="json")}) as run:
+    with stage_run(cfg, "texts_import", {"motivate": m.model_dump(mode="json")}, started=start) as stage:
+        stage.read(read_versions)
         mlflow.log_params(
             {"texts.folder": folder, "texts.generated_dtype": exported_user["dtype"], **identity.params()}
         )
@@ -334,13 +335,13 @@ def import_texts(cfg: PlatformConfig, folder: str) -> TextsImportResult:
         users = _read_file(folder, "users", manifest)
         if users is not None:
             counts["users"] = _import_users(cfg, users, catalog, exported_user, user_fp, embedder)
-        written = {name: delta.version(paths[name]) for name in ("item_profiles", "user_motivations")}
-        log_table_versions(read=read_versions, written=written)
+        written = {
+            name: stage.wrote(name, delta.version(paths[name])) for name in ("item_profiles", "user_motivations")
+        }
         mlflow.log_metrics({f"texts.{f}.{k}": float(v) for f, c in counts.items() for k, v in c.items()})
         log_quality(inspect_motivations(cfg))
         result = TextsImportResult(
-            mlflow_run_id=run.info.run_id,
-            wall_time_s=time.perf_counter() - start,
+            **stage.result_fields(),
             folder=folder,
             embedder=f"{identity.kind}:{identity.name}",
             generated_dtype=exported_user["dtype"],

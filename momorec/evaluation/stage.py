@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.core.batch_scoring import RankTotals, ScoringTask, TableFiles, score_users, table_files
 from momorec.core.logged_model import row_checkpoint
@@ -26,8 +25,8 @@ from momorec.core.metrics import hit_at_k, ndcg_at_k
 from momorec.core.pause_points import pause_point
 from momorec.core.ranking import protocol_label
 from momorec.core.significance import align_users, mean_std, paired_test
+from momorec.core.stage_run import stage_run
 from momorec.core.trained_models import run_models
-from momorec.progress import progress_bar
 from momorec.storage import delta, schemas
 from momorec.typed import StageResult
 
@@ -56,7 +55,7 @@ def _rank_stream(
     num_items: int,
     eval_run_id: str,
     totals: dict,
-    progress,
+    advance: Callable[[str], None],
 ) -> Iterator[pa.RecordBatch]:
     """Every user's test rank under each protocol for each seed's model, as EVALUATION_RANKS batches; each
     seed's metric sums land in `totals[seed]` as its batches pass (the caller logs them after the commit).
@@ -69,7 +68,6 @@ def _rank_stream(
         num_negatives=ev.num_negatives,
         negative_seed=cfg.seed if ev.negative_seed is None else ev.negative_seed,
     )
-    bar = progress.add_task("evaluate", total=len(models))
     for model_row in models:
         payload = row_checkpoint(cfg, model_row)  # registered: from the registry
         if payload["num_items"] != num_items:
@@ -89,7 +87,7 @@ def _rank_stream(
                 ],
                 schema=schemas.EVALUATION_RANKS,
             )
-        progress.advance(bar)
+        advance(f"seed {model_row['seed']}")
 
 
 def _log_seeds(models: list[dict], totals: dict[str, RankTotals]) -> dict[str, dict[str, float]]:
@@ -167,33 +165,28 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
         )
     ranks_path = cfg.table_path("evaluation_ranks")
     params = {"evaluate": ev.model_dump(mode="json"), "train_run_id": train_run_id}
-    with tracking.stage_run(cfg, "evaluate", params=params) as run, progress_bar(show=show_progress) as progress:
-        tracking.log_table_versions(
-            read={
-                "sequences": versions["sequences"],
-                "item_ids": versions["item_ids"],
-                "trained_models": delta.version(cfg.table_path("trained_models")),
-            },
-            written={},
-        )
+    with stage_run(cfg, "evaluate", params, show_progress=show_progress, started=start) as stage:
+        stage.read(versions | {"trained_models": delta.version(cfg.table_path("trained_models"))})
         rows = models.to_pylist()
+        advance = stage.steps("evaluate", total=len(rows))
         totals: dict[str, RankTotals] = {}
         files = table_files(cfg.table_path("sequences"))  # outside the commit that consumes the stream
         if files.rows == 0:
             raise ValueError(f"sequence table {cfg.table_path('sequences')} is empty: no user to evaluate")
 
         def ranks() -> pa.RecordBatchReader:  # every seed's ranks in one commit, streamed (retried afresh)
-            stream = _rank_stream(cfg, files, rows, num_items, run.info.run_id, totals, progress)
+            stream = _rank_stream(cfg, files, rows, num_items, stage.run_id, totals, advance)
             return pa.RecordBatchReader.from_batches(schemas.EVALUATION_RANKS, stream)
 
         # One set of ranks per (trained model, protocol): they replace what an earlier evaluate of the same
         # models wrote (a killed one that committed but never finished, or a deliberate re-run).
         labels = ", ".join(f"'{protocol_label(p, ev.num_negatives)}'" for p in ev.protocols)
         same_models = f"train_run_id = '{_sql_string(train_run_id)}' AND protocol IN ({labels})"
-        written = delta.write(ranks_path, ranks, mode="append", replace_where=same_models)
+        written = stage.wrote(
+            "evaluation_ranks", delta.write(ranks_path, ranks, mode="append", replace_where=same_models)
+        )
         pause_point("evaluate.after_ranks_commit")
         per_seed = _log_seeds(rows, totals)
-        tracking.log_table_versions(read={}, written={"evaluation_ranks": written})
         aggregated = mean_std(list(per_seed.values()))
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in aggregated.items() for stat, v in s.items() if stat != "n"})
         metrics: dict[str, dict[str, dict[str, float]]] = {}
@@ -211,8 +204,7 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
             mlflow.log_metrics({f"compare.{m}.{k}": v for m, s in significance.items() for k, v in s.items()})
             mlflow.log_param("compare_with", ev.compare_with)
         return EvaluateResult(
-            mlflow_run_id=run.info.run_id,
-            wall_time_s=time.perf_counter() - start,
+            **stage.result_fields(),
             dataset=cfg.dataset,
             train_run_id=train_run_id,
             architecture=models.column("architecture")[0].as_py(),

@@ -24,13 +24,12 @@ import pyarrow.compute as pc
 from pydantic import Field
 from pyspark.sql import functions as F
 
-from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.core.pause_points import pause_point
+from momorec.core.stage_run import StageRun, stage_run
 from momorec.ingest import parsing, readers, transforms
 from momorec.ingest.config import EventSource, IngestConfig
 from momorec.ingest.values import TimestampRule
-from momorec.progress import step_progress
 from momorec.storage import delta, objectstore, schemas
 from momorec.storage.spark import get_spark, read_delta, replace_rows, run_staging, write_delta
 from momorec.typed import StageResult
@@ -107,11 +106,13 @@ def run_ingest(
         catalog_files = [readers.fingerprint(p) for p in readers.expand(cfg.ingest.catalog.path)]
     catalog_changed = any((fp.path, fp.sha256) not in known_sha for fp in catalog_files)
 
-    with tracking.stage_run(cfg, "ingest", {"ingest": cfg.ingest.model_dump(mode="json")}) as run:
+    params = {"ingest": cfg.ingest.model_dump(mode="json")}
+    with stage_run(cfg, "ingest", params, show_progress=show_progress, started=start) as stage:
         import mlflow
 
+        stage.read(versions_before)
         if not new_files and not catalog_changed:
-            result = _unchanged_result(cfg, paths, run.info.run_id, start)
+            result = _unchanged_result(cfg, paths, stage)
             mlflow.log_metric("unchanged", 1)
             return result
         next_batch = max((row["batch"] for row in known), default=-1) + 1
@@ -119,20 +120,19 @@ def run_ingest(
         rebuild = full_rebuild_reason(cfg, paths, known, new_files)
         mlflow.log_param("mode", "full" if rebuild else "incremental")
         spark = get_spark(cfg.spark)
-        with (
-            step_progress(show_progress, f"ingest {cfg.dataset}", total=len(INGEST_STEPS)) as advance,
-            run_staging(spark, staging_root) as staging,
-        ):
+        advance = stage.steps(f"ingest {cfg.dataset}", total=len(INGEST_STEPS))
+        with run_staging(spark, staging_root) as staging:
             counts = _ingest_with_spark(
                 cfg, spark, paths, staging, known, new_files, catalog_files, next_batch, advance, rebuild
             )
         versions_after = {name: delta.version(p) for name, p in paths.items()}
-        tracking.log_table_versions(read=versions_before, written=versions_after)
+        for name, version in versions_after.items():
+            if version != versions_before[name]:
+                stage.wrote(name, version)
         result = IngestResult(
+            **stage.result_fields(),
             dataset=cfg.dataset,
             unchanged=False,
-            mlflow_run_id=run.info.run_id,
-            wall_time_s=round(time.perf_counter() - start, 3),
             tables={n: {"path": p, "version": versions_after[n]} for n, p in paths.items()},
             rebuild_reason=rebuild,
             **counts,
@@ -163,12 +163,11 @@ def timestamp_rule(ingest: IngestConfig) -> TimestampRule:
     return TimestampRule(min_seconds=ingest.min_timestamp, max_seconds=ingest.max_timestamp, unit=ingest.timestamp_unit)
 
 
-def _unchanged_result(cfg: PlatformConfig, paths: dict[str, str], run_id: str, start: float) -> IngestResult:
+def _unchanged_result(cfg: PlatformConfig, paths: dict[str, str], stage: StageRun) -> IngestResult:
     return IngestResult(
+        **stage.result_fields(),
         dataset=cfg.dataset,
         unchanged=True,
-        mlflow_run_id=run_id,
-        wall_time_s=round(time.perf_counter() - start, 3),
         users=delta.count_rows(paths["sequences"]),
         items=delta.count_rows(paths["item_ids"]),
         interactions=delta.count_rows(paths["interactions"]),

@@ -22,12 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.core.batch_scoring import ScoringTask, TableFiles, score_users, table_files
 from momorec.core.logged_model import row_checkpoint
+from momorec.core.stage_run import stage_run
 from momorec.core.trained_models import best_seed, run_models
-from momorec.progress import step_progress
 from momorec.recommend.explain import UserSide, item_codes, recommendation_stream
 from momorec.storage import delta, schemas
 from momorec.typed import StageResult
@@ -131,29 +130,28 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
     start = time.perf_counter()
     rc = cfg.recommend
     chosen = best_model(cfg, rc.train_run_id)
-    with tracking.stage_run(cfg, "recommend", {"recommend": rc.model_dump(mode="json")}) as run:
-        with step_progress(show_progress, "recommend", total=2) as advance:
-            tables = serving_tables(cfg)
-            payload = row_checkpoint(cfg, chosen)
-            check_catalog(int(payload["num_items"]), tables.num_items)
-            items = item_codes(tables.side.codes)  # catalog-sized: the one lookup held whole
-            advance("load")
-            task = ScoringTask(kind="top_k", k=rc.top_k, exclude_seen=rc.exclude_seen)
-            counts = _Counts()
+    params = {"recommend": rc.model_dump(mode="json")}
+    with stage_run(cfg, "recommend", params, show_progress=show_progress, started=start) as stage:
+        advance = stage.steps("recommend", total=2)
+        tables = serving_tables(cfg)
+        stage.read(tables.versions)
+        payload = row_checkpoint(cfg, chosen)
+        check_catalog(int(payload["num_items"]), tables.num_items)
+        items = item_codes(tables.side.codes)  # catalog-sized: the one lookup held whole
+        advance("load")
+        task = ScoringTask(kind="top_k", k=rc.top_k, exclude_seen=rc.exclude_seen)
+        counts = _Counts()
 
-            def recommendations() -> pa.RecordBatchReader:  # a fresh stream per commit attempt
-                scored = score_users(
-                    tables.sequences, payload, task, tables.num_items, rc.batch_size, cfg.scoring, cfg.ray
-                )
-                rows = recommendation_stream(
-                    scored, tables.side, items, chosen["train_run_id"], chosen["seed"], rc.batch_size
-                )
-                return pa.RecordBatchReader.from_batches(schemas.RECOMMENDATIONS, counts.passing(rows))
+        def recommendations() -> pa.RecordBatchReader:  # a fresh stream per commit attempt
+            scored = score_users(tables.sequences, payload, task, tables.num_items, rc.batch_size, cfg.scoring, cfg.ray)
+            rows = recommendation_stream(
+                scored, tables.side, items, chosen["train_run_id"], chosen["seed"], rc.batch_size
+            )
+            return pa.RecordBatchReader.from_batches(schemas.RECOMMENDATIONS, counts.passing(rows))
 
-            path = cfg.table_path("recommendations")
-            version = delta.write(path, recommendations)
-            advance("score and commit")
-        tracking.log_table_versions(read=tables.versions, written={"recommendations": version})
+        path = cfg.table_path("recommendations")
+        version = stage.wrote("recommendations", delta.write(path, recommendations))
+        advance("score and commit")
         mlflow.log_params(
             {
                 "model.train_run_id": chosen["train_run_id"],
@@ -163,9 +161,8 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
         )
         mlflow.log_metrics({"users": counts.users, "with_motivation": counts.with_motivation})
         return RecommendResult(
+            **stage.result_fields(),
             dataset=cfg.dataset,
-            mlflow_run_id=run.info.run_id,
-            wall_time_s=round(time.perf_counter() - start, 3),
             users=counts.users,
             top_k=min(rc.top_k, tables.num_items),
             model_seed=chosen["seed"],

@@ -33,6 +33,16 @@ class QuantizeConfig(StrictModel):
     pca_max_rows: int | None = Field(
         131_072, ge=2, description="PCA covariance from a seeded sample of at most this many rows (None = all rows)."
     )
+    fit_max_rows: int | None = Field(
+        131_072,
+        ge=1,
+        description="Fit projection and codebooks on a seeded sample of at most this many training entities (None = "
+        "all); every entity is still coded. Bounds the fit's memory (rows x dim floats; k-means iterates on K x "
+        "max_points_per_centroid rows anyway).",
+    )
+    batch_rows: int = Field(
+        65_536, ge=1, description="Embedding rows read and encoded at a time (the stage's memory: one batch)."
+    )
     levels: int = Field(3, ge=1, le=16, description="Residual levels L: level l clusters what levels < l left over.")
     codes: int | list[int] = Field(
         256, description="Codes K per level (one int for all levels, or one per level); K must not exceed the fit rows."

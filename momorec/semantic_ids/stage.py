@@ -23,15 +23,15 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
-from momorec import tracking
 from momorec.config import PlatformConfig
+from momorec.core.batch_scoring import table_files
+from momorec.core.stage_run import stage_run
 from momorec.progress import console as progress_console
-from momorec.progress import progress_bar
 from momorec.semantic_ids.assign import drift_ratio
 from momorec.semantic_ids.codebook import Codebook, codebook_root, latest_codebook_dir, load_codebook, save_codebook
-from momorec.semantic_ids.inputs import Embeddings, embeddings_from_arrow
+from momorec.semantic_ids.inputs import Embeddings, EmbeddingScan, scan_embeddings
 from momorec.semantic_ids.metrics import append_uniqueness_level, level_metrics
 from momorec.semantic_ids.residual import Coded, FitOutput, FitParams, encode_pool, fit_residual
 from momorec.semantic_ids.result import EntitySummary, LevelMetrics, QuantizeResult, metrics_table
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # entity type -> (source table written by the motivate stage, its id column)
 SOURCES = {"item": ("item_profiles", "item_id"), "user": ("user_motivations", "user_id")}
 TABLE = "semantic_ids"
+EmbeddingRows = Embeddings | EmbeddingScan  # held vectors, or valid rows located in the table's files
 
 
 def fit_params(cfg: PlatformConfig) -> FitParams:
@@ -88,6 +89,37 @@ def _encode(cfg: PlatformConfig, codebook: Codebook, x: np.ndarray) -> Coded:
         return encode_pool(pool, codebook)
 
 
+def _encode_rows(cfg: PlatformConfig, codebook: Codebook, emb: EmbeddingRows, mask: np.ndarray | None = None) -> Coded:
+    """Codes of every row (or the masked ones), in id order, encoded one input batch at a time: what is held
+    is a batch of vectors and a few numbers per row."""
+    index = np.arange(emb.ids.size) if mask is None else np.flatnonzero(mask)
+    levels = codebook.levels
+    out = Coded(
+        np.zeros((index.size, levels), np.int32),
+        np.zeros((index.size, levels)),
+        np.zeros(index.size),
+        np.zeros(index.size),
+    )
+    for rows, x in emb.batches(mask):
+        part, at = _encode(cfg, codebook, x), np.searchsorted(index, rows)
+        out.codes[at], out.sq_err[at] = part.codes, part.sq_err
+        out.sq_norm[at], out.sq_norm_input[at] = part.sq_norm, part.sq_norm_input
+    return out
+
+
+def fit_sample(cfg: PlatformConfig, fit_mask: np.ndarray) -> np.ndarray:
+    """The rows a fit sees: the eligible ones, or a seeded sample of quantize.fit_max_rows of them (rows are in
+    id order, so the sample depends on which ids a table holds, not on its file layout)."""
+    cap = cfg.quantize.fit_max_rows
+    eligible = np.flatnonzero(fit_mask)
+    if cap is None or eligible.size <= cap:
+        return fit_mask
+    chosen = np.random.default_rng(fit_params(cfg).seed).choice(eligible, size=cap, replace=False)
+    sample = np.zeros_like(fit_mask)
+    sample[chosen] = True
+    return sample
+
+
 def _merge(n: int, parts: list[tuple[np.ndarray, Coded]]) -> Coded:
     """Coded rows of disjoint masks back into input order."""
     levels = parts[0][1].codes.shape[1]
@@ -103,10 +135,10 @@ def _levels(coded: Coded, codebook: Codebook) -> list[LevelMetrics]:
     return [LevelMetrics(**row) for row in rows]
 
 
-def _fit(cfg: PlatformConfig, entity: str, emb: Embeddings, fit_mask: np.ndarray, progress: Progress | None):
+def _fit(cfg: PlatformConfig, entity: str, emb: EmbeddingRows, fit_mask: np.ndarray, progress: Progress | None):
     """Fit on the masked rows; returns (saved codebook, its folder, fit output, used_ray, seconds)."""
     params = fit_params(cfg)
-    x = emb.vectors[fit_mask]
+    x = emb.gather(fit_mask)
     if x.shape[0] == 0:
         raise ValueError(f"{entity}: no training entities to fit the codebook on (empty fit set)")
     task = (
@@ -156,18 +188,19 @@ def _frozen(cfg: PlatformConfig, entity: str, dim: int) -> tuple[Codebook, str] 
 
 
 def quantize_entity(
-    cfg: PlatformConfig, entity: str, emb: Embeddings, fit_mask: np.ndarray, progress: Progress | None = None
+    cfg: PlatformConfig, entity: str, emb: EmbeddingRows, fit_mask: np.ndarray, progress: Progress | None = None
 ) -> tuple[EntitySummary, pa.Table, str]:
-    """Code one entity type's valid rows; returns its summary, its semantic_ids rows, its codebook dir."""
+    """Code one entity type's valid rows (held, or scanned from the files: `inputs`); returns its summary, its
+    semantic_ids rows, its codebook dir. `fit_mask` marks the rows a fit may see (`fit_sample` caps them)."""
     q = cfg.quantize
     n = emb.ids.shape[0]
     action, drift, fit_levels, used_ray, seconds = "fit", None, None, False, 0.0
-    frozen = _frozen(cfg, entity, emb.vectors.shape[1]) if q.mode in ("assign", "auto") else None
+    frozen = _frozen(cfg, entity, emb.dim) if q.mode in ("assign", "auto") else None
     coded = None
     if frozen is not None:
         codebook, folder = frozen
         member = np.isin(emb.ids, codebook.fit_entity_ids)
-        coded = _encode(cfg, codebook, emb.vectors)
+        coded = _encode_rows(cfg, codebook, emb)
         new = ~np.isin(emb.ids, codebook.coded_entity_ids)  # arrived since the codebook was made
         new_rel = Coded(coded.codes[new], coded.sq_err[new], coded.sq_norm[new], coded.sq_norm_input[new]).rel_error()
         drift = drift_ratio(new_rel, codebook.fit_rel_error) if new.any() else None
@@ -176,12 +209,12 @@ def quantize_entity(
             log.warning("%s: drift %.3f > %.3f, refitting the codebook", entity, drift, q.drift_threshold)
             coded, action = None, "refit"
     if coded is None:
-        member = fit_mask
-        codebook, folder, out, used_ray, seconds = _fit(cfg, entity, emb, fit_mask, progress)
+        member = fit_sample(cfg, fit_mask)
+        codebook, folder, out, used_ray, seconds = _fit(cfg, entity, emb, member, progress)
         fit_levels = _levels(out.coded, codebook)
         parts = [(member, out.coded)]
         if (~member).any():
-            rest = _encode(cfg, codebook, emb.vectors[~member])
+            rest = _encode_rows(cfg, codebook, emb, ~member)
             parts.append((~member, rest))
             drift = drift_ratio(rest.rel_error(), codebook.fit_rel_error)
         coded = _merge(n, parts)
@@ -278,54 +311,45 @@ def _log_mlflow(summaries: dict[str, EntitySummary], folders: dict[str, str], re
         mlflow.log_artifact(path, artifact_path="quantize")
 
 
-def _progress(show: bool) -> contextlib.AbstractContextManager[Progress | None]:
-    if not show:
-        return contextlib.nullcontext(None)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return progress_bar(*columns)
-
-
 def run_quantize(cfg: PlatformConfig, show_progress: bool = True) -> QuantizeResult:
     """Quantize every entity type in cfg.quantize.entities and write `semantic_ids`."""
     start = time.perf_counter()
     q = cfg.quantize
-    read_versions: dict[str, int | None] = {}
     params = {"quantize": q.model_dump(mode="json"), "quantize_seed": fit_params(cfg).seed}
-    with tracking.stage_run(cfg, "quantize", params) as run:
+    with stage_run(cfg, "quantize", params, show_progress=show_progress, started=start) as stage:
         train_items = np.zeros(0, np.int64)
         if "item" in q.entities:
             seq_path = cfg.table_path("sequences")
             if not delta.exists(seq_path):
                 raise FileNotFoundError(f"{seq_path}: no sequences table; run `momorec ingest` first")
-            read_versions["sequences"] = delta.version(seq_path)
+            stage.read({"sequences": delta.version(seq_path)})
             train_items = training_item_ids(delta.read(seq_path, columns=["train_items"]))
         summaries: dict[str, EntitySummary] = {}
         folders: dict[str, str] = {}
         tables: list[pa.Table] = []
         rejected: dict[str, dict] = {}
-        with _progress(show_progress) as progress:
-            for entity in q.entities:
-                table_name, id_column = SOURCES[entity]
-                path = cfg.table_path(table_name)
-                if not delta.exists(path):
-                    raise FileNotFoundError(f"{path}: no {table_name} table; run `momorec motivate` first")
-                read_versions[table_name] = delta.version(path)
-                emb = embeddings_from_arrow(
-                    delta.read(path, columns=[id_column, "status", "embedding"]), id_column, q.expected_dim
-                )
-                if emb.ids.size == 0:
-                    raise ValueError(f"{table_name}: no usable embeddings (rejects: {emb.rejects})")
-                fit_mask = np.isin(emb.ids, train_items) if entity == "item" else np.ones(emb.ids.size, bool)
-                summary, rows, folder = quantize_entity(cfg, entity, emb, fit_mask, progress)
-                summaries[entity], folders[entity] = summary, folder
-                tables.append(rows)
-                rejected[entity] = {reason: ids[:1000] for reason, ids in emb.rejected_ids.items()}
-        version = _write_semantic_ids(cfg, tables, list(q.entities))
-        tracking.log_table_versions(read=read_versions, written={TABLE: version})
+        progress = stage.progress
+        for entity in q.entities:
+            table_name, id_column = SOURCES[entity]
+            path = cfg.table_path(table_name)
+            if not delta.exists(path):
+                raise FileNotFoundError(f"{path}: no {table_name} table; run `momorec motivate` first")
+            stage.read({table_name: delta.version(path)})
+            if not delta.file_uris(path):
+                raise ValueError(f"{table_name}: no usable embeddings (the table has no rows)")
+            files = table_files(path)  # read a batch at a time: memory is a batch and the fit sample
+            emb = scan_embeddings(files.paths, files.filesystem, id_column, q.expected_dim, batch_rows=q.batch_rows)
+            if emb.ids.size == 0:
+                raise ValueError(f"{table_name}: no usable embeddings (rejects: {emb.rejects})")
+            fit_mask = np.isin(emb.ids, train_items) if entity == "item" else np.ones(emb.ids.size, bool)
+            summary, rows, folder = quantize_entity(cfg, entity, emb, fit_mask, progress)
+            summaries[entity], folders[entity] = summary, folder
+            tables.append(rows)
+            rejected[entity] = {reason: ids[:1000] for reason, ids in emb.rejected_ids.items()}
+        version = stage.wrote(TABLE, _write_semantic_ids(cfg, tables, list(q.entities)))
         _log_mlflow(summaries, folders, rejected)
         result = QuantizeResult(
-            mlflow_run_id=run.info.run_id,
-            wall_time_s=time.perf_counter() - start,
+            **stage.result_fields(),
             table=cfg.table_path(TABLE),
             table_version=version,
             entities=summaries,

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 from pydantic import Field
-from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from momorec import tracking
 from momorec.config import PlatformConfig
@@ -32,7 +31,7 @@ from momorec.core.checkpoint import FILE, TrainState, write_checkpoint
 from momorec.core.logged_model import log_recommender, registered_checkpoint, registered_name
 from momorec.core.sequences import training_arrays
 from momorec.core.significance import mean_std
-from momorec.progress import progress_bar
+from momorec.core.stage_run import StageRun, stage_run
 from momorec.storage import delta, objectstore, schemas
 from momorec.training.runner import TrainingInputs, checkpoint_root, train_local
 from momorec.typed import StageResult
@@ -109,7 +108,7 @@ def _unfinished_run(cfg: PlatformConfig, key: str) -> str | None:
 
 
 @contextlib.contextmanager
-def _train_run(cfg: PlatformConfig, key: str) -> Iterator[tuple[object, bool]]:
+def _train_run(cfg: PlatformConfig, key: str, show_progress: bool, started: float) -> Iterator[tuple[StageRun, bool]]:
     """The stage run: the unfinished one with this key when `train.resume`, else a new one; (run, resumed)."""
     import mlflow
 
@@ -117,9 +116,9 @@ def _train_run(cfg: PlatformConfig, key: str) -> Iterator[tuple[object, bool]]:
     if previous is not None:
         log.warning("resuming train run %s (same config and inputs, it did not finish)", previous)
     params = {"train": cfg.train.model_dump(mode="json")}
-    with tracking.stage_run(cfg, "train", params=params, run_id=previous) as run:
+    with stage_run(cfg, "train", params, show_progress=show_progress, run_id=previous, started=started) as stage:
         mlflow.set_tag(RESUME_TAG, key)
-        yield run, previous is not None
+        yield stage, previous is not None
 
 
 def _seed_runs(parent_run_id: str) -> dict[int, object]:
@@ -183,73 +182,65 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
 
     models: list[dict] = []
     key = _resume_key(cfg, read_versions, semantic_facts)
-    with _train_run(cfg, key) as (run, resumed):
-        run_id = run.info.run_id
-        tracking.log_table_versions(read=read_versions, written={})
+    with _train_run(cfg, key, show_progress, start) as (stage, resumed):
+        run_id = stage.run_id
+        stage.read(read_versions)
         mlflow.log_params({k: str(v) for k, v in semantic_facts.items()})
         mlflow.log_metrics(
             {"users": inputs.data.num_users, "items": inputs.data.num_items, "train_rows": rows_trainable}
         )
         earlier = _seed_runs(run_id) if resumed else {}
         seed_cfg = _resolved_warm_start(cfg, run_id)
-        progress = progress_bar(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} epochs"),
-            TimeElapsedColumn(),
-            show=show_progress,
-        )
-        with progress:
-            for seed in seeds:
-                task = progress.add_task(f"seed {seed}", total=train.epochs)
-                previous = earlier.get(seed)
-                if previous is not None and previous.info.status == "FINISHED" and ROW_TAG in previous.data.tags:
-                    log.info("seed %d finished before the restart: its model is kept", seed)
-                    models.append(json.loads(previous.data.tags[ROW_TAG]))
-                    progress.update(task, completed=train.epochs)
-                    continue
-                with mlflow.start_run(
-                    run_id=None if previous is None else previous.info.run_id,
-                    run_name=f"seed-{seed}",
-                    nested=True,
-                    tags={"momorec.seed": str(seed)},
-                ) as child:
-                    mlflow.log_param("seed", seed)
-                    state, checkpoint = _train_one(seed_cfg, inputs, seed, run_id, progress, task)
-                    _log_history(state)
-                    model_uri = version = None
-                    if train.log_model:
-                        model_uri, version = log_recommender(checkpoint, registered_name(cfg))
-                    row = {
-                        "train_run_id": run_id,
-                        "seed_run_id": child.info.run_id,
-                        "seed": seed,
-                        "architecture": train.model.architecture,
-                        "model_config": json.dumps(train.model.model_dump(mode="json")),
-                        "checkpoint": checkpoint,
-                        "best_epoch": state.best_epoch,
-                        "epochs_run": state.epoch,
-                        "valid_ndcg_10": state.best_metric,
-                        "model_uri": model_uri,
-                        "registered_version": version,
-                        "item_codebook_version": semantic_facts.get("semantic.item.version"),
-                        "user_codebook_version": semantic_facts.get("semantic.user.version"),
-                        "sequences_version": inputs.data.versions.get("sequences"),
-                        "created_at": time.time(),
-                    }
-                    mlflow.set_tag(ROW_TAG, json.dumps(row))
-                    models.append(row)
+        progress = stage.progress
+        for seed in seeds:
+            task = stage.task(f"seed {seed}: epochs", total=train.epochs)
+            previous = earlier.get(seed)
+            if previous is not None and previous.info.status == "FINISHED" and ROW_TAG in previous.data.tags:
+                log.info("seed %d finished before the restart: its model is kept", seed)
+                models.append(json.loads(previous.data.tags[ROW_TAG]))
+                progress.update(task, completed=train.epochs)
+                continue
+            with mlflow.start_run(
+                run_id=None if previous is None else previous.info.run_id,
+                run_name=f"seed-{seed}",
+                nested=True,
+                tags={"momorec.seed": str(seed)},
+            ) as child:
+                mlflow.log_param("seed", seed)
+                state, checkpoint = _train_one(seed_cfg, inputs, seed, run_id, progress, task)
+                _log_history(state)
+                model_uri = version = None
+                if train.log_model:
+                    model_uri, version = log_recommender(checkpoint, registered_name(cfg))
+                row = {
+                    "train_run_id": run_id,
+                    "seed_run_id": child.info.run_id,
+                    "seed": seed,
+                    "architecture": train.model.architecture,
+                    "model_config": json.dumps(train.model.model_dump(mode="json")),
+                    "checkpoint": checkpoint,
+                    "best_epoch": state.best_epoch,
+                    "epochs_run": state.epoch,
+                    "valid_ndcg_10": state.best_metric,
+                    "model_uri": model_uri,
+                    "registered_version": version,
+                    "item_codebook_version": semantic_facts.get("semantic.item.version"),
+                    "user_codebook_version": semantic_facts.get("semantic.user.version"),
+                    "sequences_version": inputs.data.versions.get("sequences"),
+                    "created_at": time.time(),
+                }
+                mlflow.set_tag(ROW_TAG, json.dumps(row))
+                models.append(row)
         path = cfg.table_path("trained_models")
         table = pa.Table.from_pylist(models, schema=schemas.TRAINED_MODELS)
         # keyed: a resumed run whose first driver had already written its rows adds none twice
         written, _ = delta.merge_insert(path, table, keys=["train_run_id", "seed"])
-        tracking.log_table_versions(read={}, written={"trained_models": written})
+        stage.wrote("trained_models", written)
         valid = mean_std([{"valid.full.ndcg_10": m["valid_ndcg_10"]} for m in models])
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in valid.items() for stat, v in s.items() if stat != "n"})
         return TrainResult(
-            mlflow_run_id=run_id,
+            **stage.result_fields(),
             resumed=resumed,
-            wall_time_s=time.perf_counter() - start,
             dataset=cfg.dataset,
             architecture=train.model.architecture,
             launcher=train.launcher,

@@ -113,7 +113,12 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     assert train_run.data.params["train.epochs"] == "2"
     promotion = night.stages["promote"]
     assert promotion["previous_champion_version"] == first_champion
-    assert promotion["basis"].startswith("both rescored")  # same catalog, same users: a like-for-like comparison
+    # same catalog, same users: a like-for-like comparison on tonight's validation split; the candidate trained on
+    # it (its recorded figure is that score), the champion is rescored on it
+    assert (
+        promotion["basis"].startswith("both on sequences v")
+        and "candidate recorded, champion rescored" in (promotion["basis"])
+    )
     expected = (
         "champion" if promotion["candidate_valid_ndcg_10"] >= promotion["champion_valid_ndcg_10"] else "challenger"
     )

@@ -210,3 +210,25 @@ def test_auto_mode_assigns_until_drift_then_refits(warehouse_cfg, make_clustered
     assert drifted.entities["user"].action == "refit"
     assert drifted.entities["user"].codebook_version != first.entities["user"].codebook_version
     assert drifted.entities["user"].rows_coded == 80 and drifted.entities["user"].fit_rows == 80
+
+
+def test_small_read_batches_give_the_same_codes_and_a_capped_fit_sees_a_seeded_sample(warehouse_cfg):
+    """The stage reads the embedding files a batch at a time (quantize.batch_rows): any batch size codes every
+    row alike; quantize.fit_max_rows caps the fit to a seeded sample and still codes every entity."""
+    cfg, _ = warehouse_cfg
+    run_quantize(cfg, show_progress=False)
+    whole = {e: _semantic_ids(cfg, e) for e in ("item", "user")}
+    small = cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"batch_rows": 7})})
+    run_quantize(small, show_progress=False)
+    for entity in ("item", "user"):
+        again = _semantic_ids(small, entity)
+        assert again["codes"] == whole[entity]["codes"] and again["fit_member"] == whole[entity]["fit_member"]
+
+    capped = cfg.model_copy(update={"quantize": cfg.quantize.model_copy(update={"fit_max_rows": 30})})
+    result = run_quantize(capped, show_progress=False)
+    user = result.entities["user"]
+    assert (user.fit_rows, user.assigned_rows, user.rows_coded) == (30, N_USERS - 30, N_USERS)
+    members = _semantic_ids(capped, "user")["fit_member"]
+    run_quantize(capped, show_progress=False)
+    assert _semantic_ids(capped, "user")["fit_member"] == members, "the sample is seeded"
+    assert result.entities["item"].fit_rows == 30 and result.entities["item"].rows_coded == ALL_ITEMS
