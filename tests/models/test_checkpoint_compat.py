@@ -30,7 +30,10 @@ def test_a_format_1_checkpoint_loads_and_scores_as_it_did(arch):
     # every learned weight is found under its new name; only buffers (codes, frozen vectors) are left
     assert counts["warm_start.copied"] == len(list(fresh.parameters()))
     with torch.no_grad():
-        torch.testing.assert_close(fresh.eval().full_sort_predict(batch()), scores, rtol=0, atol=0)
+        # Same weights, but not bit for bit the same scores: this torch build's CPU kernels round differently for
+        # tensors that sit at other addresses (seen: up to 9e-8 absolute). A weight under a wrong name moves
+        # scores by orders of magnitude more than this tolerance.
+        torch.testing.assert_close(fresh.eval().full_sort_predict(batch()), scores, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("arch", ["sasrec", "gru4rec"])

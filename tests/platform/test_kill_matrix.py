@@ -143,7 +143,7 @@ def _spark_running(world: World, proc: psutil.Process, state: dict) -> bool:
     """Inside ingest's Spark work: its JVM has been up 3 s and no ingest table is committed yet."""
     if not world.running("ingest") or world.version("user_ids") is not None:
         return False
-    jvm = [p for p in _tree(proc) if "java" in p.name()]
+    jvm = [p for p in _tree(proc) if "java" in _name(p)]
     if jvm and "jvm_seen" not in state:
         state["jvm_seen"] = time.monotonic()
     return bool(jvm) and time.monotonic() - state["jvm_seen"] > 3.0
@@ -206,6 +206,14 @@ REFRESH_POINTS = (
     ),
     KillPoint("refresh: train after a checkpoint", "train", _after_checkpoint),
 )
+
+
+def _name(proc: psutil.Process) -> str:
+    """The process's name, or "" when it ended after the tree was listed (a Spark or Ray helper exiting)."""
+    try:
+        return proc.name()
+    except psutil.NoSuchProcess:
+        return ""
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:
