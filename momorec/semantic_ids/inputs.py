@@ -74,17 +74,34 @@ def _common_length(lengths: np.ndarray) -> int:
     return int(values[np.argmax(counts)])
 
 
-def embeddings_from_arrow(
-    table: pa.Table, id_column: str, expected_dim: int | None = None, embedding_column: str = "embedding"
-) -> Embeddings:
-    """Validate (id, status, embedding) rows; keep status == "ok" rows with a finite vector of the
-    expected dimension (None = the most common length among the otherwise valid rows)."""
-    n = table.num_rows
+def _row_checks(rows: pa.Table | pa.RecordBatch, id_column: str, embedding_column: str) -> dict[str, np.ndarray]:
+    """Per row: the id (-1 when null) and what the rejects are decided on; a few numbers a row, so a scan can
+    keep them for every row while it holds one batch of vectors."""
+    column, emb = rows.column(id_column), rows.column(embedding_column)
+    null_embedding = emb.is_null().to_numpy(zero_copy_only=False)
+    length = pc.fill_null(pc.list_value_length(emb), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = np.asarray(pc.list_flatten(emb).to_numpy(zero_copy_only=False), dtype=np.float32)
+    owner = np.repeat(np.arange(rows.num_rows), length * ~null_embedding)
+    finite = np.ones(rows.num_rows, bool)
+    finite[owner[~np.isfinite(values)]] = False
+    status = rows.column("status").cast(pa.string())  # a MERGE-written file holds string_view
+    return {
+        "ids": column.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64),
+        "null_id": column.is_null().to_numpy(zero_copy_only=False),
+        "ok_status": pc.fill_null(pc.equal(status, "ok"), False).to_numpy(zero_copy_only=False),
+        "null_embedding": null_embedding,
+        "lengths": np.where(null_embedding, -1, length),
+        "finite": finite,
+    }
+
+
+def _decide(checks: dict[str, np.ndarray], expected_dim: int | None) -> tuple[np.ndarray, int, dict, dict]:
+    """(keep mask, dim, rejects, rejected ids) from every row's checks, the reasons applied in REASONS order:
+    each row is counted once, under the first reason it fails; among duplicates the first row wins."""
+    ids = checks["ids"]
+    keep = np.ones(ids.size, bool)
     rejects = dict.fromkeys(REASONS, 0)
     rejected_ids: dict[str, list[int]] = {}
-    keep = np.ones(n, bool)
-    ids_col = table.column(id_column)
-    ids = ids_col.fill_null(-1).to_numpy().astype(np.int64)
 
     def drop(reason: str, mask: np.ndarray) -> None:
         hit = keep & mask
@@ -93,32 +110,34 @@ def embeddings_from_arrow(
             rejected_ids[reason] = ids[hit].tolist()
         keep[hit] = False
 
-    status = table.column("status")
-    drop("status_not_ok", ~pc.fill_null(pc.equal(status, "ok"), False).to_numpy(zero_copy_only=False))
-    drop("null_id", ids_col.is_null().to_numpy(zero_copy_only=False))
-    emb = table.column(embedding_column)
-    drop("null_embedding", emb.is_null().to_numpy(zero_copy_only=False))
-    lengths = pc.fill_null(pc.list_value_length(emb), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    drop("status_not_ok", ~checks["ok_status"])
+    drop("null_id", checks["null_id"])
+    drop("null_embedding", checks["null_embedding"])
+    lengths = checks["lengths"]
     dim = expected_dim if expected_dim is not None else _common_length(lengths[keep])
     drop("wrong_dim", (lengths != dim) | (dim == 0))
+    drop("non_finite", ~checks["finite"])
+    remaining = np.flatnonzero(keep)
+    _, first = np.unique(ids[remaining], return_index=True)
+    duplicate = np.zeros(ids.size, bool)
+    duplicate[remaining] = True
+    duplicate[remaining[first]] = False
+    drop("duplicate_id", duplicate)
+    return keep, int(dim), rejects, rejected_ids
 
-    kept = table.filter(pa.array(keep))
-    flat = pc.list_flatten(kept.column(embedding_column)).to_numpy(zero_copy_only=False)
-    vectors = np.asarray(flat, dtype=np.float32).reshape(kept.num_rows, dim)
-    finite = np.isfinite(vectors).all(axis=1)
+
+def embeddings_from_arrow(
+    table: pa.Table, id_column: str, expected_dim: int | None = None, embedding_column: str = "embedding"
+) -> Embeddings:
+    """Validate (id, status, embedding) rows; keep status == "ok" rows with a finite vector of the
+    expected dimension (None = the most common length among the otherwise valid rows)."""
+    n = table.num_rows
+    checks = _row_checks(table, id_column, embedding_column)
+    keep, dim, rejects, rejected_ids = _decide(checks, expected_dim)
     positions = np.flatnonzero(keep)
-    bad = np.zeros(n, bool)
-    bad[positions[~finite]] = True
-    drop("non_finite", bad)
-
-    _, first = np.unique(ids[positions[finite]], return_index=True)
-    dup = np.zeros(n, bool)
-    dup[positions[finite]] = True
-    dup[positions[finite][first]] = False
-    drop("duplicate_id", dup)
-
-    vectors = vectors[finite][np.isin(positions[finite], np.flatnonzero(keep))]
-    kept_ids = ids[keep]
+    flat = pc.list_flatten(table.column(embedding_column).take(pa.array(positions))).to_numpy(zero_copy_only=False)
+    vectors = np.asarray(flat, dtype=np.float32).reshape(positions.size, dim)
+    kept_ids = checks["ids"][keep]
     order = np.argsort(kept_ids, kind="stable")
     out = Embeddings(kept_ids[order], np.ascontiguousarray(vectors[order]), n, rejects, rejected_ids)
     if out.rows_rejected:
@@ -178,6 +197,16 @@ class EmbeddingScan:
         return out
 
 
+_CHECK_TYPES = {
+    "ids": np.int64,
+    "null_id": bool,
+    "ok_status": bool,
+    "null_embedding": bool,
+    "lengths": np.int64,
+    "finite": bool,
+}
+
+
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
@@ -205,48 +234,13 @@ def scan_embeddings(
 ) -> EmbeddingScan:
     """The rules of `embeddings_from_arrow` over Parquet files read a batch at a time: one pass keeps a few
     numbers per row (id, length, the checks), the reasons are applied in the same order at the end."""
-    ids, lengths, ok_status, null_id, null_embedding, finite = [], [], [], [], [], []
-    for _, batch in _scan(paths, filesystem, [id_column, "status", embedding_column], batch_rows):
-        column = batch.column(id_column)
-        ids.append(column.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64))
-        null_id.append(column.is_null().to_numpy(zero_copy_only=False))
-        ok_status.append(
-            pc.fill_null(pc.equal(batch.column("status").cast(pa.string()), "ok"), False).to_numpy(zero_copy_only=False)
-        )
-        emb = batch.column(embedding_column)
-        null_embedding.append(emb.is_null().to_numpy(zero_copy_only=False))
-        length = pc.fill_null(pc.list_value_length(emb), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-        lengths.append(np.where(null_embedding[-1], -1, length))
-        values = np.asarray(pc.list_flatten(emb).to_numpy(zero_copy_only=False), dtype=np.float32)
-        owner = np.repeat(np.arange(batch.num_rows), np.maximum(length, 0) * ~null_embedding[-1])
-        ok = np.ones(batch.num_rows, bool)
-        ok[owner[~np.isfinite(values)]] = False
-        finite.append(ok)
-    ids_all, lengths_all = _concat(ids, np.int64), _concat(lengths, np.int64)
-    n = ids_all.size
-    keep = np.ones(n, bool)
-    rejects = dict.fromkeys(REASONS, 0)
-    rejected_ids: dict[str, list[int]] = {}
-
-    def drop(reason: str, mask: np.ndarray) -> None:
-        hit = keep & mask
-        rejects[reason] += int(hit.sum())
-        if hit.any():
-            rejected_ids[reason] = ids_all[hit].tolist()
-        keep[hit] = False
-
-    drop("status_not_ok", ~_concat(ok_status, bool))
-    drop("null_id", _concat(null_id, bool))
-    drop("null_embedding", _concat(null_embedding, bool))
-    dim = expected_dim if expected_dim is not None else _common_length(lengths_all[keep])
-    drop("wrong_dim", (lengths_all != dim) | (dim == 0))
-    drop("non_finite", ~_concat(finite, bool))
-    remaining = np.flatnonzero(keep)
-    _, first = np.unique(ids_all[remaining], return_index=True)
-    duplicate = np.zeros(n, bool)
-    duplicate[remaining] = True
-    duplicate[remaining[first]] = False
-    drop("duplicate_id", duplicate)
+    parts = [
+        _row_checks(batch, id_column, embedding_column)
+        for _, batch in _scan(paths, filesystem, [id_column, "status", embedding_column], batch_rows)
+    ]
+    checks = {key: _concat([p[key] for p in parts], dtype) for key, dtype in _CHECK_TYPES.items()}
+    keep, dim, rejects, rejected_ids = _decide(checks, expected_dim)
+    ids_all, n = checks["ids"], checks["ids"].size
     positions = np.flatnonzero(keep)
     order = np.argsort(ids_all[positions], kind="stable")
     out = EmbeddingScan(
