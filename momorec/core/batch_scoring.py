@@ -28,9 +28,10 @@ import pyarrow.dataset as pads
 from pydantic import Field
 
 from momorec.core.config import ScoringConfig
+from momorec.core.item_scores import ItemScorer
 from momorec.core.metrics import per_user_metrics
 from momorec.core.ranking import protocol_label, rank_users
-from momorec.core.scoring import top_k
+from momorec.core.scoring import top_k_flat
 from momorec.core.sequences import SEQUENCE_COLUMNS, checked_batch
 from momorec.typed import StrictModel
 
@@ -65,17 +66,32 @@ class BatchScorer:
 
             payload = ray.get(payload)
         self.model = model_from_checkpoint(payload)
+        self.scorer = ItemScorer(self.model)  # the item table built once, one score buffer for every batch
         self.task = ScoringTask.model_validate_json(task_json)
         self.num_items = num_items
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         task, data = self.task, checked_batch(batch, self.num_items, "sequences (a scoring batch)")
         if task.kind == "top_k":
-            histories = [data.items[data.offsets[r] : data.offsets[r + 1]] for r in range(data.num_users)]
-            items, scores = top_k(
-                self.model, data.user_ids, histories, task.k, task.exclude_seen, catalog_size=self.num_items
+            items, scores = top_k_flat(
+                self.scorer,
+                data.user_ids,
+                data.items,
+                data.offsets[:-1],
+                np.diff(data.offsets),
+                task.k,
+                task.exclude_seen,
+                catalog_size=self.num_items,
             )
-            return pa.table({"user_id": data.user_ids, "items": list(items), "scores": list(scores)}, schema=TOP_K)
+            k = items.shape[1]
+            return pa.table(
+                {
+                    "user_id": data.user_ids,
+                    "items": pa.FixedSizeListArray.from_arrays(items.reshape(-1), k).cast(pa.list_(pa.int64())),
+                    "scores": pa.FixedSizeListArray.from_arrays(scores.reshape(-1), k).cast(pa.list_(pa.float32())),
+                },
+                schema=TOP_K,
+            )
         parts = []
         for protocol in task.protocols:
             users, ranks = rank_users(
@@ -87,9 +103,12 @@ class BatchScorer:
                 batch_size=max(data.num_users, 1),
                 num_negatives=task.num_negatives,
                 negative_seed=task.negative_seed,
+                scorer=self.scorer,
             )
             label = protocol_label(protocol, task.num_negatives)
-            parts.append(pa.table({"user_id": users, "protocol": [label] * len(users), "rank": ranks}, schema=RANKS))
+            parts.append(
+                pa.table({"user_id": users, "protocol": pa.repeat(label, len(users)), "rank": ranks}, schema=RANKS)
+            )
         return pa.concat_tables(parts)
 
 

@@ -1,8 +1,9 @@
 """Score a model on one split under one protocol and return every user's rank.
 
-The model is only called through `full_sort_predict` / `predict` (the shared interface), so this
-code never branches on the backbone. Data-parallel workers rank their own users and all-reduce the
-metric sums (`metric_sums`), so one function serves a unit test and Ray Train.
+The model is only called through `sequence_vector` / `predict` and its item table (the shared interface;
+`ItemScorer` for the full protocol), so this code never branches on the backbone. Data-parallel workers
+rank their own users and all-reduce the metric sums (`metric_sums`), so one function serves a unit test
+and Ray Train.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from momorec.core.item_scores import ItemScorer
 from momorec.core.metrics import full_ranks, ranks_from_scores, sample_negatives
 from momorec.core.sequences import SequenceData, excluded_items, scoring_arrays, seen_items
 
@@ -25,11 +27,13 @@ def rank_users(
     num_negatives: int = 100,
     negative_seed: int = 0,
     device: torch.device | str = "cpu",
+    scorer: ItemScorer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(user_ids (U,), ranks (U,) int64) of every user in `data` for `split` ("valid" | "test").
 
     protocol "full": the target against all items, history excluded; "sampled": the target against
     `num_negatives` unseen items drawn with `negative_seed` (labelled sampled-<n> in metric names).
+    `scorer`: an ItemScorer of this model to reuse across calls (a scoring actor keeps one).
     """
     if protocol not in ("full", "sampled"):
         raise ValueError(f"unknown protocol {protocol!r} (full | sampled)")
@@ -37,6 +41,8 @@ def rank_users(
     model.eval()
     arrays = scoring_arrays(data, split, max_len)
     ranks = np.empty(data.num_users, dtype=np.int64)
+    if protocol == "full" and scorer is None:
+        scorer = ItemScorer(model)
     for start in range(0, data.num_users, batch_size):
         rows = np.arange(start, min(start + batch_size, data.num_users))
         batch = {
@@ -45,9 +51,9 @@ def rank_users(
         }
         targets = torch.from_numpy(arrays["target"][rows]).to(device)
         if protocol == "full":
-            scores = model.full_sort_predict(batch)  # (b, N+1)
+            scores = scorer.scores(batch["history"], batch["user_id"])  # (b, W >= N+1), a scratch buffer
             history = torch.from_numpy(excluded_items(data, rows, split)).to(device)
-            ranks[rows] = full_ranks(scores, history, targets).cpu().numpy()
+            ranks[rows] = full_ranks(scores, history, targets, in_place=True).cpu().numpy()
         else:
             negatives = sample_negatives(
                 arrays["user_id"][rows], seen_items(data, rows), data.num_items, num_negatives, negative_seed

@@ -9,19 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from momorec.core.item_scores import ItemScorer, best_k
 from momorec.core.sequences import windows
-
-
-def padded_histories(histories: list[np.ndarray], width: int, num_items: int) -> np.ndarray:
-    """(B, width) int64: each history's newest `width` items, left-padded with 0.
-
-    Items the model never saw (ids above `num_items`: the catalog grew since it was trained) are
-    blanked to padding, so an older model still serves.
-    """
-    items, starts, counts = _flat(histories)
-    out = windows(items, starts, counts, width)
-    out[out > num_items] = 0
-    return out
 
 
 def _flat(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,24 +38,37 @@ def top_k(
     are never recommended, and users beyond the model's user codes get the reserved code 0.
     Padding (id 0) never appears; k is capped at the catalog size.
     """
+    items, starts, counts = _flat(histories)
+    return top_k_flat(ItemScorer(model), user_ids, items, starts, counts, k, exclude_seen, catalog_size)
+
+
+def top_k_flat(
+    scorer: ItemScorer,
+    user_ids: np.ndarray,
+    items: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
+    k: int,
+    exclude_seen: bool = True,
+    catalog_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` for histories given flat (user r's items are items[starts[r] : starts[r] + counts[r]]), scored by
+    a reused `scorer`: what a scoring actor runs per batch, with no loop over users."""
+    model = scorer.model
     catalog = model.num_items if catalog_size is None else catalog_size
-    history = padded_histories(histories, model.cfg.max_len, model.num_items)
+    history = windows(items, starts, counts, model.cfg.max_len)
+    history[history > model.num_items] = 0  # items the model never saw (the catalog grew since): padding
     users = np.asarray(user_ids, dtype=np.int64).copy()
     user_semantic = getattr(getattr(model, "embedder", model), "user_semantic", None)
     if user_semantic is not None:
         users[(users >= user_semantic.codes.shape[0]) | (users < 0)] = 0
-    batch = {"user_id": torch.from_numpy(users), "history": torch.from_numpy(history)}
-    with torch.no_grad():
-        logits = model.full_sort_predict(batch)  # (B, N_model+1)
-    if logits.shape[1] < catalog + 1:
-        logits = torch.nn.functional.pad(logits, (0, catalog + 1 - logits.shape[1]), value=-torch.inf)
-    logits = logits[:, : catalog + 1]
-    logits[:, 0] = -torch.inf
+    logits = scorer.scores(torch.from_numpy(history), torch.from_numpy(users))  # (B, W), -inf beyond N_model
+    if catalog + 1 < scorer.num_columns:
+        logits[:, catalog + 1 :] = -torch.inf  # items today's catalog no longer holds
     if exclude_seen:
-        items, starts, counts = _flat(histories)
         seen = windows(items, starts, counts, max(int(counts.max()) if counts.size else 0, 1), left=False)
-        seen[(seen < 0) | (seen > catalog)] = 0  # column 0 is padding: already -inf
-        rows = np.broadcast_to(np.arange(len(histories))[:, None], seen.shape)
+        seen[(seen < 0) | (seen > min(catalog, model.num_items))] = 0  # column 0 is padding: already -inf
+        rows = np.broadcast_to(np.arange(len(users))[:, None], seen.shape)
         logits[torch.from_numpy(rows.copy()), torch.from_numpy(seen)] = -torch.inf
-    best = torch.topk(logits, min(k, catalog), dim=1)
-    return best.indices.numpy().astype(np.int64), best.values.numpy().astype(np.float32)
+    best_items, best_scores = best_k(logits, min(k, catalog))
+    return best_items.numpy().astype(np.int64), best_scores.numpy().astype(np.float32)

@@ -66,10 +66,13 @@ class BERT4Rec(nn.Module):
 
     # ---- scoring path ----------------------------------------------------------------------------
     def sequence_vector(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, d): the state of a [mask] appended after `history` (its oldest item makes room)."""
+        """(B, d): the state of a [mask] appended after `history` (a full window's oldest item makes room).
+
+        Only a row already at max_len drops an item: dropping the trimmed batch's first column instead would make a
+        user's vector depend on the longest history it happens to be batched with."""
         history = trim_padding(batch["history"])  # (B, T)
         mask_column = torch.full_like(history[:, :1], self.mask_token)  # (B, 1)
-        inputs = torch.cat([history[:, 1:], mask_column], dim=1)  # (B, T)
+        inputs = torch.cat([history, mask_column], dim=1)[:, -self.cfg.max_len :]  # (B, min(T+1, max_len))
         return self.states(inputs, batch["user_id"])[:, -1]  # (B, d)
 
     def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -3,6 +3,8 @@
 The trainer, the evaluator, recommend and the registry call only
     calculate_loss(batch) -> scalar loss            (training path)
     full_sort_predict(batch) -> (B, N+1) scores      (scoring path; column 0 = padding)
+    sequence_vector(batch) -> (B, d)                 (scoring path: full_sort_predict is this vector
+                                                      times embedder.table().T; ItemScorer uses the two)
     predict(batch, candidates (B, C)) -> (B, C)      (scoring path, e.g. sampled-100)
     forward(request (B, 1+T)) -> (B, N+1)            (serving: [user_id, history...])
 and read `cfg`, `num_items` and `embedder`, so they never branch on the model type.
@@ -39,6 +41,8 @@ class SequentialRecommender(Protocol):
     def calculate_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
     def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    def sequence_vector(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
 
     def predict(self, batch: dict[str, torch.Tensor], candidates: torch.Tensor) -> torch.Tensor: ...
 

@@ -123,23 +123,29 @@ def test_windows_gathers_what_a_loop_per_user_would():
 def test_top_k_never_returns_a_seen_item_or_padding():
     import torch
 
-    from momorec.core.scoring import padded_histories, top_k
+    from momorec.core.scoring import top_k
 
-    class Scores:  # a fixed score table: what matters here is the exclusion, not a model
+    class Scores:  # item i scores i for every user: what matters here is the exclusion, not a model
         num_items = 40
 
         class cfg:
             max_len = 6
 
-        def full_sort_predict(self, batch):
-            return torch.arange(41, dtype=torch.float32).repeat(batch["history"].shape[0], 1)
+        class embedder:
+            user_semantic = None
+
+            @staticmethod
+            def table():
+                return torch.arange(41, dtype=torch.float32)[:, None]  # (N+1, 1)
+
+        def sequence_vector(self, batch):
+            return torch.ones(batch["history"].shape[0], 1)
 
     rng = np.random.default_rng(5)
-    histories = [rng.integers(1, 41, size=n) for n in (0, 3, 9, 20)]
-    items, scores = top_k(Scores(), np.arange(1, 5), histories, k=5)
+    histories = [rng.integers(1, 41, size=n) for n in (0, 3, 9, 20)] + [np.array([1, 2, 50])]  # 50: unknown
+    items, scores = top_k(Scores(), np.arange(1, 6), histories, k=5)
     for row, history in enumerate(histories):
         assert not set(items[row].tolist()) & set(history.tolist()) and 0 not in items[row]
         unseen = sorted(set(range(1, 41)) - set(history.tolist()), reverse=True)[:5]
         assert items[row].tolist() == unseen
-    padded = padded_histories([np.array([1, 2, 50]), np.array([7])], 4, num_items=40)
-    assert padded.tolist() == [[0, 1, 2, 0], [0, 0, 0, 7]]
+        assert scores[row].tolist() == [float(i) for i in unseen]
