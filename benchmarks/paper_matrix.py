@@ -1,0 +1,578 @@
+"""The paper's table: dataset x backbone x {plain, + item IDs, + item IDs + user motivation IDs}, 3 seeds each.
+
+Three steps. `prepare` and `report` run on the CPU machine (Spark, Delta, vLLM, MLflow); `train` runs wherever
+torch is, a GPU machine included (it needs torch, numpy, pydantic and pyyaml only: the data travel as .npz):
+
+    .venv/bin/python benchmarks/paper_matrix.py prepare                  # -> .bench/paper/<dataset>/*.npz
+    python3 benchmarks/paper_matrix.py train --out OUT --parallel 16     # every run side by side -> OUT
+    .venv/bin/python benchmarks/paper_matrix.py report --runs OUT        # -> benchmarks/results/paper_matrix.json
+
+prepare, per dataset, into its own warehouse: the ingest stage (the dataset's config in configs/), the item
+texts (the catalog entry of every item, embedded by the config's embedder), the user motivations (Beauty: every
+user's motivation from benchmarks/results/beauty_texts/catalog_items, re-embedded by `momorec texts import`;
+MovieLens-100K: the motivate stage over all 943 users; Yelp: none, see MISSING), the quantize stage (the
+config's settings; codebooks fit on training entities only), then .npz exports of the split and of the item
+and user IDs. Its manifest.json records the ingest counts, the stage results and what each export holds.
+
+train runs benchmarks/train_quality.py once per (dataset, backbone, variant, seed) in a pool of --parallel
+processes, longest first, each with the dataset's config plus configs/overlays/<backbone>.yaml (SASRec: the
+dataset config itself) and a time budget; runs still going at --deadline-s are stopped and reported as such.
+It packs what $OUT can carry: runs.json (every run's record), ranks.npz (every run's per-user test ranks, full
+ranking) and logs.tar.gz.
+
+report merges the runs into cells (mean +- std over seeds), a paired t-test and Wilcoxon test of per-user test
+NDCG@10 (mean over the shared seeds) against the same backbone's plain baseline and, for the motivation
+variants, against item IDs alone; logs one MLflow run per cell (a child per seed) in the experiment
+`paper-<dataset>`, so `momorec compare --experiment paper-beauty` shows the same table; and prints the
+README's table. Protocol: leave-one-out, the test item ranked against every item, the user's history excluded
+(headline); sampled-100 figures are kept as a labelled extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BENCH = REPO / ".bench" / "paper"
+RESULTS = REPO / "benchmarks" / "results" / "paper_matrix.json"
+TEXTS = REPO / "benchmarks" / "results" / "beauty_texts" / "catalog_items"
+SEEDS = (2026, 2027, 2028)
+BACKBONES = ("sasrec", "gru4rec", "bert4rec")
+# The matrix's variants (benchmarks/train_quality.VARIANTS); trainable level tables beat frozen centroids for
+# items on Beauty (benchmarks/results/train_quality_llm_cpu.json), so they are the table's columns.
+VARIANTS = ("plain", "item_trainable", "item_user_trainable")
+EXTRA_VARIANTS = {"sasrec": ("item_frozen", "item_user_frozen")}  # frozen, where it was measured to matter
+MISSING = {
+    "yelp": {
+        "item_user_trainable": "no Yelp user motivations: all 30,431 users take ~2.8 h of the LLM stage on this "
+        "2-core CPU (0.33 s a user) and no device run of the LLM stage has been made"
+    }
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    config: str
+    users: str  # "texts": import benchmarks/results/beauty_texts; "motivate": run the LLM stage; "none"
+    budget_min: float  # time budget of one training run on the device
+    # other quantize settings, each exported as item@<label>.npz / user@<label>.npz and trained with SASRec's
+    # ID variants: the table's codes are the config's, these say on validation whether other settings would win
+    alt_codes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+DATASETS = {
+    "beauty": Dataset(
+        "beauty",
+        "configs/beauty.yaml",
+        "texts",
+        4.0,
+        # whitened PCA-128 doubled the item-ID lift of SmolLM2 embeddings, on validation too (README)
+        (("whiten128", ("quantize.pca_dim=128", "quantize.pca_whiten=true")),),
+    ),
+    "ml100k": Dataset("ml100k", "configs/ml100k.yaml", "motivate", 2.0),
+    "yelp": Dataset("yelp", "configs/yelp.yaml", "none", 4.0),
+}
+
+
+# ---- prepare (CPU machine) ---------------------------------------------------------------------------------
+
+
+def prepare(dataset: Dataset, bench: Path) -> dict:
+    from benchmarks.llm_engines import momorec as cli
+
+    work = bench / dataset.name
+    work.mkdir(parents=True, exist_ok=True)
+    sets = [f"warehouse={work / 'warehouse'}", f"tracking.tracking_uri=sqlite:///{work / 'mlflow.db'}"]
+    if dataset.users == "none":
+        # the stage motivates users too; one seeded user is the cheapest way to get every item's text embedded
+        sets += ["motivate.execution.sample_users=1", "quantize.entities=[item]"]
+    config = REPO / dataset.config
+    manifest_path = work / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"dataset": dataset.name}
+    manifest.update({"config": dataset.config, "overrides": sets[2:], "machine": _machine()})
+    steps = [("ingest", ["ingest"])]
+    if dataset.users == "texts":
+        steps.append(("texts", ["texts", "import", str(TEXTS)]))
+    else:
+        steps.append(("motivate", ["motivate"]))
+    steps += [("inspect", ["inspect"]), ("quantize", ["quantize"])]
+    for name, args in steps:
+        if name in manifest:
+            continue
+        start = time.perf_counter()
+        print(f"{dataset.name}: {name} ...", flush=True)
+        manifest[name] = {"result": cli(args, work, sets, config=config, timeout=3 * 3600)}
+        manifest[name]["wall_s"] = round(time.perf_counter() - start, 1)
+        manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    manifest["exports"] = export_npz(config, sets, work, "")
+    manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    for label, alt in dataset.alt_codes:
+        # quantize again with the other settings (a new codebook version) and export those codes too
+        start = time.perf_counter()
+        result = cli(["quantize"], work, [*sets, *alt], config=config, timeout=3600)
+        manifest[f"quantize@{label}"] = {"result": result, "overrides": list(alt)}
+        manifest[f"quantize@{label}"]["wall_s"] = round(time.perf_counter() - start, 1)
+        manifest[f"exports@{label}"] = export_npz(config, [*sets, *alt], work, f"@{label}")
+        manifest_path.write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def export_npz(config: Path, sets: list[str], work: Path, label: str) -> dict:
+    """The split, and the item and user IDs (with their codebooks, for the frozen variants) as .npz."""
+    from momorec.config import load_config
+    from momorec.core.sequences import load_sequences
+    from momorec.models.config import SemanticInputConfig
+    from momorec.semantic_ids.codebook import latest_codebook_dir
+    from momorec.training.semantic import load_semantic_inputs
+
+    cfg = load_config(config, sets)
+    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+    written = {}
+    if not label:
+        data.save_npz(str(work / "data.npz"))
+        written["data"] = {"path": "data.npz", "users": int(data.num_users), "items": int(data.num_items)}
+    for entity, size, wanted in (
+        ("item", data.num_items, np.unique(data.items)),
+        ("user", data.max_user_id, data.user_ids),
+    ):
+        if entity not in cfg.quantize.entities:
+            continue
+        inputs, facts = load_semantic_inputs(
+            cfg.table_path("semantic_ids"),
+            entity,
+            size,
+            wanted,
+            SemanticInputConfig(mode="frozen", on_missing="reserved"),
+            latest_codebook_dir(cfg, entity),
+        )
+        inputs.save_npz(str(work / f"{entity}{label}.npz"))
+        coded = int(inputs.codes.numpy().any(axis=1).sum())
+        written[entity] = {"path": f"{entity}{label}.npz", "with_codes": coded, **facts}
+    return written
+
+
+# ---- train (any machine with torch) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: Dataset
+    backbone: str
+    variant: str
+    seed: int
+    codes: str = ""  # "" = the config's quantize settings, else a Dataset.alt_codes label
+
+    @property
+    def cell(self) -> str:
+        return self.variant + (f"@{self.codes}" if self.codes else "")
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset.name}__{self.backbone}__{self.cell}__{self.seed}"
+
+    def command(self, bench: Path, scratch: Path, device: str) -> list[str]:
+        folder = bench / self.dataset.name
+        sets = [f"train.use_gpu={'true' if device == 'cuda' else 'false'}", "train.log_model=false"]
+        if self.backbone != "sasrec":
+            from momorec.platform.overlay import overlay_sets
+
+            sets += overlay_sets(REPO / "configs" / "overlays" / f"{self.backbone}.yaml")
+        budget = self.dataset.budget_min * (1.5 if self.backbone == "bert4rec" else 1.0)
+        sets.append(f"train.time_budget_min={budget}")
+        command = [
+            sys.executable,
+            str(REPO / "benchmarks" / "train_quality.py"),
+            "--config",
+            str(REPO / self.dataset.config),
+            "--warehouse",
+            str(scratch / "warehouse"),
+            "--data-npz",
+            str(folder / "data.npz"),
+            "--variants",
+            self.variant,
+            "--seeds",
+            str(self.seed),
+            "--results",
+            str(scratch / "parts" / f"{self.key}.json"),
+            "--threads",
+            "1",
+        ]
+        suffix = f"@{self.codes}" if self.codes else ""
+        if (folder / f"item{suffix}.npz").exists():
+            command += ["--semantic-npz", str(folder / f"item{suffix}.npz")]
+        if (folder / f"user{suffix}.npz").exists():
+            command += ["--user-semantic-npz", str(folder / f"user{suffix}.npz")]
+        if self.codes:
+            command += ["--label", self.codes]
+        return command + ["--set", *sets]
+
+
+def planned_runs(bench: Path, datasets: list[str], seeds: list[int]) -> list[Run]:
+    runs = []
+    for name in datasets:
+        folder = bench / name
+        if not (folder / "data.npz").exists():
+            continue
+        for backbone in BACKBONES:
+            for variant in VARIANTS + EXTRA_VARIANTS.get(backbone, ()):
+                if "item" in variant and not (folder / "item.npz").exists():
+                    continue
+                if "user" in variant and not (folder / "user.npz").exists():
+                    continue
+                runs += [Run(DATASETS[name], backbone, variant, seed) for seed in seeds]
+        for label, _ in DATASETS[name].alt_codes:
+            for variant in ("item_trainable", "item_user_trainable"):
+                needed = [f"item@{label}.npz"] + ([f"user@{label}.npz"] if "user" in variant else [])
+                if all((folder / f).exists() for f in needed):
+                    runs += [Run(DATASETS[name], "sasrec", variant, seed, label) for seed in seeds]
+    # longest first (BERT4Rec trains longest, small datasets finish in seconds); the extras last
+    return sorted(
+        runs,
+        key=lambda r: (
+            r.variant in EXTRA_VARIANTS.get(r.backbone, ()) or bool(r.codes),
+            -r.dataset.budget_min,
+            r.backbone != "bert4rec",
+        ),
+    )
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch
+
+    bench, out = Path(args.bench), Path(args.out)
+    scratch = Path(args.scratch)
+    (scratch / "parts").mkdir(parents=True, exist_ok=True)
+    (scratch / "logs").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    runs = planned_runs(bench, args.datasets, args.seeds)
+    if args.limit:
+        runs = runs[: args.limit]
+    extra = [s for s in args.overrides]
+    start = time.monotonic()
+    deadline = start + args.deadline_s
+    status: dict[str, dict] = {}
+
+    def one(run: Run) -> None:
+        left = deadline - time.monotonic()
+        if left < 30:
+            status[run.key] = {"status": "not started: deadline"}
+            return
+        command = run.command(bench, scratch, device) + extra
+        begun = time.monotonic()
+        with open(scratch / "logs" / f"{run.key}.log", "w") as log:
+            try:
+                done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=left, cwd=REPO)
+                status[run.key] = {"status": "done" if done.returncode == 0 else f"failed: rc {done.returncode}"}
+            except subprocess.TimeoutExpired:
+                status[run.key] = {"status": "stopped: deadline"}
+        status[run.key]["wall_s"] = round(time.monotonic() - begun, 1)
+        print(f"{run.key}: {status[run.key]}", flush=True)
+
+    print(f"{len(runs)} runs on {device}, {args.parallel} at a time", flush=True)
+    with ThreadPoolExecutor(args.parallel) as pool:
+        list(pool.map(one, runs))
+    pack(runs, status, scratch, out, device, time.monotonic() - start, args)
+
+
+def pack(runs: list[Run], status: dict, scratch: Path, out: Path, device: str, wall: float, args) -> None:
+    """Everything into three files (a device call carries back at most 8): runs.json, ranks.npz, logs.tar.gz."""
+    import torch
+
+    records, ranks = [], {}
+    for run in runs:
+        record = {
+            "dataset": run.dataset.name,
+            "backbone": run.backbone,
+            "variant": run.cell,
+            "seed": run.seed,
+            **status.get(run.key, {"status": "not run"}),
+        }
+        part = scratch / "parts" / f"{run.key}.json"
+        if part.exists():
+            variants = json.loads(part.read_text())["variants"]
+            entry = next(iter(variants.values()))
+            record.update(
+                {
+                    k: entry[k]
+                    for k in ("overrides", "device", "architecture", "semantic_ids", "motivated_users")
+                    if k in entry
+                }
+            )
+            per_seed = entry.get("seeds", {}).get(str(run.seed))
+            if per_seed:
+                record["metrics"] = {k: v for k, v in per_seed.items() if k != "checkpoint"}
+                users_ranks = np.load(Path(per_seed["checkpoint"]) / "test_full_ranks.npy")
+                ranks[run.key] = users_ranks.astype(np.int64)
+                if "motivated_users_file" in entry:
+                    ranks[f"{run.key}__motivated"] = np.load(entry["motivated_users_file"])
+        records.append(record)
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
+    (out / "runs.json").write_text(
+        json.dumps(
+            {
+                "device": gpu or f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)",
+                "torch": torch.__version__,
+                "parallel": args.parallel,
+                "wall_s": round(wall, 1),
+                "extra_overrides": args.overrides,
+                "runs": records,
+            },
+            indent=2,
+        )
+    )
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **ranks)
+    (out / "ranks.npz").write_bytes(buffer.getvalue())
+    with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
+        tar.add(scratch / "logs", arcname="logs")
+    done = sum(r["status"] == "done" for r in records)
+    print(f"packed {done}/{len(records)} finished runs into {out} ({wall:.0f} s)", flush=True)
+
+
+# ---- report (CPU machine) ----------------------------------------------------------------------------------
+
+
+def cell_key(dataset: str, backbone: str, variant: str) -> str:
+    return f"{dataset}/{backbone}/{variant}"
+
+
+def report(args: argparse.Namespace) -> dict:
+    from momorec.core.metrics import ndcg_at_k
+    from momorec.core.significance import mean_std, paired_test
+
+    runs_dir = Path(args.runs)
+    packed = json.loads((runs_dir / "runs.json").read_text())
+    with np.load(runs_dir / "ranks.npz") as npz:
+        ranks = {k: npz[k] for k in npz.files}
+    cells: dict[str, dict] = {}
+    for record in packed["runs"]:
+        key = cell_key(record["dataset"], record["backbone"], record["variant"])
+        cell = cells.setdefault(
+            key,
+            {
+                "dataset": record["dataset"],
+                "backbone": record["backbone"],
+                "variant": record["variant"],
+                "seeds": {},
+                "not_done": {},
+            },
+        )
+        for field in ("overrides", "semantic_ids", "motivated_users"):
+            if field in record:
+                cell[field] = record[field]
+        if "metrics" in record:
+            cell["seeds"][str(record["seed"])] = record["metrics"]
+        else:
+            cell["not_done"][str(record["seed"])] = record["status"]
+
+    def per_user(cell: dict, seeds: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        stack = [ranks[f"{cell['dataset']}__{cell['backbone']}__{cell['variant']}__{s}"] for s in seeds]
+        return stack[0][0], np.mean([ndcg_at_k(r[1], 10) for r in stack], axis=0)
+
+    def compare(cell: dict, other: dict | None) -> dict | None:
+        if other is None:
+            return None
+        seeds = sorted(set(cell["seeds"]) & set(other["seeds"]))
+        if not seeds:
+            return None
+        users_a, a = per_user(other, seeds)
+        users_b, b = per_user(cell, seeds)
+        if not np.array_equal(users_a, users_b):
+            raise ValueError(f"{cell['variant']} and {other['variant']} ranked different users")
+        return {"seeds": [int(s) for s in seeds], **paired_test(a, b)}
+
+    for cell in cells.values():
+        if cell["seeds"]:
+            cell["summary"] = mean_std(
+                [{k: float(v) for k, v in m.items() if isinstance(v, int | float)} for m in cell["seeds"].values()]
+            )
+        base = cell_key(cell["dataset"], cell["backbone"], "plain")
+        if cell["variant"] != "plain":
+            cell["vs_plain_ndcg10"] = compare(cell, cells.get(base))
+        if "user" in cell["variant"]:
+            item_only = cell_key(cell["dataset"], cell["backbone"], cell["variant"].replace("item_user", "item"))
+            cell["vs_item_ids_ndcg10"] = compare(cell, cells.get(item_only))
+    result = {
+        "protocol": "leave-one-out; test.full = the test item ranked against every item, the user's history "
+        "excluded (headline); test.sampled100 = against 100 uniform unseen negatives (labelled, optimistic); "
+        "early stopping on valid.full.ndcg_10; paired tests on per-user test NDCG@10, mean over the shared seeds",
+        "seeds": list(SEEDS),
+        "device": packed["device"],
+        "torch": packed["torch"],
+        "parallel_runs": packed["parallel"],
+        "train_wall_s": packed["wall_s"],
+        "prepare": {name: _prepare_facts(Path(args.bench) / name) for name in DATASETS},
+        "missing": MISSING,
+        "cells": cells,
+    }
+    target = Path(args.results)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+    if not args.no_mlflow:
+        from momorec.config import TrackingConfig
+        from momorec.tracking import tracking_uri
+
+        log_mlflow(result, args.tracking_uri or tracking_uri(TrackingConfig()))
+    print(markdown_table(result))
+    return result
+
+
+def _prepare_facts(folder: Path) -> dict | None:
+    path = folder / "manifest.json"
+    if not path.exists():
+        return None
+    manifest = json.loads(path.read_text())
+    ingest = manifest.get("ingest", {}).get("result", {})
+    return {
+        "config": manifest.get("config"),
+        "overrides": manifest.get("overrides"),
+        "ingest_counts": {k: ingest.get(k) for k in ("users", "items", "interactions") if k in ingest},
+        "exports": manifest.get("exports"),
+        "wall_s": {k: v.get("wall_s") for k, v in manifest.items() if isinstance(v, dict) and "wall_s" in v},
+    }
+
+
+def log_mlflow(result: dict, tracking_uri: str) -> None:
+    """One run per cell in experiment paper-<dataset> (metrics as <name>.mean/.std, paired p-values), a child
+    run per seed tagged momorec.seed: the layout `momorec compare` folds back into one row per cell."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    for key, cell in sorted(result["cells"].items()):
+        if not cell.get("seeds"):
+            continue
+        mlflow.set_experiment(f"paper-{cell['dataset']}")
+        variant, _, codes = cell["variant"].partition("@")
+        mode = "trainable" if variant.endswith("trainable") else "frozen"
+        item_mode = mode if "item" in variant else "none"
+        user_mode = mode if "user" in variant else "none"
+        params = {
+            "dataset": cell["dataset"],
+            "train.model.architecture": cell["backbone"],
+            "train.model.item_semantic.mode": item_mode,
+            "train.model.user_semantic.mode": user_mode,
+            "variant": cell["variant"],
+            "codes": codes or "config",
+            "train.seeds": json.dumps(sorted(int(s) for s in cell["seeds"])),
+            "protocol": result["protocol"][:500],
+            "device": result["device"],
+            "overrides": json.dumps(cell.get("overrides", []))[:500],
+        }
+        with mlflow.start_run(run_name=key, tags={"momorec.stage": "paper_matrix"}) as parent:
+            mlflow.log_params(params)
+            for name, stats in cell.get("summary", {}).items():
+                if name.startswith(("test.", "valid.")):
+                    mlflow.log_metrics({f"{name}.mean": stats["mean"], f"{name}.std": stats["std"]})
+            for against, name in (("vs_plain_ndcg10", "vs_plain"), ("vs_item_ids_ndcg10", "vs_item_ids")):
+                if cell.get(against):  # "p_value" in the name: `momorec compare` ranks it lower-is-better
+                    mlflow.log_metric(f"paired.{name}.ndcg_10_p_value", cell[against]["t_pvalue"])
+            for seed, metrics in cell["seeds"].items():
+                tags = {"momorec.seed": seed, "mlflow.parentRunId": parent.info.run_id}
+                with mlflow.start_run(run_name=f"{key}/seed_{seed}", nested=True, tags=tags):
+                    mlflow.log_params({**params, "seed": seed})
+                    mlflow.log_metrics(
+                        {
+                            k: float(v)
+                            for k, v in metrics.items()
+                            if isinstance(v, int | float) and k.startswith(("test.", "valid."))
+                        }
+                    )
+
+
+def markdown_table(result: dict) -> str:
+    lines = [
+        "| dataset | backbone | variant | test NDCG@10 (full) | HR@10 | seeds | epochs (cut by time) | p vs plain "
+        "| p vs item IDs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(result["cells"], key=_table_order):
+        cell = result["cells"][key]
+        s = cell.get("summary", {})
+        if "test.full.ndcg_10" not in s:
+            lines.append(
+                f"| {cell['dataset']} | {cell['backbone']} | {cell['variant']} | not done: "
+                f"{sorted(set(cell['not_done'].values()))} | | | | | |"
+            )
+            continue
+        ndcg, hr = s["test.full.ndcg_10"], s["test.full.hr_10"]
+        epochs = f"{s['epochs_run']['mean']:.0f}" if "epochs_run" in s else ""
+        cut = sum(bool(m.get("stopped_by_time")) for m in cell["seeds"].values())
+
+        def p(field: str, cell: dict = cell) -> str:
+            test = cell.get(field)
+            return f"{test['t_pvalue']:.2g} ({test['mean_diff']:+.4f})" if test else ""
+
+        lines.append(
+            f"| {cell['dataset']} | {cell['backbone']} | {cell['variant']} | {ndcg['mean']:.4f} ± "
+            f"{ndcg['std']:.4f} | {hr['mean']:.4f} | {len(cell['seeds'])} | {epochs} ({cut}) | "
+            f"{p('vs_plain_ndcg10')} | {p('vs_item_ids_ndcg10')} |"
+        )
+    return "\n".join(lines)
+
+
+def _table_order(key: str) -> tuple:
+    dataset, backbone, cell = key.split("/")
+    variant, _, codes = cell.partition("@")
+    order = list(VARIANTS) + [v for vs in EXTRA_VARIANTS.values() for v in vs]
+    return (list(DATASETS).index(dataset), BACKBONES.index(backbone), codes, order.index(variant))
+
+
+def _machine() -> dict:
+    from benchmarks.llm_engines import machine
+
+    return machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    steps = parser.add_subparsers(dest="step", required=True)
+    p = steps.add_parser("prepare", help="ingest, texts, quantize and .npz exports (CPU machine)")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--bench", default=str(BENCH))
+    t = steps.add_parser("train", help="every run side by side (a GPU machine, or here)")
+    t.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    t.add_argument("--bench", default=str(BENCH))
+    t.add_argument("--out", default=os.environ.get("OUT", "/tmp/paper_matrix_out"))
+    t.add_argument("--scratch", default="/tmp/paper_matrix_scratch")
+    t.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    t.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    t.add_argument("--deadline-s", type=float, default=480.0, help="stop every run still going after this")
+    t.add_argument("--limit", type=int, help="only the first N runs of the plan (a smoke test)")
+    t.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides for every run")
+    r = steps.add_parser("report", help="cells, paired tests, MLflow runs, the README table (CPU machine)")
+    r.add_argument("--runs", required=True, help="the folder train wrote (runs.json, ranks.npz)")
+    r.add_argument("--bench", default=str(BENCH))
+    r.add_argument("--results", default=str(RESULTS))
+    r.add_argument(
+        "--tracking-uri", help="MLflow store (default: `momorec compare`'s: $MLFLOW_TRACKING_URI, else ./mlflow.db)"
+    )
+    r.add_argument("--no-mlflow", action="store_true", help="write the results file only")
+    args = parser.parse_args()
+    if args.step == "prepare":
+        for name in args.datasets:
+            print(json.dumps(prepare(DATASETS[name], Path(args.bench))["exports"], indent=2, default=str))
+    elif args.step == "train":
+        train(args)
+    else:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""benchmarks/paper_matrix.py's report: cells from packed runs, paired tests, MLflow runs `momorec compare` reads."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import paper_matrix as pm  # noqa: E402
+from momorec.core.metrics import ndcg_at_k  # noqa: E402
+
+USERS = np.arange(1, 401)
+
+
+def _ranks(rng: np.random.Generator, scale: float) -> np.ndarray:
+    return np.maximum(1, rng.geometric(1.0 / scale, size=USERS.size))
+
+
+def _packed(folder: Path) -> dict[str, np.ndarray]:
+    """runs.json + ranks.npz as `train` packs them: plain < item IDs < item + user IDs, 2 seeds, one run cut."""
+    rng = np.random.default_rng(7)
+    scales = {"plain": 60.0, "item_trainable": 20.0, "item_user_trainable": 20.0}
+    records, ranks = [], {}
+    for variant, scale in scales.items():
+        for seed in (2026, 2027):
+            key = f"ml100k__sasrec__{variant}__{seed}"
+            if variant == "item_user_trainable" and seed == 2027:
+                records.append(
+                    {
+                        "dataset": "ml100k",
+                        "backbone": "sasrec",
+                        "variant": variant,
+                        "seed": seed,
+                        "status": "stopped: deadline",
+                    }
+                )
+                continue
+            r = _ranks(rng, scale)
+            ranks[key] = np.stack([USERS, r])
+            metrics = {"test.full.ndcg_10": float(ndcg_at_k(r, 10).mean()), "test.full.hr_10": float((r <= 10).mean())}
+            records.append(
+                {
+                    "dataset": "ml100k",
+                    "backbone": "sasrec",
+                    "variant": variant,
+                    "seed": seed,
+                    "status": "done",
+                    "metrics": metrics,
+                    "overrides": [f"v={variant}"],
+                }
+            )
+    (folder / "runs.json").write_text(
+        json.dumps(
+            {"device": "test", "torch": "x", "parallel": 2, "wall_s": 1.0, "extra_overrides": [], "runs": records}
+        )
+    )
+    np.savez(folder / "ranks.npz", **ranks)
+    return ranks
+
+
+def test_report_pairs_each_variant_with_its_baseline_and_compare_reads_the_cells(tmp_path, tracking_env):
+    ranks = _packed(tmp_path)
+    args = type(
+        "Args",
+        (),
+        {
+            "runs": str(tmp_path),
+            "bench": str(tmp_path / "bench"),
+            "results": str(tmp_path / "paper.json"),
+            "tracking_uri": tracking_env,
+            "no_mlflow": False,
+        },
+    )
+    result = pm.report(args)
+    cells = result["cells"]
+
+    plain, item, user = (cells[f"ml100k/sasrec/{v}"] for v in ("plain", "item_trainable", "item_user_trainable"))
+    expected = np.mean([ndcg_at_k(ranks[f"ml100k__sasrec__plain__{s}"][1], 10).mean() for s in (2026, 2027)])
+    assert abs(plain["summary"]["test.full.ndcg_10"]["mean"] - expected) < 1e-12
+    assert item["vs_plain_ndcg10"]["seeds"] == [2026, 2027] and item["vs_plain_ndcg10"]["mean_diff"] > 0
+    assert item["vs_plain_ndcg10"]["t_pvalue"] < 0.01
+    # the motivation cell has one seed: it is paired on that seed alone, and against item IDs too
+    assert user["vs_plain_ndcg10"]["seeds"] == [2026] and user["vs_item_ids_ndcg10"]["seeds"] == [2026]
+    assert user["not_done"] == {"2027": "stopped: deadline"}
+    assert json.loads(Path(args.results).read_text())["cells"].keys() == cells.keys()
+
+    from momorec.platform.compare import collect
+
+    comparison = collect("paper-ml100k", ["test.full.ndcg_10", "paired.vs_plain.ndcg_10_p_value"], tracking_env)
+    rows = {row.model: row for row in comparison.runs}
+    assert set(rows) == {"sasrec (baseline)", "sasrec + item:trainable", "sasrec + item:trainable, user:trainable"}
+    assert rows["sasrec (baseline)"].seeds == [2026, 2027]
+    assert (
+        abs(rows["sasrec + item:trainable"].values["test.full.ndcg_10"] - item["summary"]["test.full.ndcg_10"]["mean"])
+        < 1e-9
+    )
+    assert "paired.vs_plain.ndcg_10_p_value" not in rows["sasrec (baseline)"].values
+    assert pm.markdown_table(result).count("\n") == 4  # header, rule, three cells
+
+
+def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
+    beauty = ("data", "item", "user", "item@whiten128", "user@whiten128")
+    for name, files in (("beauty", beauty), ("yelp", ("data", "item")), ("ml100k", ())):
+        (tmp_path / name).mkdir()
+        for f in files:
+            (tmp_path / name / f"{f}.npz").write_bytes(b"")
+    runs = pm.planned_runs(tmp_path, list(pm.DATASETS), [1, 2, 3])
+    by_dataset = {d: {(r.backbone, r.variant) for r in runs if r.dataset.name == d} for d in pm.DATASETS}
+    assert by_dataset["ml100k"] == set()
+    assert ("bert4rec", "item_user_trainable") in by_dataset["beauty"]
+    assert all("user" not in v for _, v in by_dataset["yelp"]) and ("gru4rec", "item_trainable") in by_dataset["yelp"]
+    # beauty: 3 backbones x 3 variants + SASRec's 2 frozen ones + its 2 trainable ones on the whitened codes;
+    # yelp: 3 x 2 + SASRec's frozen item IDs
+    assert len(runs) == 3 * (3 * 3 + 2 + 2) + 3 * (3 * 2 + 1)
+    assert {r.cell for r in runs if r.codes} == {"item_trainable@whiten128", "item_user_trainable@whiten128"}
+    extras = [i for i, r in enumerate(runs) if r.variant.endswith("_frozen") or r.codes]
+    assert extras == list(range(len(runs) - len(extras), len(runs)))  # the extras come last
+    command = next(r for r in runs if r.backbone == "bert4rec").command(tmp_path, tmp_path / "s", "cuda")
+    assert 'train.model.architecture="bert4rec"' in command and "train.use_gpu=true" in command
+    alt = next(r for r in runs if r.codes).command(tmp_path, tmp_path / "s", "cpu")
+    assert str(tmp_path / "beauty" / "item@whiten128.npz") in alt and alt[alt.index("--label") + 1] == "whiten128"
