@@ -115,12 +115,13 @@ def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
     assert ("bert4rec", "item_user_trainable") in by_dataset["beauty"]
     assert all("user" not in v for _, v in by_dataset["yelp"]) and ("gru4rec", "item_trainable") in by_dataset["yelp"]
     # beauty: 3 backbones x 3 variants + SASRec's 2 frozen ones + its 2 trainable ones on the whitened codes;
-    # yelp: 3 x 2 + SASRec's frozen item IDs
-    assert len(runs) == 3 * (3 * 3 + 2 + 2) + 3 * (3 * 2 + 1)
+    # yelp: 3 backbones x 2 variants (no user IDs), the frozen extras on Beauty only
+    assert len(runs) == 3 * (3 * 3 + 2 + 2) + 3 * (3 * 2)
     assert {r.cell for r in runs if r.codes} == {"item_trainable@whiten128", "item_user_trainable@whiten128"}
     extras = [i for i, r in enumerate(runs) if r.variant.endswith("_frozen") or r.codes]
     assert extras == list(range(len(runs) - len(extras), len(runs)))  # the extras come last
     command = next(r for r in runs if r.backbone == "bert4rec").command(tmp_path, tmp_path / "s", "cuda")
     assert 'train.model.architecture="bert4rec"' in command and "train.use_gpu=true" in command
+    assert "train.time_budget_min=1.25" in next(r for r in runs).command(tmp_path, tmp_path / "s", "cpu", 1.25)
     alt = next(r for r in runs if r.codes).command(tmp_path, tmp_path / "s", "cpu")
     assert str(tmp_path / "beauty" / "item@whiten128.npz") in alt and alt[alt.index("--label") + 1] == "whiten128"
