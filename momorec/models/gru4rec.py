@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from momorec.models.config import ModelConfig
 from momorec.models.losses import Loss
 from momorec.models.parts import (
+    Dropout,
     SequenceEmbedder,
     init_weights,
     next_item_positions,
@@ -40,7 +41,7 @@ class GRU4Rec(nn.Module):
         self.cfg = cfg
         self.num_items = embedder.num_items
         self.embedder = embedder  # items + semantic-ID levels + the user's motivation token
-        self.input_dropout = nn.Dropout(cfg.dropout)
+        self.input_dropout = Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.hidden_size, cfg.hidden_size, num_layers=cfg.num_layers, batch_first=True)
         self.output = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.loss = loss

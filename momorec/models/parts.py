@@ -22,6 +22,18 @@ from momorec.models.interface import SemanticInputs
 from momorec.models.semantic_id_embedding import SemanticIdEmbedding
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with its CPU mask drawn as uniform >= p (the same Bernoulli(1 - p) keep mask, from torch's
+    seeded generator): `bernoulli_` draws about 3x slower on CPU, where it cost a quarter of a training step.
+    CUDA keeps F.dropout's fused kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep = torch.rand(x.shape, device=x.device, dtype=x.dtype).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        return x * keep
+
+
 def trim_padding(items: torch.Tensor) -> torch.Tensor:
     """Drop leading columns that are padding in every row: (B, T) -> (B, T'), T' >= 1.
 
