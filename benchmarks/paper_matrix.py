@@ -8,9 +8,9 @@ torch is, a GPU machine included (it needs torch, numpy, pydantic and pyyaml onl
     .venv/bin/python benchmarks/paper_matrix.py report --runs OUT        # -> benchmarks/results/paper_matrix.json
 
 prepare, per dataset, into its own warehouse: the ingest stage (the dataset's config in configs/), the item
-texts (the catalog entry of every item, embedded by the config's embedder), the user motivations (Beauty: every
-user's motivation from benchmarks/results/beauty_texts/catalog_items, re-embedded by `momorec texts import`;
-MovieLens-100K: the motivate stage over all 943 users; Yelp: none, see MISSING), the quantize stage (the
+texts (the catalog entry of every item, embedded by the config's embedder), the user motivations (Beauty and
+MovieLens-100K: every user's, generated once by the motivate stage and kept in benchmarks/results/<...>_texts,
+re-embedded by `momorec texts import`; Yelp: none, see MISSING), the quantize stage (the
 config's settings; codebooks fit on training entities only), then .npz exports of the split and of the item
 and user IDs. Its manifest.json records the ingest counts, the stage results and what each export holds.
 
@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 BENCH = REPO / ".bench" / "paper"
 RESULTS = REPO / "benchmarks" / "results" / "paper_matrix.json"
-TEXTS = REPO / "benchmarks" / "results" / "beauty_texts" / "catalog_items"
+PREPARE_RESULTS = REPO / "benchmarks" / "results" / "paper_prepare.json"
 SEEDS = (2026, 2027, 2028)
 BACKBONES = ("sasrec", "gru4rec", "bert4rec")
 # The matrix's variants (benchmarks/train_quality.VARIANTS); trainable level tables beat frozen centroids for
@@ -70,8 +70,9 @@ MISSING = {
 class Dataset:
     name: str
     config: str
-    users: str  # "texts": import benchmarks/results/beauty_texts; "motivate": run the LLM stage; "none"
+    users: str  # "motivate": every user through the LLM stage (or its texts imported, see `texts`); "none"
     budget_min: float  # time budget of one training run on the device
+    texts: str  # exported texts (benchmarks/results/<dataset>_texts): imported when there, written after motivate
     # other quantize settings, each exported as item@<label>.npz / user@<label>.npz and trained with SASRec's
     # ID variants: the table's codes are the config's, these say on validation whether other settings would win
     alt_codes: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -81,13 +82,14 @@ DATASETS = {
     "beauty": Dataset(
         "beauty",
         "configs/beauty.yaml",
-        "texts",
+        "motivate",
         4.0,
+        "benchmarks/results/beauty_texts/catalog_items",
         # whitened PCA-128 doubled the item-ID lift of SmolLM2 embeddings, on validation too (README)
         (("whiten128", ("quantize.pca_dim=128", "quantize.pca_whiten=true")),),
     ),
-    "ml100k": Dataset("ml100k", "configs/ml100k.yaml", "motivate", 2.0),
-    "yelp": Dataset("yelp", "configs/yelp.yaml", "none", 4.0),
+    "ml100k": Dataset("ml100k", "configs/ml100k.yaml", "motivate", 2.0, "benchmarks/results/ml100k_texts"),
+    "yelp": Dataset("yelp", "configs/yelp.yaml", "none", 4.0, ""),
 }
 
 
@@ -108,13 +110,16 @@ def prepare(dataset: Dataset, bench: Path) -> dict:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"dataset": dataset.name}
     manifest.update({"config": dataset.config, "overrides": sets[2:], "machine": _machine()})
     steps = [("ingest", ["ingest"])]
-    if dataset.users == "texts":
-        steps.append(("texts", ["texts", "import", str(TEXTS)]))
+    texts = REPO / dataset.texts if dataset.texts else None
+    if texts is not None and (texts / "manifest.json").exists():
+        steps.append(("texts", ["texts", "import", str(texts)]))  # the generation's texts, embedded again
     else:
         steps.append(("motivate", ["motivate"]))
+        if texts is not None:  # so the next prepare (another machine) imports them instead of generating
+            steps.append(("texts_export", ["texts", "export", str(texts)]))
     steps += [("inspect", ["inspect"]), ("quantize", ["quantize"])]
     for name, args in steps:
-        if name in manifest:
+        if name in manifest or (name == "texts" and "motivate" in manifest):
             continue
         start = time.perf_counter()
         print(f"{dataset.name}: {name} ...", flush=True)
@@ -449,11 +454,17 @@ def _prepare_facts(folder: Path) -> dict | None:
         return None
     manifest = json.loads(path.read_text())
     ingest = manifest.get("ingest", {}).get("result", {})
+    motivate = manifest.get("motivate", manifest.get("texts", {})).get("result", {})
+    inspect = manifest.get("inspect", {}).get("result", {})
     return {
         "config": manifest.get("config"),
         "overrides": manifest.get("overrides"),
-        "ingest_counts": {k: ingest.get(k) for k in ("users", "items", "interactions") if k in ingest},
-        "exports": manifest.get("exports"),
+        "machine": manifest.get("machine"),
+        "ingest_counts": {k: ingest.get(k) for k in ("rows_read", "rows_rejected", "users", "items", "interactions")},
+        "texts": {k: v for k, v in motivate.items() if k.startswith(("users_", "items_", "counts", "embedder"))},
+        # training-free quality of the motivations (validation item, full ranking): `momorec inspect`
+        "inspect": {k: inspect.get(k) for k in ("retrieval", "grounding", "specificity", "retrieval_users")},
+        "exports": {k: v for k, v in manifest.items() if k.startswith("exports")},
         "wall_s": {k: v.get("wall_s") for k, v in manifest.items() if isinstance(v, dict) and "wall_s" in v},
     }
 
@@ -555,6 +566,7 @@ def main() -> None:
     p = steps.add_parser("prepare", help="ingest, texts, quantize and .npz exports (CPU machine)")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--bench", default=str(BENCH))
+    p.add_argument("--results", default=str(PREPARE_RESULTS), help="what prepare measured, per dataset (JSON)")
     t = steps.add_parser("train", help="every run side by side (a GPU machine, or here)")
     t.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     t.add_argument("--bench", default=str(BENCH))
@@ -578,8 +590,13 @@ def main() -> None:
     r.add_argument("--no-mlflow", action="store_true", help="write the results file only")
     args = parser.parse_args()
     if args.step == "prepare":
+        target = Path(args.results)
+        summary = json.loads(target.read_text()) if target.exists() else {}
         for name in args.datasets:
-            print(json.dumps(prepare(DATASETS[name], Path(args.bench))["exports"], indent=2, default=str))
+            prepare(DATASETS[name], Path(args.bench))
+            summary[name] = _prepare_facts(Path(args.bench) / name)
+            target.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        print(json.dumps(summary, indent=2, default=str))
     elif args.step == "train":
         train(args)
     else:
