@@ -121,6 +121,66 @@ def user_inputs(
     return rows
 
 
+USER_INPUTS = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("history_item_ids", pa.list_(pa.int64())),
+        ("titles", pa.list_(pa.string())),
+        ("profiles", pa.list_(pa.string())),
+        ("content_hash", pa.string()),
+    ]
+)
+LOOKUP = pa.schema([("item_id", pa.int64()), ("title", pa.string()), ("shown", pa.string())])
+
+
+def item_lookup(cfg: MotivateConfig, catalog: pa.Table, profiles: pa.Table | None) -> pa.Table:
+    """(item_id, title, shown) per catalog item: how a user prompt shows each history item. Its sanitized title
+    and, in catalog mode, its category path and brand, else the detail of its ok `item_profiles` row
+    (`profiles`: that table; unread in catalog mode; null where the item has none). Catalog-sized: what every
+    builder of user inputs holds (broadcast through the object store), never the users."""
+    width = cfg.agents.history_chars
+    ids = catalog.column("item_id").to_pylist()
+    titles = [sanitize(t, width) for t in catalog.column("title").to_pylist()]
+    if cfg.agents.item_profiles == "catalog":
+        # no analyst profile: a purchase line shows its title and category path / brand (titles
+        # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
+        shown = [sanitize(catalog_hint(row), width) for row in catalog.to_pylist()]
+    else:
+        if profiles is None:
+            raise ValueError("item_profiles=analyst needs the item_profiles table")
+        ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
+        detail = {
+            row["item_id"]: sanitize(history_detail(row, cfg.agents.history_detail), width)
+            for row in ok.select(["item_id", "profile_text", "profile_json"]).to_pylist()
+        }
+        shown = [detail.get(i) for i in ids]
+    return pa.table({"item_id": ids, "title": titles, "shown": shown}, schema=LOOKUP)
+
+
+class UserInputs:
+    """`sequences` batches (user_id, train_items) -> USER_INPUTS batches: a Ray Data map_batches callable (and a
+    plain function object) that holds the catalog `item_lookup` once and hashes each user's inputs."""
+
+    def __init__(self, lookup: Any, history_items: int, fingerprint_json: str, only: Any = None) -> None:
+        if not isinstance(lookup, pa.Table):  # object-store references: every builder reads the one copy
+            import ray
+
+            lookup = ray.get(lookup)
+            only = None if only is None else ray.get(only)
+        self.only = only  # the run's user ids when it is a slice or a sample, else None (every user)
+        ids = lookup.column("item_id").to_pylist()
+        self.titles = dict(zip(ids, lookup.column("title").to_pylist(), strict=True))
+        self.shown = {i: v for i, v in zip(ids, lookup.column("shown").to_pylist(), strict=True) if v is not None}
+        self.history_items = history_items
+        self.fingerprint = json.loads(fingerprint_json)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.only is not None:
+            batch = batch.filter(pc.is_in(batch.column("user_id"), self.only))
+        rows = user_inputs(batch, self.titles, self.shown, self.history_items, self.fingerprint)
+        return pa.Table.from_pylist(rows, schema=USER_INPUTS)
+
+
 def user_rows(
     cfg: MotivateConfig,
     catalog: pa.Table,
@@ -128,27 +188,11 @@ def user_rows(
     profiles: pa.Table | None,
     fingerprint: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """`user_inputs` with each history item shown the way the prompts show it: its sanitized title and,
-    in catalog mode, its category path and brand, else the detail of its ok `item_profiles` row
-    (`profiles`: that table; unread in catalog mode)."""
-    width = cfg.agents.history_chars
-    titles = {
-        i: sanitize(t, width)
-        for i, t in zip(catalog.column("item_id").to_pylist(), catalog.column("title").to_pylist(), strict=True)
-    }
-    if cfg.agents.item_profiles == "catalog":
-        # no analyst profile: a purchase line shows its title and category path / brand (titles
-        # alone left SmolLM2 writing "buynail art."-like motivations on Beauty)
-        shown = {row["item_id"]: sanitize(catalog_hint(row), width) for row in catalog.to_pylist()}
-    else:
-        if profiles is None:
-            raise ValueError("item_profiles=analyst needs the item_profiles table")
-        ok = profiles.filter(pc.equal(profiles.column("status"), "ok"))
-        shown = {
-            row["item_id"]: sanitize(history_detail(row, cfg.agents.history_detail), width)
-            for row in ok.select(["item_id", "profile_text", "profile_json"]).to_pylist()
-        }
-    return user_inputs(sequences, titles, shown, cfg.agents.history_items, fingerprint)
+    """`user_inputs` of a whole `sequences` table, each history item shown as `item_lookup` shows it."""
+    build = UserInputs(
+        item_lookup(cfg, catalog, profiles), cfg.agents.history_items, json.dumps(fingerprint, default=str)
+    )
+    return build(sequences).to_pylist()
 
 
 def pending(rows: list[dict[str, Any]], existing: pa.Table, key: str, retry_failed: bool) -> list[dict[str, Any]]:

@@ -3,7 +3,9 @@
 1. Item profiles: every item (or the items a user slice needs) whose content hash has no ok row
    yet goes through the item analyst and the embedding, sharded over a Ray Data actor pool.
 2. User motivations: each user's most recent N training items (titles + fresh item profiles) go
-   through motivation analyst -> reviewer -> revision, then the embedding, on a second pool.
+   through motivation analyst -> reviewer -> revision, then the embedding, on a second pool. The users'
+   inputs are built on Ray workers from the `sequences` files and anti-joined with the ok rows already
+   there (`_pending_users`): the driver holds the catalog and counts, never every user.
 Results stream back and are MERGEd (upsert on the id) every `commit_rows` rows, so a crash keeps
 what was finished, and a re-run skips it (momorec.agents.inputs explains the content hash).
 """
@@ -17,11 +19,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 from rich.progress import Progress
 
 from momorec.agents.config import MotivateConfig
-from momorec.agents.inputs import item_fingerprint, item_inputs, pending, settings_fingerprint, user_rows
+from momorec.agents.inputs import (
+    UserInputs,
+    item_fingerprint,
+    item_inputs,
+    item_lookup,
+    pending,
+    settings_fingerprint,
+)
 from momorec.agents.inspect import inspect_motivations, log_quality
 from momorec.agents.prompts import PromptSet, load_prompts
 from momorec.agents.ray_workers import STATS_COLUMN, ItemWorker, UserWorker
@@ -30,7 +40,7 @@ from momorec.agents.workers import AGENT_NAMES
 from momorec.config import PlatformConfig
 from momorec.llm.model_cache import resolve_model
 from momorec.storage import delta
-from momorec.storage.schemas import ITEM_PROFILES, USER_MOTIVATIONS
+from momorec.storage.schemas import ITEM_PROFILES
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -58,29 +68,36 @@ class MotivateResult(StageResult):
     user_motivations_version: int | None
 
 
+def _row_blocks(rows: list[dict[str, Any]], batch_rows: int):
+    """Driver-held rows (the catalog-sized item work) as a Dataset of one block per batch: each block is one
+    actor task whose results stream back (and get committed) as soon as it finishes."""
+    import ray
+
+    table = pa.Table.from_pylist(rows)
+    return ray.data.from_arrow([table.slice(k, batch_rows) for k in range(0, table.num_rows, batch_rows)])
+
+
 def _run_pool(
     cfg: PlatformConfig,
     worker: type,
-    rows: list[dict[str, Any]],
+    rows: Any,
+    total: int,
     path: str,
     key: str,
     stats: dict[str, AgentStats],
     progress: Progress | None,
     label: str,
 ) -> dict[str, int]:
-    """Shard `rows` over an actor pool; upsert the results every commit_rows rows. Returns counts."""
+    """Shard the `total` rows of the Dataset `rows` over an actor pool; upsert the results every commit_rows
+    rows. Returns counts."""
     import ray
 
     ex = cfg.motivate.execution
     counts = {"processed": 0, "ok": 0, "failed": 0, "accepted": 0}
-    if not rows:
+    if not total:
         return counts
-    task = progress.add_task(label, total=len(rows)) if progress else None
-    # One block per batch: each block is one actor task whose results stream back (and get
-    # committed) as soon as it finishes, and blocks spread over the actors of the pool.
-    table = pa.Table.from_pylist(rows)
-    blocks = [table.slice(k, ex.batch_rows) for k in range(0, table.num_rows, ex.batch_rows)]
-    ds = ray.data.from_arrow(blocks).map_batches(
+    task = progress.add_task(label, total=total) if progress else None
+    ds = rows.map_batches(
         worker,
         fn_constructor_kwargs={"motivate_json": cfg.motivate.model_dump_json(), "seed": cfg.seed},
         compute=ray.data.ActorPoolStrategy(size=ex.num_actors),
@@ -108,26 +125,111 @@ def _run_pool(
     return counts
 
 
-def _scope(cfg: MotivateConfig, items: pa.Table, sequences: pa.Table, seed: int) -> tuple[pa.Table, pa.Table]:
-    """The users and items of this run: all, a slice by id (tests, demos), or a seeded user sample."""
+def _scope(cfg: MotivateConfig, items: pa.Table, sequences_path: str, seed: int) -> tuple[pa.Table, np.ndarray | None]:
+    """The items of this run and its user ids: every user (None: the users are then never read here), a slice
+    by id (tests, demos) or a seeded user sample (benchmarks), whose ids the driver reads (one int column)."""
     ex = cfg.execution
     if ex.limit_users is not None and ex.sample_users is not None:
         raise ValueError("motivate.execution: set limit_users or sample_users, not both")
-    sequences = sequences.sort_by("user_id")
     items = items.sort_by("item_id")
-    if ex.sample_users is not None and ex.sample_users < sequences.num_rows:
-        # a prefix of one seeded permutation: a larger sample keeps every user of a smaller one
-        order = np.random.default_rng(seed).permutation(sequences.num_rows)
-        sequences = sequences.take(np.sort(order[: ex.sample_users]))
-    if ex.limit_users is not None:
-        sequences = sequences.slice(0, ex.limit_users)
-        needed = {
-            i for row in sequences.column("train_items").to_pylist() for i in (row or [])[-cfg.agents.history_items :]
-        }
-        items = items.filter(pa.array([i in needed for i in items.column("item_id").to_pylist()]))
+    ids = None
+    if ex.sample_users is not None or ex.limit_users is not None:
+        users = np.sort(delta.read(sequences_path, columns=["user_id"]).column("user_id").to_numpy())
+        ids = users
+        if ex.sample_users is not None and ex.sample_users < users.size:
+            # a prefix of one seeded permutation: a larger sample keeps every user of a smaller one
+            order = np.random.default_rng(seed).permutation(users.size)
+            ids = users[np.sort(order[: ex.sample_users])]
+        if ex.limit_users is not None:
+            ids = users[: ex.limit_users]
+            sliced = delta.read(sequences_path, columns=["user_id", "train_items"])
+            sliced = sliced.filter(pc.is_in(sliced.column("user_id"), pa.array(ids)))
+            needed = {
+                i for row in sliced.column("train_items").to_pylist() for i in (row or [])[-cfg.agents.history_items :]
+            }
+            items = items.filter(pa.array([i in needed for i in items.column("item_id").to_pylist()]))
     if ex.limit_items is not None:
         items = items.slice(0, ex.limit_items)
-    return items, sequences
+    return items, ids
+
+
+def _pending_users(
+    cfg: PlatformConfig, paths: dict[str, str], lookup: pa.Table, fingerprint: dict[str, Any], ids: np.ndarray | None
+) -> tuple[Any, int, int]:
+    """(Dataset of the USER_INPUTS rows that need LLM work, users in scope, users pending).
+
+    Built on Ray workers from the `sequences` Parquet files: each builder holds the catalog-sized `lookup` (one
+    object-store copy) and hashes its batch's users; the users whose (user_id, content_hash) already has an ok
+    row in `user_motivations` (any row, with retry_failed=False) are dropped by a hash-partitioned anti-join.
+    The result is materialized in the object store before the LLM pool starts, so the two never share the
+    CPUs; the driver holds the lookup and the counts, never the users."""
+    import ray
+
+    from momorec.core.batch_scoring import table_files
+
+    ex = cfg.motivate.execution
+    sequences = table_files(paths["sequences"])
+    blocks = max(len(sequences.paths), 2 * ex.num_actors)
+    users = ray.data.read_parquet(
+        sequences.paths, filesystem=sequences.filesystem, columns=["user_id", "train_items"], override_num_blocks=blocks
+    ).map_batches(
+        UserInputs,
+        fn_constructor_kwargs={
+            "lookup": ray.put(lookup),
+            "history_items": cfg.motivate.agents.history_items,
+            "fingerprint_json": json.dumps(fingerprint, default=str),
+            "only": None if ids is None else ray.put(pa.array(ids, pa.int64())),
+        },
+        compute=ray.data.ActorPoolStrategy(size=ex.num_actors),
+        num_cpus=ex.cpus_per_actor,
+        batch_size=ex.batch_rows,
+        batch_format="pyarrow",
+    )
+    # every id of a slice or sample is a row of `sequences`; else every row (the Parquet footers' count)
+    needed = sequences.rows if ids is None else len(ids)
+    existing = [] if not delta.exists(paths["user_motivations"]) else delta.file_uris(paths["user_motivations"])
+    started = time.perf_counter()
+    if not needed or not existing:
+        users = users.materialize()
+        log.info("user inputs: %d users, all pending, built in %.1f s", needed, time.perf_counter() - started)
+        return users, needed, needed
+    from momorec.storage import objectstore
+
+    fs, _ = objectstore.filesystem(existing[0])
+    done = ray.data.read_parquet(
+        [objectstore.filesystem(u)[1] for u in existing],
+        filesystem=fs,
+        columns=["user_id", "content_hash", "status"],
+    ).map_batches(_DoneKeys(ex.retry_failed), batch_format="pyarrow")
+    partitions = max(1, min(64, needed // 50_000 + 1))
+    todo = users.join(done, join_type="left_anti", num_partitions=partitions, on=("user_id", "content_hash"))
+    todo = todo.materialize()
+    todo_count = todo.count()
+    log.info(
+        "user inputs: %d pending of %d, built and anti-joined in %.1f s",
+        todo_count,
+        needed,
+        time.perf_counter() - started,
+    )
+    return todo, needed, todo_count
+
+
+class _DoneKeys:
+    """user_motivations batches -> the (user_id, content_hash) keys a run skips: the ok rows, or every row with
+    retry_failed=False. Cast to plain strings: files a MERGE wrote hold string_view, which joins reject."""
+
+    def __init__(self, retry_failed: bool) -> None:
+        self.retry_failed = retry_failed
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.retry_failed:
+            batch = batch.filter(pc.equal(batch.column("status").cast(pa.string()), "ok"))
+        return pa.table(
+            {
+                "user_id": batch.column("user_id").cast(pa.int64()),
+                "content_hash": batch.column("content_hash").cast(pa.string()),
+            }
+        )
 
 
 def _log_mlflow(prompts: PromptSet, motivate: MotivateConfig, stats: dict[str, AgentStats]) -> None:
@@ -181,7 +283,7 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
             raise FileNotFoundError(f"Delta table {paths[name]} does not exist: run `momorec ingest` first")
     read_versions = {name: delta.version(paths[name]) for name in ("items", "sequences")}
     catalog = delta.read(paths["items"])  # read once: the run's items, and every title / hint for user prompts
-    items, sequences = _scope(m, catalog, delta.read(paths["sequences"], columns=["user_id", "train_items"]), cfg.seed)
+    items, user_ids = _scope(m, catalog, paths["sequences"], cfg.seed)
     stats = {name: AgentStats() for name in AGENT_NAMES}
 
     params = {"motivate": m.model_dump(mode="json")}
@@ -192,21 +294,26 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         todo = pending(
             all_items, delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES), "item_id", m.execution.retry_failed
         )
-        if todo:
-            init_ray(cfg.ray)
+        init_ray(cfg.ray)
         item_counts = _run_pool(
-            cfg, ItemWorker, todo, paths["item_profiles"], "item_id", stats, progress, "item analyst"
+            cfg,
+            ItemWorker,
+            _row_blocks(todo, m.execution.batch_rows) if todo else None,
+            len(todo),
+            paths["item_profiles"],
+            "item_id",
+            stats,
+            progress,
+            "item analyst",
         )
 
         analyst = m.agents.item_profiles != "catalog"
         profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES) if analyst else None
-        all_users = user_rows(m, catalog, sequences, profiles, fingerprint)
-        existing = delta.read_or_empty(paths["user_motivations"], USER_MOTIVATIONS)
-        todo_users = pending(all_users, existing, "user_id", m.execution.retry_failed)
-        if todo_users:
-            init_ray(cfg.ray)
+        users, users_needed, users_pending = _pending_users(
+            cfg, paths, item_lookup(m, catalog, profiles), fingerprint, user_ids
+        )
         user_counts = _run_pool(
-            cfg, UserWorker, todo_users, paths["user_motivations"], "user_id", stats, progress, "motivations"
+            cfg, UserWorker, users, users_pending, paths["user_motivations"], "user_id", stats, progress, "motivations"
         )
 
         written = {name: delta.version(paths[name]) for name in ("item_profiles", "user_motivations")}
@@ -229,7 +336,7 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
             items_processed=item_counts["processed"],
             items_ok=item_counts["ok"],
             items_failed=item_counts["failed"],
-            users_needed=len(all_users),
+            users_needed=users_needed,
             users_processed=user_counts["processed"],
             users_ok=user_counts["ok"],
             users_failed=user_counts["failed"],
