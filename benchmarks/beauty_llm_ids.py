@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow.compute as pc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,25 +62,13 @@ MOTIVATE_AS_MEASURED = [
 def export_npz(cfg, folder: Path) -> dict[str, str]:
     """Frozen-mode SemanticInputs of items and users (reserved code for users outside the sample)."""
     from momorec.core.sequences import load_sequences
-    from momorec.models.config import SemanticInputConfig
-    from momorec.semantic_ids.codebook import latest_codebook_dir
-    from momorec.training.semantic import load_semantic_inputs
+    from momorec.training.runner import portable_semantic_inputs
 
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for entity, size, wanted in (
-        ("item", data.num_items, np.unique(data.items)),
-        ("user", data.max_user_id, data.user_ids),
-    ):
-        inputs, facts = load_semantic_inputs(
-            cfg.table_path("semantic_ids"),
-            entity,
-            size,
-            wanted,
-            SemanticInputConfig(mode="frozen", on_missing="reserved"),
-            latest_codebook_dir(cfg, entity),
-        )
+    for entity in ("item", "user"):
+        inputs, facts = portable_semantic_inputs(cfg, data, entity)
         path = folder / f"beauty_{entity}_llm.npz"
         inputs.save_npz(str(path))
         written[entity] = str(path)

@@ -143,9 +143,7 @@ def export_npz(config: Path, sets: list[str], work: Path, label: str) -> dict:
     """The split, and the item and user IDs (with their codebooks, for the frozen variants) as .npz."""
     from momorec.config import load_config
     from momorec.core.sequences import load_sequences
-    from momorec.models.config import SemanticInputConfig
-    from momorec.semantic_ids.codebook import latest_codebook_dir
-    from momorec.training.semantic import load_semantic_inputs
+    from momorec.training.runner import portable_semantic_inputs
 
     cfg = load_config(config, sets)
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
@@ -153,20 +151,8 @@ def export_npz(config: Path, sets: list[str], work: Path, label: str) -> dict:
     if not label:
         data.save_npz(str(work / "data.npz"))
         written["data"] = {"path": "data.npz", "users": int(data.num_users), "items": int(data.num_items)}
-    for entity, size, wanted in (
-        ("item", data.num_items, np.unique(data.items)),
-        ("user", data.max_user_id, data.user_ids),
-    ):
-        if entity not in cfg.quantize.entities:
-            continue
-        inputs, facts = load_semantic_inputs(
-            cfg.table_path("semantic_ids"),
-            entity,
-            size,
-            wanted,
-            SemanticInputConfig(mode="frozen", on_missing="reserved"),
-            latest_codebook_dir(cfg, entity),
-        )
+    for entity in [e for e in ("item", "user") if e in cfg.quantize.entities]:
+        inputs, facts = portable_semantic_inputs(cfg, data, entity)
         inputs.save_npz(str(work / f"{entity}{label}.npz"))
         coded = int(inputs.codes.numpy().any(axis=1).sum())
         written[entity] = {"path": f"{entity}{label}.npz", "with_codes": coded, **facts}

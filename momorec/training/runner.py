@@ -28,6 +28,7 @@ from momorec.core.metrics import metric_sums, sums_to_metrics
 from momorec.core.ranking import rank_users
 from momorec.core.sequences import SequenceData, load_sequences, training_arrays
 from momorec.models import SemanticInputs, SequentialRecommender, build_model
+from momorec.models.config import SemanticInputConfig
 from momorec.storage import objectstore
 from momorec.training.loop import LossModule, fit
 from momorec.training.semantic import load_semantic_inputs
@@ -65,6 +66,16 @@ class TrainingInputs:
             semantic[entity] = inputs
             facts.update({f"semantic.{entity}.{k}": v for k, v in info.items()})
         return cls(data, semantic["item"], semantic["user"], facts)
+
+
+def portable_semantic_inputs(cfg: PlatformConfig, data: SequenceData, entity: str) -> tuple[SemanticInputs, dict]:
+    """An entity type's ("item" | "user") IDs with their codebook, entities without IDs on the reserved code:
+    what `SemanticInputs.save_npz` snapshots for training on a machine without the Delta tables (frozen and
+    trainable variants both read it)."""
+    size, wanted = (data.num_items, np.unique(data.items)) if entity == "item" else (data.max_user_id, data.user_ids)
+    section = SemanticInputConfig(mode="frozen", on_missing="reserved")
+    table = cfg.table_path("semantic_ids")
+    return load_semantic_inputs(table, entity, size, wanted, section, _codebook_dir(cfg, entity))
 
 
 def _codebook_dir(cfg: PlatformConfig, entity: str) -> str:
