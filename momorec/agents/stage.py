@@ -40,7 +40,7 @@ from momorec.agents.workers import AGENT_NAMES
 from momorec.config import PlatformConfig
 from momorec.llm.model_cache import resolve_model
 from momorec.storage import delta
-from momorec.storage.schemas import ITEM_PROFILES
+from momorec.storage.schemas import ITEM_PROFILES, USER_MOTIVATIONS
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -193,14 +193,7 @@ def _pending_users(
         users = users.materialize()
         log.info("user inputs: %d users, all pending, built in %.1f s", needed, time.perf_counter() - started)
         return users, needed, needed
-    from momorec.storage import objectstore
-
-    fs, _ = objectstore.filesystem(existing[0])
-    done = ray.data.read_parquet(
-        [objectstore.filesystem(u)[1] for u in existing],
-        filesystem=fs,
-        columns=["user_id", "content_hash", "status"],
-    ).map_batches(_DoneKeys(ex.retry_failed), batch_format="pyarrow")
+    done = done_keys(existing, ex.retry_failed)
     partitions = max(1, min(64, needed // 50_000 + 1))
     todo = users.join(done, join_type="left_anti", num_partitions=partitions, on=("user_id", "content_hash"))
     todo = todo.materialize()
@@ -214,9 +207,27 @@ def _pending_users(
     return todo, needed, todo_count
 
 
+def done_keys(uris: list[str], retry_failed: bool):
+    """The (user_id, content_hash) keys of the `user_motivations` files at `uris` that a run skips, as a Dataset."""
+    import ray
+
+    from momorec.storage import objectstore
+
+    fs, _ = objectstore.filesystem(uris[0])
+    keys = ["user_id", "content_hash", "status"]
+    return ray.data.read_parquet(
+        [objectstore.filesystem(u)[1] for u in uris],
+        filesystem=fs,
+        columns=keys,
+        # the contract's types: files a MERGE wrote hold string_view, the others string, and one read of both
+        # fails to unify them (the kill matrix's resumed run met it)
+        schema=pa.schema([USER_MOTIVATIONS.field(name) for name in keys]),
+    ).map_batches(_DoneKeys(retry_failed), batch_format="pyarrow")
+
+
 class _DoneKeys:
     """user_motivations batches -> the (user_id, content_hash) keys a run skips: the ok rows, or every row with
-    retry_failed=False. Cast to plain strings: files a MERGE wrote hold string_view, which joins reject."""
+    retry_failed=False, in the join's key types."""
 
     def __init__(self, retry_failed: bool) -> None:
         self.retry_failed = retry_failed

@@ -225,7 +225,10 @@ def _tree(proc: psutil.Process) -> list[psutil.Process]:
 
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the CLI's session and every descendant (Ray's daemons start their own sessions)."""
-    family = _tree(psutil.Process(proc.pid))
+    try:
+        family = _tree(psutil.Process(proc.pid))
+    except psutil.NoSuchProcess:  # it ended first (the caller reports how); its session may still hold children
+        family = []
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
