@@ -261,7 +261,6 @@ def train(args: argparse.Namespace) -> None:
         runs = [r for r in runs if any(part in r.key for part in args.only)]
     if args.limit:
         runs = runs[: args.limit]
-    extra = [s for s in args.overrides]
     start = time.monotonic()
     deadline = start + args.deadline_s
     status: dict[str, dict] = {}
@@ -274,7 +273,7 @@ def train(args: argparse.Namespace) -> None:
         if train_min < 0.5:
             status[run.key] = {"status": "not started: deadline"}
             return
-        command = run.command(bench, scratch, device, train_min) + extra
+        command = run.command(bench, scratch, device, train_min) + args.overrides
         begun = time.monotonic()
         with open(scratch / "logs" / f"{run.key}.log", "w") as log:
             try:

@@ -134,7 +134,10 @@ def _scope(cfg: MotivateConfig, items: pa.Table, sequences_path: str, seed: int)
     items = items.sort_by("item_id")
     ids = None
     if ex.sample_users is not None or ex.limit_users is not None:
-        users = np.sort(delta.read(sequences_path, columns=["user_id"]).column("user_id").to_numpy())
+        # the slice also needs its users' histories (for its items); a sample needs the ids alone
+        columns = ["user_id", "train_items"] if ex.limit_users is not None else ["user_id"]
+        table = delta.read(sequences_path, columns=columns).sort_by("user_id")
+        users = table.column("user_id").to_numpy()
         ids = users
         if ex.sample_users is not None and ex.sample_users < users.size:
             # a prefix of one seeded permutation: a larger sample keeps every user of a smaller one
@@ -142,11 +145,8 @@ def _scope(cfg: MotivateConfig, items: pa.Table, sequences_path: str, seed: int)
             ids = users[np.sort(order[: ex.sample_users])]
         if ex.limit_users is not None:
             ids = users[: ex.limit_users]
-            sliced = delta.read(sequences_path, columns=["user_id", "train_items"])
-            sliced = sliced.filter(pc.is_in(sliced.column("user_id"), pa.array(ids)))
-            needed = {
-                i for row in sliced.column("train_items").to_pylist() for i in (row or [])[-cfg.agents.history_items :]
-            }
+            histories = table.column("train_items").slice(0, ex.limit_users).to_pylist()
+            needed = {i for row in histories for i in (row or [])[-cfg.agents.history_items :]}
             items = items.filter(pa.array([i in needed for i in items.column("item_id").to_pylist()]))
     if ex.limit_items is not None:
         items = items.slice(0, ex.limit_items)
@@ -213,10 +213,10 @@ def done_keys(uris: list[str], retry_failed: bool):
 
     from momorec.storage import objectstore
 
-    fs, _ = objectstore.filesystem(uris[0])
+    fs, paths = objectstore.filesystem_paths(uris)
     keys = ["user_id", "content_hash", "status"]
     return ray.data.read_parquet(
-        [objectstore.filesystem(u)[1] for u in uris],
+        paths,
         filesystem=fs,
         columns=keys,
         # the contract's types: files a MERGE wrote hold string_view, the others string, and one read of both
@@ -227,20 +227,15 @@ def done_keys(uris: list[str], retry_failed: bool):
 
 class _DoneKeys:
     """user_motivations batches -> the (user_id, content_hash) keys a run skips: the ok rows, or every row with
-    retry_failed=False, in the join's key types."""
+    retry_failed=False."""
 
     def __init__(self, retry_failed: bool) -> None:
         self.retry_failed = retry_failed
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> pa.Table:  # read with the contract's types (done_keys)
         if self.retry_failed:
-            batch = batch.filter(pc.equal(batch.column("status").cast(pa.string()), "ok"))
-        return pa.table(
-            {
-                "user_id": batch.column("user_id").cast(pa.int64()),
-                "content_hash": batch.column("content_hash").cast(pa.string()),
-            }
-        )
+            batch = batch.filter(pc.equal(batch.column("status"), "ok"))
+        return batch.select(["user_id", "content_hash"])
 
 
 def _log_mlflow(prompts: PromptSet, motivate: MotivateConfig, stats: dict[str, AgentStats]) -> None:

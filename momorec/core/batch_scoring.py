@@ -128,8 +128,7 @@ def table_files(table_path: str) -> TableFiles:
     uris = delta.file_uris(table_path)
     if not uris:
         raise ValueError(f"table {table_path} has no data files")
-    fs, _ = objectstore.filesystem(uris[0])
-    paths = [objectstore.filesystem(u)[1] for u in uris]
+    fs, paths = objectstore.filesystem_paths(uris)
     return TableFiles(paths, fs, pads.dataset(paths, filesystem=fs, format="parquet").count_rows())
 
 

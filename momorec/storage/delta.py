@@ -101,9 +101,8 @@ def count_rows(path: str) -> int:
 
         from momorec.storage import objectstore
 
-        uris = table.file_uris()
-        fs, _ = objectstore.filesystem(uris[0])
-        return pads.dataset([objectstore.filesystem(u)[1] for u in uris], filesystem=fs, format="parquet").count_rows()
+        fs, paths = objectstore.filesystem_paths(table.file_uris())
+        return pads.dataset(paths, filesystem=fs, format="parquet").count_rows()
     return int(pc.sum(counts).as_py() or 0)
 
 

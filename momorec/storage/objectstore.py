@@ -56,6 +56,12 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(location)
 
 
+def filesystem_paths(locations: list[str]) -> tuple[pafs.FileSystem, list[str]]:
+    """One file system for locations that share it (a table's data files), and each one's path inside it."""
+    fs, _ = filesystem(locations[0])
+    return fs, [filesystem(location)[1] for location in locations]
+
+
 def join(location: str, *parts: str) -> str:
     """`location`/part/...: '/'-joined for URIs, os.path.join for local paths."""
     if is_uri(location):

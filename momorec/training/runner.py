@@ -55,10 +55,8 @@ class TrainingInputs:
             **{f"delta.{k}": v for k, v in data.versions.items()},
         }
         semantic = {}
-        for entity, section, size, wanted in (
-            ("item", model.item_semantic, data.num_items, np.unique(data.items)),
-            ("user", model.user_semantic, data.max_user_id, data.user_ids),
-        ):
+        for entity, section in (("item", model.item_semantic), ("user", model.user_semantic)):
+            size, wanted = _entity_ids(data, entity)
             codebook_dir = _codebook_dir(cfg, entity) if section.mode == "frozen" else None
             inputs, info = load_semantic_inputs(
                 cfg.table_path("semantic_ids"), entity, size, wanted, section, codebook_dir
@@ -72,10 +70,15 @@ def portable_semantic_inputs(cfg: PlatformConfig, data: SequenceData, entity: st
     """An entity type's ("item" | "user") IDs with their codebook, entities without IDs on the reserved code:
     what `SemanticInputs.save_npz` snapshots for training on a machine without the Delta tables (frozen and
     trainable variants both read it)."""
-    size, wanted = (data.num_items, np.unique(data.items)) if entity == "item" else (data.max_user_id, data.user_ids)
+    size, wanted = _entity_ids(data, entity)
     section = SemanticInputConfig(mode="frozen", on_missing="reserved")
     table = cfg.table_path("semantic_ids")
     return load_semantic_inputs(table, entity, size, wanted, section, _codebook_dir(cfg, entity))
+
+
+def _entity_ids(data: SequenceData, entity: str) -> tuple[int, np.ndarray]:
+    """(size of the entity's ID table, the ids the split holds) for "item" or "user"."""
+    return (data.num_items, np.unique(data.items)) if entity == "item" else (data.max_user_id, data.user_ids)
 
 
 def _codebook_dir(cfg: PlatformConfig, entity: str) -> str:
