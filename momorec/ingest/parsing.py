@@ -32,34 +32,28 @@ __all__ = ["MAX_ID_CHARS", "clean_id", "normalise_id", "parse_timestamp"]
 
 MAX_RAW_CHARS = 1024
 
-# event_order packs (batch, line, position) into one sortable, non-negative int64 (the column type of
-# `interactions` and `rejects`): batch < 2^13, line < 2^30, position < 2^20. The layout is the one
-# existing warehouses hold, so it cannot be widened in place; a value out of these bounds is an error
-# (EventOrderOverflow) rather than a silent overflow or a collision with another event.
-BATCH_BITS = 13
-LINE_BITS = 30
+# event_order packs (line, position) into one sortable, non-negative int64: line < 2^43, position < 2^20.
+# It orders the events of one ingested file; across files the `batch` column (the file's row in
+# `sources`) comes first, so the number of files a warehouse ingests over its life has no bound. Tables
+# written before the batch column held batch << 50 | line << 20 | position here; ingest migrates them
+# (`ingest.stage.full_rebuild_reason`). A value out of these bounds is an error (EventOrderOverflow),
+# never a silent overflow or a collision with another event.
+LINE_BITS = 43
 POS_BITS = 20
-MAX_BATCH = (1 << BATCH_BITS) - 1
 MAX_LINE = (1 << LINE_BITS) - 1
 MAX_POSITION = (1 << POS_BITS) - 1
 
 
 class EventOrderOverflow(ValueError):
-    """A batch, line or position that does not fit the event_order key."""
+    """A line or position that does not fit the event_order key."""
 
 
-def event_order(batch: int, line: int, position: int = 0) -> int:
-    """The ingest-order key: sorts by batch, then line, then position; exact (one key per triple)."""
-    if 0 <= batch <= MAX_BATCH and 0 <= line <= MAX_LINE and 0 <= position <= MAX_POSITION:
-        return (batch << (LINE_BITS + POS_BITS)) | (line << POS_BITS) | position
-    for name, value, bound in (
-        ("batch", batch, MAX_BATCH),
-        ("line", line, MAX_LINE),
-        ("position", position, MAX_POSITION),
-    ):
-        if not 0 <= value <= bound:
-            raise EventOrderOverflow(f"event_order: {name} {value} is outside 0..{bound}, the bound of the int64 key")
-    raise AssertionError("unreachable")
+def event_order(line: int, position: int = 0) -> int:
+    """The in-file order key: sorts by line, then position; exact (one key per pair)."""
+    if 0 <= line <= MAX_LINE and 0 <= position <= MAX_POSITION:
+        return (line << POS_BITS) | position
+    name, value, bound = ("line", line, MAX_LINE) if not 0 <= line <= MAX_LINE else ("position", position, MAX_POSITION)
+    raise EventOrderOverflow(f"event_order: {name} {value} is outside 0..{bound}, the bound of the int64 key")
 
 
 def record(kind: str, **fields: Any) -> dict[str, Any]:
@@ -166,10 +160,10 @@ def validate_event(
 _BLANKS = re.compile(r"[ \t\x0b\x0c]+")
 
 
-def parse_sequence_line(raw_bytes: bytes, line: int, batch: int) -> Iterator[dict[str, Any]]:
+def parse_sequence_line(raw_bytes: bytes, line: int) -> Iterator[dict[str, Any]]:
     """`user item item ...` (oldest first) -> one event per item token, or one reject."""
     text, raw = decode_line(raw_bytes)
-    order0 = event_order(batch, line)
+    order0 = event_order(line)
     if text is None:
         yield record("reject", reason=_undecodable_reason(raw_bytes), line=line, raw=raw, event_order=order0)
         return
@@ -190,7 +184,7 @@ def parse_sequence_line(raw_bytes: bytes, line: int, batch: int) -> Iterator[dic
         )
         return
     for position, token in enumerate(tokens[1:]):
-        order = event_order(batch, line, position)
+        order = event_order(line, position)
         item, problem = normalise_id(token)
         if problem is not None:
             reason = _id_reject_reason(problem, "item")
@@ -215,11 +209,11 @@ def _unreadable_line(raw_bytes: bytes, text: str | None, raw: str, line: int, or
 
 
 def parse_delimited_line(
-    raw_bytes: bytes, line: int, batch: int, columns: list[str], delimiter: str, **rules: Any
+    raw_bytes: bytes, line: int, columns: list[str], delimiter: str, **rules: Any
 ) -> dict[str, Any]:
     """One CSV/TSV record (lines.delimited_records: quoted newlines already joined) -> an event or a reject."""
     text, raw = decode_line(raw_bytes)
-    order = event_order(batch, line)
+    order = event_order(line)
     if (unusable := _unreadable_line(raw_bytes, text, raw, line, order)) is not None:
         return unusable
     if text_lines.ends_in_open_quote(raw_bytes, delimiter.encode()):
@@ -240,10 +234,10 @@ def _json_object(text: str) -> tuple[Any, str | None]:
         return None, "malformed_line:json"
 
 
-def parse_json_line(raw_bytes: bytes, line: int, batch: int, **rules: Any) -> dict[str, Any]:
+def parse_json_line(raw_bytes: bytes, line: int, **rules: Any) -> dict[str, Any]:
     """One JSONL event line -> an event or a reject."""
     text, raw = decode_line(raw_bytes)
-    order = event_order(batch, line)
+    order = event_order(line)
     if (unusable := _unreadable_line(raw_bytes, text, raw, line, order)) is not None:
         return unusable
     obj, problem = _json_object(text)

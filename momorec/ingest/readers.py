@@ -154,7 +154,6 @@ def event_columns(source: EventSource, path: str) -> list[str] | None:
 def parse_text_events(
     source: EventSource,
     path: str,
-    batch: int,
     timestamps: TimestampRule | None,
     columns: list[str] | None,
     byte_range: tuple[int, int, int] | None = None,
@@ -170,13 +169,13 @@ def parse_text_events(
         numbered = _checked_lines(path, text_lines.read_range(path, *byte_range))
     if source.kind == "sequences":
         for raw, line in numbered:
-            yield from parsing.parse_sequence_line(raw, line, batch)
+            yield from parsing.parse_sequence_line(raw, line)
         return
     rules = event_rules(source, timestamps)
     fmt = detect_format(path, source.format)
     if fmt == "jsonl":
         for raw, line in numbered:
-            yield parsing.parse_json_line(raw, line, batch, **rules)
+            yield parsing.parse_json_line(raw, line, **rules)
         return
     if byte_range is not None:
         raise ValueError(f"{path}: a {fmt} file is read whole (its records may span lines), not by byte range")
@@ -184,7 +183,7 @@ def parse_text_events(
         return
     delimiter = _delimiter(fmt)
     for raw, line in _file_records(path, delimiter, skip_header=True):
-        yield parsing.parse_delimited_line(raw, line, batch, columns, delimiter, **rules)
+        yield parsing.parse_delimited_line(raw, line, columns, delimiter, **rules)
 
 
 def line_ranges(spark, path: str) -> list[tuple[int, int, int]]:
@@ -214,27 +213,28 @@ def _split_by_range(source: EventSource, path: str) -> bool:
     return line_oriented and text_lines.inner_name(path) == path and objectstore.size(path) > RANGE_BYTES
 
 
-def read_events(spark, source: EventSource, path: str, batch: int, timestamps: TimestampRule | None = None):
-    """One event-log or sequence file -> DataFrame[RECORD_DDL]. An empty or header-only file gives no rows."""
+def read_events(spark, source: EventSource, path: str, timestamps: TimestampRule | None = None):
+    """One event-log or sequence file -> DataFrame[RECORD_DDL]. An empty or header-only file gives no rows.
+    The caller adds the file's `batch` (one value for the whole file)."""
     if text_lines.is_empty(path):
         return spark.createDataFrame([], RECORD_DDL)
     fmt = detect_format(path, source.format)
     if source.kind == "events" and fmt == "parquet":
-        return _read_parquet_events(spark, path, batch, event_rules(source, timestamps))
+        return _read_parquet_events(spark, path, event_rules(source, timestamps))
     if _split_by_range(source, path):
         ranges = line_ranges(spark, path)
         rdd = spark.sparkContext.parallelize(ranges, len(ranges)).flatMap(
-            lambda byte_range: parse_text_events(source, path, batch, timestamps, None, byte_range)
+            lambda byte_range: parse_text_events(source, path, timestamps, None, byte_range)
         )
         return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
     columns = event_columns(source, path) if source.kind == "events" and fmt != "jsonl" else None
     rdd = spark.sparkContext.parallelize([path], 1).flatMap(
-        lambda file_path: parse_text_events(source, file_path, batch, timestamps, columns)
+        lambda file_path: parse_text_events(source, file_path, timestamps, columns)
     )
     return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)
 
 
-def _read_parquet_events(spark, path: str, batch: int, rules: dict):
+def _read_parquet_events(spark, path: str, rules: dict):
     frame = spark.read.parquet(path)
     wanted = [
         c
@@ -257,7 +257,7 @@ def _read_parquet_events(spark, path: str, batch: int, rules: dict):
             raise parsing.EventOrderOverflow(f"{path} row {line}: too many rows in one file for the ingest-order key")
         fields = row.asDict()
         raw = str(fields)[: parsing.MAX_RAW_CHARS]
-        return parsing.validate_event(fields, order=parsing.event_order(batch, line), line=line, raw=raw, **rules)
+        return parsing.validate_event(fields, order=parsing.event_order(line), line=line, raw=raw, **rules)
 
     rdd = frame.select(*wanted).rdd.zipWithIndex().map(parse)
     return spark.createDataFrame(rdd.map(_as_tuple), RECORD_DDL, verifySchema=False)

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from momorec.config import PlatformConfig
 from momorec.core.pause_points import pause_point
 from momorec.core.stage_run import StageRun, stage_run
-from momorec.ingest import parsing, readers, transforms
+from momorec.ingest import readers, transforms
 from momorec.ingest.config import EventSource, IngestConfig
 from momorec.ingest.values import TimestampRule
 from momorec.storage import delta, objectstore, schemas
@@ -116,7 +116,6 @@ def run_ingest(
             mlflow.log_metric("unchanged", 1)
             return result
         next_batch = max((row["batch"] for row in known), default=-1) + 1
-        _check_batches_fit(next_batch, len(new_files))
         rebuild = full_rebuild_reason(cfg, paths, known, new_files)
         mlflow.log_param("mode", "full" if rebuild else "incremental")
         spark = get_spark(cfg.spark)
@@ -149,16 +148,6 @@ def run_ingest(
         return result
 
 
-def _check_batches_fit(next_batch: int, new_files: int) -> None:
-    """Every ingested file is a batch of the event_order key; past its bound events would collide."""
-    last = next_batch + new_files - 1
-    if new_files and last > parsing.MAX_BATCH:
-        raise parsing.EventOrderOverflow(
-            f"ingest batch {last} is past the last one the event_order key holds ({parsing.MAX_BATCH}): this "
-            f"warehouse has ingested {next_batch} files; concatenate new logs into fewer files, or start a new dataset"
-        )
-
-
 def timestamp_rule(ingest: IngestConfig) -> TimestampRule:
     return TimestampRule(min_seconds=ingest.min_timestamp, max_seconds=ingest.max_timestamp, unit=ingest.timestamp_unit)
 
@@ -176,15 +165,22 @@ def _unchanged_result(cfg: PlatformConfig, paths: dict[str, str], stage: StageRu
 
 
 def _read_table(spark, path: str, schema, staging: str):
-    """A Delta table as a Spark DataFrame, or an empty frame of its contract on the first run."""
+    """A Delta table as a Spark DataFrame, or an empty frame of its contract on the first run. A table written
+    before the `batch` column (`_PACKED_ORDER`) is read in today's layout."""
     if delta.exists(path):
-        return read_delta(spark, path, staging)
+        frame = read_delta(spark, path, staging)
+        if "batch" in schema.names and "batch" not in frame.columns:
+            frame = transforms.unpack_order(frame)
+        return frame
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return spark.createDataFrame([], from_arrow_schema(schema))
 
 
 RUN_METADATA = "momorec.ingest"
+# The tables that carry the ingest order. Before the `batch` column, their event_order packed the file's batch
+# in its top bits (at most 8,192 files a warehouse); a run on such a warehouse rebuilds them in the new layout.
+_PACKED_ORDER = ("interactions", "rejects")
 
 
 def _settings(cfg: PlatformConfig) -> dict:
@@ -200,6 +196,8 @@ def full_rebuild_reason(cfg: PlatformConfig, paths: dict[str, str], known: list[
     """
     if not all(delta.exists(paths[name]) for name in TABLES):
         return "first run"
+    if any("batch" not in delta.column_names(paths[name]) for name in _PACKED_ORDER):
+        return "the tables predate the batch column of the ingest order: rewritten in the new layout"
     recorded = delta.last_commit(paths["sources"]).get(RUN_METADATA)
     if recorded is None:
         return "the warehouse was written before incremental ingest"
@@ -227,7 +225,8 @@ def _ingest_with_spark(cfg, spark, paths, staging, known, new_files, catalog_fil
     timestamps = timestamp_rule(cfg.ingest)
     for batch, (source, fp) in enumerate(new_files, start=next_batch):
         frame = (
-            readers.read_events(spark, source, fp.path, batch, timestamps)
+            readers.read_events(spark, source, fp.path, timestamps)
+            .withColumn("batch", F.lit(batch).cast("long"))
             .withColumn("source", F.lit(fp.path))
             .withColumn("input", F.lit(source.kind))
         )

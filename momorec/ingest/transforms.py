@@ -1,7 +1,8 @@
 """Pure Spark transforms of ingest: DataFrame in, DataFrame out; no reading or writing here.
 
-Event frames carry raw ids (`user`, `item`), `timestamp` (null for sequence files), `event_order`
-(ingest order, breaks timestamp ties), `rating`, `event_type`, `source`, `line`.
+Event frames carry raw ids (`user`, `item`), `timestamp` (null for sequence files), the ingest order
+(`batch`: the file, then `event_order`: line and position in it; breaks timestamp ties and names an event
+uniquely), `rating`, `event_type`, `source`, `line`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pyspark.sql import functions as F
 # threshold, so every run reconsiders them together with the accepted events.
 PENDING_REASONS = ("kcore_filtered", "user_too_short")
 
-EVENT_COLUMNS = ["user", "item", "timestamp", "event_order", "rating", "event_type", "source", "line"]
+EVENT_COLUMNS = ["user", "item", "timestamp", "batch", "event_order", "rating", "event_type", "source", "line"]
+# The ingest order, and the key of one event.
+ORDER = ["batch", "event_order"]
 
 
 def as_rejects(events: DataFrame, reason: str | None = None, raw: str | None = None) -> DataFrame:
@@ -33,6 +36,7 @@ def as_rejects(events: DataFrame, reason: str | None = None, raw: str | None = N
         ("user", "string"),
         ("item", "string"),
         ("timestamp", "double"),
+        ("batch", "long"),
         ("event_order", "long"),
         ("rating", "double"),
         ("event_type", "string"),
@@ -49,9 +53,19 @@ def as_rejects(events: DataFrame, reason: str | None = None, raw: str | None = N
         F.col("user").cast("string"),
         F.col("item").cast("string"),
         F.col("timestamp").cast("double"),
+        F.col("batch").cast("long"),
         F.col("event_order").cast("long"),
         F.col("rating").cast("double"),
         F.col("event_type").cast("string"),
+    )
+
+
+def unpack_order(frame: DataFrame) -> DataFrame:
+    """A table written before the `batch` column, in today's layout: its event_order was
+    batch << 50 | line << 20 | position, today's is the low 50 bits and the batch has a column."""
+    packed = F.col("event_order")
+    return frame.withColumn("batch", F.shiftright(packed, 50)).withColumn(
+        "event_order", packed.bitwiseAND(F.lit((1 << 50) - 1))
     )
 
 
@@ -68,13 +82,13 @@ def dedup_key(frame: DataFrame):
 
 
 def drop_duplicates(new_events: DataFrame, known_events: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(unique new events, duplicates as rejects). The first occurrence (lowest event_order) wins;
+    """(unique new events, duplicates as rejects). The first occurrence (in ingest order) wins;
     an event already known from an earlier run is a duplicate too."""
     keyed = new_events.withColumn("_key", dedup_key(new_events))
     known = known_events.select(dedup_key(known_events).alias("_key")).distinct()
     seen = keyed.join(known, "_key", "left_semi")
     fresh = keyed.join(known, "_key", "left_anti")
-    rank = F.row_number().over(Window.partitionBy("_key").orderBy("event_order"))
+    rank = F.row_number().over(Window.partitionBy("_key").orderBy(*ORDER))
     fresh = fresh.withColumn("_rank", rank)
     unique = fresh.filter("_rank = 1").drop("_rank", "_key")
     duplicates = fresh.filter("_rank > 1").drop("_rank", "_key").unionByName(seen.drop("_key"))
@@ -99,7 +113,7 @@ def kcore_filter(events: DataFrame, k: int, min_user_events: int) -> tuple[DataF
                 kept = nxt
                 break
             kept = nxt
-    kcore_removed = events.join(kept.select("event_order"), "event_order", "left_anti")
+    kcore_removed = events.join(kept.select(*ORDER), ORDER, "left_anti")
     long_users = kept.groupBy("user").count().filter(F.col("count") >= min_user_events).select("user")
     short = kept.join(long_users, "user", "left_anti")
     kept = kept.join(long_users, "user", "left_semi")
@@ -143,13 +157,13 @@ def extend_kcore(
                 kept = nxt
                 break
             kept = nxt
-    removed = candidates.join(kept.select("event_order"), "event_order", "left_anti")
+    removed = candidates.join(kept.select(*ORDER), ORDER, "left_anti")
     return kept, removed
 
 
 def new_ids(entities: DataFrame, existing: DataFrame, name: str) -> DataFrame:
-    """Ids for the raw ids of `entities` not in `existing`: max+1, ... in order of first appearance (lowest
-    event_order, then the raw id). Ids start at 1: 0 is padding.
+    """Ids for the raw ids of `entities` not in `existing`: max+1, ... in order of first appearance (ingest
+    order, then the raw id). Ids start at 1: 0 is padding.
 
     entities: (name, first_order); existing: (name, name_id). Returns the new rows only (name, name_id).
     """
@@ -168,7 +182,7 @@ def assign_ids(entities: DataFrame, existing: DataFrame, name: str) -> DataFrame
 
 
 def first_appearance(events: DataFrame, name: str) -> DataFrame:
-    return events.groupBy(name).agg(F.min("event_order").alias("first_order"))
+    return events.groupBy(name).agg(F.min(F.struct(*ORDER)).alias("first_order"))
 
 
 def build_sequences(interactions: DataFrame) -> DataFrame:
@@ -176,7 +190,7 @@ def build_sequences(interactions: DataFrame) -> DataFrame:
     the last item is test, the one before validation, the rest training."""
     ordered = interactions.groupBy("user_id").agg(
         F.sort_array(
-            F.collect_list(F.struct(F.coalesce("timestamp", F.lit(float("-inf"))).alias("t"), "event_order", "item_id"))
+            F.collect_list(F.struct(F.coalesce("timestamp", F.lit(float("-inf"))).alias("t"), *ORDER, "item_id"))
         ).alias("_events")
     )
     items = F.transform("_events", lambda e: e["item_id"])

@@ -75,6 +75,11 @@ def read_or_empty(path: str, schema: pa.Schema) -> pa.Table:
     return read(path) if exists(path) else schema.empty_table()
 
 
+def column_names(path: str) -> list[str]:
+    """The columns of the table's current schema (from the log; no data file is read)."""
+    return [field.name for field in DeltaTable(path).schema().fields]
+
+
 def file_uris(path: str) -> list[str]:
     """Data files of the current snapshot, for engines that read Parquet (Spark, Ray Data)."""
     return DeltaTable(path).file_uris()

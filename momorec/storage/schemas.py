@@ -12,7 +12,7 @@ import pyarrow as pa
 USER_IDS = pa.schema([("user", pa.string()), ("user_id", pa.int64())])
 ITEM_IDS = pa.schema([("item", pa.string()), ("item_id", pa.int64())])
 
-# One row per accepted event, ordered per user by (timestamp, event_order).
+# One row per accepted event, ordered per user by (timestamp, batch, event_order).
 INTERACTIONS = pa.schema(
     [
         ("user_id", pa.int64()),
@@ -20,7 +20,8 @@ INTERACTIONS = pa.schema(
         ("user", pa.string()),
         ("item", pa.string()),
         ("timestamp", pa.float64()),  # unix seconds; null for sequence files (file order is time order)
-        ("event_order", pa.int64()),  # ingest order: batch << 40 | line << 12 | position, breaks ties
+        ("batch", pa.int64()),  # ingest order, breaks ties: the file (its `sources` batch), then
+        ("event_order", pa.int64()),  # line << 20 | position in that file
         ("rating", pa.float64()),
         ("event_type", pa.string()),
         ("source", pa.string()),  # file the event came from
@@ -63,6 +64,7 @@ REJECTS = pa.schema(
         ("user", pa.string()),
         ("item", pa.string()),
         ("timestamp", pa.float64()),
+        ("batch", pa.int64()),
         ("event_order", pa.int64()),
         ("rating", pa.float64()),
         ("event_type", pa.string()),

@@ -41,11 +41,11 @@ def parse_case(case: dict[str, Any], folder: Path = CORPUS) -> list[dict[str, An
         rules = readers.event_rules(source)
         rows = pq.read_table(path).to_pylist()
         return [
-            parsing.validate_event(row, order=parsing.event_order(0, n), line=n, raw=str(row), **rules)
+            parsing.validate_event(row, order=parsing.event_order(n), line=n, raw=str(row), **rules)
             for n, row in enumerate(rows)
         ]
     columns = readers.event_columns(source, path) if source.kind == "events" and fmt != "jsonl" else None
-    return list(readers.parse_text_events(source, path, 0, None, columns))
+    return list(readers.parse_text_events(source, path, None, columns))
 
 
 def outcome(record: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def assert_well_formed(record: dict) -> None:
 @given(raw_lines)
 def test_a_delimited_line_is_always_one_record(raw):
     raw = raw.replace(b"\n", b"")  # lines never hold their own line end
-    record = parsing.parse_delimited_line(raw, 1, 3, COLUMNS, ",", **RULES)
+    record = parsing.parse_delimited_line(raw, 1, COLUMNS, ",", **RULES)
     assert_well_formed(record)
     assert record["kind"] in ("event", "reject") and record["line"] == 1
 
@@ -95,7 +95,7 @@ def test_a_delimited_line_is_always_one_record(raw):
 @FUZZ
 @given(raw_lines)
 def test_a_json_line_is_always_one_record(raw):
-    record = parsing.parse_json_line(raw.replace(b"\n", b""), 5, 0, **RULES)
+    record = parsing.parse_json_line(raw.replace(b"\n", b""), 5, **RULES)
     assert_well_formed(record)
     assert record["kind"] in ("event", "reject")
 
@@ -104,7 +104,7 @@ def test_a_json_line_is_always_one_record(raw):
 @given(raw_lines)
 def test_a_sequence_line_is_one_record_per_token_or_one_reject(raw):
     raw = raw.replace(b"\n", b"")
-    records = list(parsing.parse_sequence_line(raw, 2, 1))
+    records = list(parsing.parse_sequence_line(raw, 2))
     assert records
     for r in records:
         assert_well_formed(r)
@@ -158,7 +158,7 @@ def test_a_whole_file_of_random_bytes_conserves_its_records(body, name):
             fh.write(data)
         source = EventSource(path=path, kind="sequences" if name.endswith(".txt") else "events")
         columns = readers.event_columns(source, path) if name.endswith((".csv", ".tsv", ".gz")) else None
-        records = list(readers.parse_text_events(source, path, 0, None, columns))
+        records = list(readers.parse_text_events(source, path, None, columns))
         physical = list(lines.read_lines(path))
     for r in records:
         assert_well_formed(r)
@@ -195,6 +195,6 @@ def test_byte_ranges_read_every_line_once_with_its_whole_file_number(body_lines,
         ranged = [
             r
             for byte_range in readers.numbered_ranges(ranges, counts)
-            for r in readers.parse_text_events(source, path, 0, None, None, byte_range)
+            for r in readers.parse_text_events(source, path, None, None, byte_range)
         ]
-        assert ranged == list(readers.parse_text_events(source, path, 0, None, None))
+        assert ranged == list(readers.parse_text_events(source, path, None, None))

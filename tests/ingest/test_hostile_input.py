@@ -12,7 +12,6 @@ import pytest
 
 from momorec.ingest import lines, parsing, readers
 from momorec.ingest.config import EventSource
-from momorec.ingest.stage import _check_batches_fit
 from momorec.ingest.values import (
     TimestampRule,
     normalise_id,
@@ -171,7 +170,7 @@ def test_an_overlong_line_is_one_marker_and_the_next_line_is_read():
         (lines.OVERLONG_LINE, 1),
         (b"after", 2),
     ]
-    assert parsing.parse_json_line(lines.OVERLONG_LINE, 1, 0)["reason"] == "malformed_line:too_long"
+    assert parsing.parse_json_line(lines.OVERLONG_LINE, 1)["reason"] == "malformed_line:too_long"
 
 
 def test_a_line_over_the_limit_that_crosses_byte_ranges_is_read_once(tmp_path):
@@ -198,7 +197,7 @@ def test_compressed_inputs_are_read_by_their_inner_extension(tmp_path):
         path = tmp_path / name
         path.write_bytes(data)
         assert readers.detect_format(str(path), "auto") == "jsonl"
-        records = list(readers.parse_text_events(EventSource(path=str(path)), str(path), 0, None, None))
+        records = list(readers.parse_text_events(EventSource(path=str(path)), str(path), None, None))
         assert [(r["kind"], r["user"], r["item"]) for r in records] == [("event", "u", "i")]
 
 
@@ -240,43 +239,37 @@ def test_an_unclosed_quote_gives_up_after_max_record_lines_and_the_lines_after_i
 
 
 def test_event_order_is_exact_and_sorted_up_to_its_bounds():
-    last = parsing.event_order(parsing.MAX_BATCH, parsing.MAX_LINE, parsing.MAX_POSITION)
+    last = parsing.event_order(parsing.MAX_LINE, parsing.MAX_POSITION)
     assert last == 2**63 - 1  # the largest int64: the key never overflows the column
     boundary = [
-        (8190, parsing.MAX_LINE, parsing.MAX_POSITION),
-        (8191, 0, 0),
-        (8191, 2**30 - 2, parsing.MAX_POSITION),
-        (8191, 2**30 - 1, 0),
-        (8191, 2**30 - 1, 2**20 - 1),
+        (0, parsing.MAX_POSITION),
+        (1, 0),
+        (2**30 - 1, 2**20 - 1),
+        (2**30, 0),  # past the bound of the old (batch, line, position) packing: fits now
+        (parsing.MAX_LINE - 1, parsing.MAX_POSITION),
+        (parsing.MAX_LINE, 0),
     ]
     orders = [parsing.event_order(*k) for k in boundary]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
 
 
 @pytest.mark.parametrize(
-    "batch, line, position, name",
+    "line, position, name",
     [
-        (8192, 0, 0, "batch 8192"),
-        (0, 2**30, 0, "line 1073741824"),
-        (0, 0, 2**20, "position 1048576"),
-        (-1, 0, 0, "batch -1"),
+        (2**43, 0, "line 8796093022208"),
+        (0, 2**20, "position 1048576"),
+        (-1, 0, "line -1"),
+        (0, -1, "position -1"),
     ],
 )
-def test_event_order_out_of_bounds_is_an_error_not_a_collision(batch, line, position, name):
+def test_event_order_out_of_bounds_is_an_error_not_a_collision(line, position, name):
     with pytest.raises(parsing.EventOrderOverflow, match=name):
-        parsing.event_order(batch, line, position)
+        parsing.event_order(line, position)
 
 
 def test_a_file_past_the_line_bound_fails_naming_the_file_and_line():
     numbered = [(b"a", parsing.MAX_LINE), (b"b", parsing.MAX_LINE + 1)]
     checked = readers._checked_lines("/data/huge.csv", iter(numbered))
-    assert next(checked) == (b"a", 2**30 - 1)
-    with pytest.raises(parsing.EventOrderOverflow, match=r"/data/huge\.csv line 1073741824"):
+    assert next(checked) == (b"a", 2**43 - 1)
+    with pytest.raises(parsing.EventOrderOverflow, match=r"/data/huge\.csv line 8796093022208"):
         next(checked)
-
-
-def test_the_stage_refuses_a_batch_past_the_bound_before_reading_anything():
-    _check_batches_fit(next_batch=8191, new_files=1)  # the last batch that fits
-    _check_batches_fit(next_batch=9000, new_files=0)  # nothing new: nothing to number
-    with pytest.raises(parsing.EventOrderOverflow, match="ingest batch 8192"):
-        _check_batches_fit(next_batch=8190, new_files=3)

@@ -147,3 +147,66 @@ def test_a_night_that_changes_nothing_keeps_every_version_and_a_stopped_run_is_r
     assert night.conservation_ok
     again = run_ingest(cfg, show_progress=False, extra_sources=[EventSource(path=str(nights[3]))])
     assert again.mode == "incremental"
+
+
+def _packed(table: pa.Table) -> pa.Table:
+    """A table in the layout written before the `batch` column: batch << 50 | event_order, no batch column."""
+    batch = table["batch"].to_pylist()
+    order = table["event_order"].to_pylist()
+    packed = [None if o is None else (b << 50) | o for b, o in zip(batch, order, strict=True)]
+    table = table.set_column(table.schema.get_field_index("event_order"), "event_order", pa.array(packed, pa.int64()))
+    return table.drop_columns(["batch"])
+
+
+def test_a_warehouse_in_the_packed_order_layout_is_migrated_to_the_tables_of_today(spark, tmp_path, tracking_env):
+    nights = write_nights(tmp_path, seed=7)
+    (tmp_path / "base.csv").write_text(nights[0].read_text())
+    catalog = tmp_path / "items.jsonl"
+    write_catalog(catalog, range(0, 30), "Item")
+    worlds = {}
+    for world in ("today", "old"):
+        cfg = config(tmp_path, tmp_path / world, catalog)
+        run_ingest(cfg, show_progress=False)
+        run_ingest(cfg, show_progress=False, extra_sources=[EventSource(path=str(nights[1]))])
+        if world == "old":
+            for name in stage._PACKED_ORDER:
+                delta.write(cfg.table_path(name), _packed(delta.read(cfg.table_path(name))), mode="overwrite")
+            assert "batch" not in delta.column_names(cfg.table_path("interactions"))
+        worlds[world] = (cfg, run_ingest(cfg, show_progress=False, extra_sources=[EventSource(path=str(nights[2]))]))
+
+    (today_cfg, today), (old_cfg, migrated) = worlds["today"], worlds["old"]
+    assert today.mode == "incremental"
+    assert migrated.mode == "full" and "predate the batch column" in migrated.rebuild_reason
+    assert migrated.conservation_ok
+    for name in TABLES:
+        if name != "sources":
+            assert rows(old_cfg, name) == rows(today_cfg, name), name
+    assert "batch" in delta.column_names(old_cfg.table_path("rejects"))
+    after = run_ingest(old_cfg, show_progress=False, extra_sources=[EventSource(path=str(nights[3]))])
+    assert after.mode == "incremental"
+
+
+def test_the_ingest_order_has_no_bound_on_the_number_of_files(spark):
+    """Batches past 8,191 (the old packed key's last) order events by file first, then by line and position."""
+    from momorec.ingest import transforms
+
+    columns = "user string, item string, timestamp double, batch long, event_order long, rating double, "
+    columns += "event_type string, source string, line long, user_id long, item_id long"
+    same_time = 100.0
+    events = [  # one user, four events at the same second from four files, listed out of order
+        ("u", "d", same_time, 2**40, 0, None, None, "f", 0, 1, 4),
+        ("u", "a", same_time, 8191, 2**30 << 20, None, None, "f", 2**30, 1, 1),
+        ("u", "c", same_time, 8193, 0, None, None, "f", 0, 1, 3),
+        ("u", "b", same_time, 8192, 5, None, None, "f", 0, 1, 2),
+    ]
+    frame = spark.createDataFrame(events, columns)
+    sequences = transforms.build_sequences(frame).collect()
+    assert [row["items"] for row in sequences] == [[1, 2, 3, 4]]
+    first = transforms.first_appearance(frame, "user").collect()[0]["first_order"]
+    assert (first["batch"], first["event_order"]) == (8191, 2**50)
+    repeat = spark.createDataFrame([("u", "a", same_time, 9000, 0, None, None, "g", 0, 1, 1)], columns)
+    night = repeat.unionByName(frame).drop("user_id", "item_id")
+    unique, duplicates = transforms.drop_duplicates(night, frame.limit(0))
+    kept = {(r["item"], r["batch"]) for r in unique.collect()}
+    assert ("a", 8191) in kept and ("a", 9000) not in kept  # the first file's event wins
+    assert [r["batch"] for r in duplicates.collect()] == [9000]

@@ -23,7 +23,7 @@ COLUMNS = ["user", "item", "timestamp", "rating"]
 
 def parse_csv(line: bytes, **overrides):
     rules = {**RULES, **overrides}
-    return parsing.parse_delimited_line(line, 7, 0, COLUMNS, ",", **rules)
+    return parsing.parse_delimited_line(line, 7, COLUMNS, ",", **rules)
 
 
 def test_a_good_csv_line_is_an_event():
@@ -67,11 +67,11 @@ def test_iso_timestamps_are_unix_seconds():
 
 
 def test_a_sequence_line_yields_one_event_per_item_in_order():
-    recs = list(parsing.parse_sequence_line(b"u1 a b a", line=3, batch=2))
+    recs = list(parsing.parse_sequence_line(b"u1 a b a", line=3))
     assert [r["item"] for r in recs] == ["a", "b", "a"]
     orders = [r["event_order"] for r in recs]
     assert orders == sorted(orders) and len(set(orders)) == 3
-    assert orders[0] == parsing.event_order(2, 3, 0)
+    assert orders[0] == parsing.event_order(3, 0)
     assert all(r["timestamp"] is None for r in recs)
 
 
@@ -80,22 +80,22 @@ def test_a_sequence_line_yields_one_event_per_item_in_order():
     [(b"", "empty_line"), (b"   ", "empty_line"), (b"u1", "malformed_line:no_items"), (b"u1 \xc3(", "invalid_utf8")],
 )
 def test_bad_sequence_lines_become_one_reject(line, reason):
-    recs = list(parsing.parse_sequence_line(line, line=0, batch=0))
+    recs = list(parsing.parse_sequence_line(line, line=0))
     assert len(recs) == 1
     assert recs[0]["kind"] == "reject" and recs[0]["reason"] == reason
 
 
-def test_event_order_sorts_by_batch_then_line_then_position():
-    keys = [(0, 5, 9), (0, 6, 0), (1, 0, 0), (1, 0, 1)]
+def test_event_order_sorts_by_line_then_position():
+    keys = [(5, 0), (5, 9), (6, 0), (2**30, 0), (2**30, 1)]
     orders = [parsing.event_order(*k) for k in keys]
     assert orders == sorted(orders)
 
 
 def test_json_event_lines():
-    good = parsing.parse_json_line(json.dumps({"user": 1, "item": "x", "timestamp": 5}).encode(), 0, 0, **RULES)
+    good = parsing.parse_json_line(json.dumps({"user": 1, "item": "x", "timestamp": 5}).encode(), 0, **RULES)
     assert good["kind"] == "event" and good["user"] == "1"
-    assert parsing.parse_json_line(b"[1, 2]", 0, 0, **RULES)["reason"] == "malformed_line:not_an_object"
-    assert parsing.parse_json_line(b"{oops", 0, 0, **RULES)["reason"] == "malformed_line:json"
+    assert parsing.parse_json_line(b"[1, 2]", 0, **RULES)["reason"] == "malformed_line:not_an_object"
+    assert parsing.parse_json_line(b"{oops", 0, **RULES)["reason"] == "malformed_line:json"
 
 
 def test_catalog_rows_flatten_categories_and_truncate_long_text():
