@@ -9,6 +9,12 @@ version, the model, the decoding settings, the embedder (the LLM's pooling setti
 model's name and package version), and the row's own inputs. A row whose hash
 is already in the output table with status "ok" is skipped, so a re-run on unchanged data does no
 LLM work, and a changed title, template or model recomputes exactly the rows it touches.
+
+The engine's window (llm.max_model_len) decides a row's output only when its prompt did not fit as
+rendered (narrowed, shortened, or refused as too long): such a row stores `window_hash`, the hash with
+the window named, and a run under another window redoes it (`skip_key`). Every other row keeps the plain
+hash, so changing the window redoes the rows it shaped and no others. (Lowering it does not redo a row
+whose prompt fitted the old window in full: its answer saw the whole input.)
 """
 
 from __future__ import annotations
@@ -79,6 +85,29 @@ def item_fingerprint(cfg: MotivateConfig, item_prompt_digest: str, model_name: s
 def content_hash(fingerprint: dict[str, Any], inputs: Any) -> str:
     payload = json.dumps({"settings": fingerprint, "inputs": inputs}, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+WINDOW_MARK = "@window="
+
+
+def window_hash(content_hash: str, max_model_len: int | None) -> str:
+    """The stored hash of a row whose prompt the window shaped: the content hash and the window."""
+    return f"{content_hash}{WINDOW_MARK}{max_model_len}"
+
+
+def split_window(stored_hash: str) -> tuple[str, str]:
+    """(content hash, the window mark and window, or "") of a stored hash."""
+    base, mark, window = stored_hash.partition(WINDOW_MARK)
+    return base, mark + window
+
+
+def skip_key(stored_hash: str, max_model_len: int | None) -> str | None:
+    """The content hash a stored row stands for under this window: its own, or None (redo it) when
+    another window shaped its prompt."""
+    base, windowed = split_window(stored_hash)
+    if not windowed:
+        return stored_hash
+    return base if windowed == f"{WINDOW_MARK}{max_model_len}" else None
 
 
 def item_inputs(items: pa.Table, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
@@ -195,11 +224,14 @@ def user_rows(
     return build(sequences).to_pylist()
 
 
-def pending(rows: list[dict[str, Any]], existing: pa.Table, key: str, retry_failed: bool) -> list[dict[str, Any]]:
-    """The rows that need LLM work: no stored row with the same content hash and status ok
-    (or, with retry_failed=False, with any status)."""
+def pending(
+    rows: list[dict[str, Any]], existing: pa.Table, key: str, retry_failed: bool, max_model_len: int | None
+) -> list[dict[str, Any]]:
+    """The rows that need LLM work: no stored row with the same content hash (`skip_key`, under this
+    window) and status ok (or, with retry_failed=False, with any status)."""
     done: set[tuple[int, str]] = set()
     for row in existing.select([key, "content_hash", "status"]).to_pylist():
         if row["status"] == "ok" or not retry_failed:
-            done.add((int(row[key]), row["content_hash"]))
+            if (hashed := skip_key(row["content_hash"], max_model_len)) is not None:
+                done.add((int(row[key]), hashed))
     return [r for r in rows if (r[key], r["content_hash"]) not in done]

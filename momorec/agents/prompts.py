@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
-from typing import Any
+from typing import Any, NamedTuple
 
 AGENTS = ("item_analyst", "motivation_analyst", "motivation_revision", "reviewer")
 _SECTION = re.compile(r"^=== (system|user) ===$", re.MULTILINE)
@@ -276,26 +276,32 @@ def field_widths(max_chars: int) -> list[int]:
     return widths
 
 
+class FittedPrompt(NamedTuple):
+    kept: int  # history entries the prompt shows
+    prompt: tuple[str, str]  # (system, user)
+    shaped: bool  # the full rendering did not fit: this one depends on the window
+
+
 def fit_prompt(
     render: Callable[[int, int], tuple[str, str]],
     entries: int,
     max_chars: int,
     fits: Callable[[str, str], bool],
     drop_entries: bool,
-) -> tuple[int, tuple[str, str]] | None:
-    """(entries kept, (system, user)) of the first rendering that `fits` the engine's window, or None.
+) -> FittedPrompt | None:
+    """The first rendering that `fits` the engine's window, or None.
 
     `render(keep, width)` renders the prompt with the `keep` most recent of `entries` history entries and
     its data fields cut to `width`. Tried in order: every entry at each of `field_widths(max_chars)` (an
     ordinary prompt fits at once and renders as it always did); then, with `drop_entries`, the oldest
     entries left out one at a time at the narrowest width, down to one. Only data shrinks: the system
     prompt and the template's text are the same in every rendering."""
-    for width in field_widths(max_chars):
+    for k, width in enumerate(field_widths(max_chars)):
         prompt = render(entries, width)
         if fits(*prompt):
-            return entries, prompt
+            return FittedPrompt(entries, prompt, shaped=k > 0)
     for keep in range(entries - 1, 0, -1) if drop_entries else ():
         prompt = render(keep, MIN_FIELD_CHARS)
         if fits(*prompt):
-            return keep, prompt
+            return FittedPrompt(keep, prompt, shaped=True)
     return None

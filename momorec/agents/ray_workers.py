@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from momorec.agents.config import MotivateConfig
+from momorec.agents.inputs import window_hash
 from momorec.agents.prompts import load_prompts
 from momorec.agents.runner import AgentStats
 from momorec.agents.workers import AGENT_NAMES, AgentContext, motivate_users, profile_items
@@ -49,9 +50,10 @@ class _Worker:
 
     def _finish(self, inputs: list[dict[str, Any]], rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
         for source, row in zip(inputs, rows, strict=True):
-            row.update(
-                content_hash=source["content_hash"], prompt_version=self.prompt_version, model=self.engine.model_name
-            )
+            hashed = source["content_hash"]
+            if row.pop("window_shaped", False):
+                hashed = window_hash(hashed, self.engine.max_model_len)
+            row.update(content_hash=hashed, prompt_version=self.prompt_version, model=self.engine.model_name)
             row[STATS_COLUMN] = ""
         if rows:
             rows[0][STATS_COLUMN] = json.dumps({k: v.to_dict() for k, v in self.ctx.stats.items()})

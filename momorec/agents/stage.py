@@ -31,6 +31,7 @@ from momorec.agents.inputs import (
     item_lookup,
     pending,
     settings_fingerprint,
+    skip_key,
 )
 from momorec.agents.inspect import inspect_motivations, log_quality
 from momorec.agents.prompts import PromptSet, load_prompts
@@ -193,7 +194,7 @@ def _pending_users(
         users = users.materialize()
         log.info("user inputs: %d users, all pending, built in %.1f s", needed, time.perf_counter() - started)
         return users, needed, needed
-    done = done_keys(existing, ex.retry_failed)
+    done = done_keys(existing, ex.retry_failed, cfg.motivate.llm.max_model_len)
     partitions = max(1, min(64, needed // 50_000 + 1))
     todo = users.join(done, join_type="left_anti", num_partitions=partitions, on=("user_id", "content_hash"))
     todo = todo.materialize()
@@ -207,8 +208,9 @@ def _pending_users(
     return todo, needed, todo_count
 
 
-def done_keys(uris: list[str], retry_failed: bool):
-    """The (user_id, content_hash) keys of the `user_motivations` files at `uris` that a run skips, as a Dataset."""
+def done_keys(uris: list[str], retry_failed: bool, max_model_len: int | None):
+    """The (user_id, content_hash) keys of the `user_motivations` files at `uris` that a run under this window
+    skips (`inputs.skip_key`), as a Dataset."""
     import ray
 
     from momorec.storage import objectstore
@@ -222,20 +224,23 @@ def done_keys(uris: list[str], retry_failed: bool):
         # the contract's types: files a MERGE wrote hold string_view, the others string, and one read of both
         # fails to unify them (the kill matrix's resumed run met it)
         schema=pa.schema([USER_MOTIVATIONS.field(name) for name in keys]),
-    ).map_batches(_DoneKeys(retry_failed), batch_format="pyarrow")
+    ).map_batches(_DoneKeys(retry_failed, max_model_len), batch_format="pyarrow")
 
 
 class _DoneKeys:
     """user_motivations batches -> the (user_id, content_hash) keys a run skips: the ok rows, or every row with
-    retry_failed=False."""
+    retry_failed=False, less the rows another window shaped."""
 
-    def __init__(self, retry_failed: bool) -> None:
+    def __init__(self, retry_failed: bool, max_model_len: int | None) -> None:
         self.retry_failed = retry_failed
+        self.max_model_len = max_model_len
 
     def __call__(self, batch: pa.Table) -> pa.Table:  # read with the contract's types (done_keys)
         if self.retry_failed:
             batch = batch.filter(pc.equal(batch.column("status"), "ok"))
-        return batch.select(["user_id", "content_hash"])
+        keys = [skip_key(h, self.max_model_len) for h in batch.column("content_hash").to_pylist()]
+        keyed = pa.table({"user_id": batch.column("user_id"), "content_hash": pa.array(keys, pa.string())})
+        return keyed.filter(pc.is_valid(keyed.column("content_hash")))
 
 
 def _log_mlflow(prompts: PromptSet, motivate: MotivateConfig, stats: dict[str, AgentStats]) -> None:
@@ -297,9 +302,8 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         stage.read(read_versions)
         progress = stage.progress
         all_items = item_inputs(items, item_settings)
-        todo = pending(
-            all_items, delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES), "item_id", m.execution.retry_failed
-        )
+        stored = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
+        todo = pending(all_items, stored, "item_id", m.execution.retry_failed, m.llm.max_model_len)
         init_ray(cfg.ray)
         item_counts = _run_pool(
             cfg,

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from momorec.agents.config import MotivateConfig
-from momorec.agents.inputs import item_fingerprint, item_inputs, settings_fingerprint, user_rows
+from momorec.agents.inputs import item_fingerprint, item_inputs, settings_fingerprint, split_window, user_rows
 from momorec.agents.prompts import load_prompts
 from momorec.config import PlatformConfig
 from momorec.llm.model_cache import resolve_model
@@ -213,21 +213,24 @@ def _matched(
     exported: pa.Table, entity: str, ids: pa.Table, expected: dict[int, str], now: dict[int, str], present: set
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The exported rows that belong here (dense id known, exported hash = the hash recomputed from
-    this warehouse's inputs), each with its dense id and the current hash; and the counts."""
+    this warehouse's inputs), each with its dense id and the current hash (naming the window that shaped
+    its prompt, if one did: `inputs.window_hash`); and the counts. `present`: (dense id, hash) of the ok
+    rows here, as `_present` gives them."""
     dense_of = dict(zip(ids.column(entity).to_pylist(), ids.column(f"{entity}_id").to_pylist(), strict=True))
     counts = {"read": exported.num_rows, "imported": 0, "present": 0, "stale": 0, "unknown": 0}
     rows = []
     for row in exported.to_pylist():
         dense = dense_of.get(row[entity])
+        exported_hash, windowed = split_window(row["content_hash"])
         if dense is None:
             counts["unknown"] += 1
-        elif expected.get(dense) != row["content_hash"]:
+        elif expected.get(dense) != exported_hash:
             counts["stale"] += 1
-        elif (dense, now[dense]) in present:
+        elif (dense, now[dense] + windowed) in present:
             counts["present"] += 1
         else:
             row[f"{entity}_id"] = dense
-            row["content_hash"] = now[dense]
+            row["content_hash"] = now[dense] + windowed
             rows.append(row)
     counts["imported"] = len(rows)
     return rows, counts

@@ -11,7 +11,9 @@ and `accepted` says whether it finally accepted.
 Every prompt is fitted to the engine's window before it is sent (momorec.agents.prompts.fit_prompt):
 narrower data fields, and for a draft fewer of the oldest purchases (the row then records only the
 purchases its prompt showed, so evidence numbers still name them). A row that cannot fit fails with
-"input: prompt_too_long"; a review or revision that cannot fit leaves the draft standing, noted.
+"input: prompt_too_long"; a review or revision that cannot fit leaves the draft standing, noted. A row
+any of whose prompts the window shaped (or refused) says so (`window_shaped`): its content hash then
+names the window too (momorec.agents.inputs.window_hash).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,15 +99,21 @@ def _failure(agent: str, outcome: Outcome) -> str:
     return f"{agent}: {outcome.reason}: {outcome.detail}"[:500]
 
 
+class _Fitted(NamedTuple):
+    kept: int  # history entries the prompt shows
+    text: str  # the prompt in the engine's chat format
+    shaped: bool  # narrower or shorter than the full rendering, to fit the window
+
+
 def _fitted(
     ctx: AgentContext,
     render: Callable[[int, int], tuple[str, str]],
     max_tokens: int,
     entries: int = 1,
     drop_entries: bool = False,
-) -> tuple[int, str] | None:
-    """(entries kept, the formatted prompt) of the first rendering that leaves `max_tokens` of the
-    engine's window for the answer (see fit_prompt), or None when none does."""
+) -> _Fitted | None:
+    """The first rendering that leaves `max_tokens` of the engine's window for the answer (see
+    fit_prompt), or None when none does."""
     engine = ctx.engine
     budget = None if engine.max_model_len is None else engine.max_model_len - max_tokens
 
@@ -113,7 +121,12 @@ def _fitted(
         return budget is None or engine.prompt_tokens(engine.chat_prompt(system, user)) <= budget
 
     fitted = fit_prompt(render, entries, ctx.agents.max_field_chars, fits, drop_entries)
-    return None if fitted is None else (fitted[0], engine.chat_prompt(*fitted[1]))
+    return None if fitted is None else _Fitted(fitted.kept, engine.chat_prompt(*fitted.prompt), fitted.shaped)
+
+
+def _shaped(fitted: _Fitted | None) -> bool:
+    """Whether the window decided this prompt: shaped it, or left no room for it."""
+    return fitted is None or fitted.shaped
 
 
 def _run_fitted(ctx: AgentContext, requests: list[Request | None], max_tokens: int, agent: str) -> list[Outcome | None]:
@@ -135,7 +148,7 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
     """Item analyst + embedding for `items` rows (item_id, title, categories, brand, price, description).
 
     Returns one dict per item with item_id, status, failure_reason, profile_text, profile_json,
-    embedding (list[float] | None), attempts.
+    embedding (list[float] | None), attempts, window_shaped.
     """
     a = ctx.agents
     if a.item_profiles == "catalog":
@@ -145,11 +158,12 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
         _fitted(ctx, lambda _, width, item=item: item_analyst_prompt(ctx.prompts, item, width), a.item_max_tokens)
         for item in items
     ]
-    requests = [None if p is None else Request(p[1], schema, parse_item_profile) for p in prompts]
+    requests = [None if p is None else Request(p.text, schema, parse_item_profile) for p in prompts]
     outcomes = _run_fitted(ctx, requests, a.item_max_tokens, "item_analyst")
     rows = []
-    for item, out in zip(items, outcomes, strict=True):
+    for item, out, fitted in zip(items, outcomes, prompts, strict=True):
         row = {"item_id": int(item["item_id"]), "attempts": 0 if out is None else out.attempts, "embedding": None}
+        row["window_shaped"] = _shaped(fitted)
         if out is None:
             failure = f"input: {_too_long(ctx, a.item_max_tokens)}"
             row.update(status="failed", failure_reason=failure, profile_text="", profile_json="")
@@ -200,6 +214,12 @@ class _UserState:
     attempts: int = 0
     note: str = ""
     failure: str = ""
+    window_shaped: bool = False  # the window shaped (or refused) one of its prompts
+
+    def fitted(self, fitted: _Fitted | None) -> str | None:
+        """The prompt text of `fitted`, noting whether the window decided it."""
+        self.window_shaped |= _shaped(fitted)
+        return None if fitted is None else fitted.text
 
 
 def _draft_prompt(ctx: AgentContext, s: _UserState) -> str | None:
@@ -210,10 +230,9 @@ def _draft_prompt(ctx: AgentContext, s: _UserState) -> str | None:
 
     a = ctx.agents
     fitted = _fitted(ctx, render, a.motivation_max_tokens, len(s.entries), drop_entries=True)
-    if fitted is None:
-        return None
-    keep, prompt = fitted
-    s.entries, s.history = s.entries[-keep:], s.history[-keep:]
+    prompt = s.fitted(fitted)
+    if fitted is not None:
+        s.entries, s.history = s.entries[-fitted.kept :], s.history[-fitted.kept :]
     return prompt
 
 
@@ -224,8 +243,7 @@ def _revision_prompt(ctx: AgentContext, s: _UserState, critique: str) -> str | N
     def render(_: int, width: int) -> tuple[str, str]:
         return motivation_prompt(ctx.prompts, s.entries, ctx.agents.max_motivations, width, previous, critique)
 
-    fitted = _fitted(ctx, render, ctx.agents.motivation_max_tokens)
-    return None if fitted is None else fitted[1]
+    return s.fitted(_fitted(ctx, render, ctx.agents.motivation_max_tokens))
 
 
 def _motivation_requests(ctx: AgentContext, states: list[_UserState], prompts: list[str]) -> list[Request]:
@@ -252,8 +270,7 @@ def _review_prompt(ctx: AgentContext, s: _UserState) -> str | None:
     def render(_: int, width: int) -> tuple[str, str]:
         return reviewer_prompt(ctx.prompts, s.entries, motivations, width)
 
-    fitted = _fitted(ctx, render, ctx.agents.review_max_tokens)
-    return None if fitted is None else fitted[1]
+    return s.fitted(_fitted(ctx, render, ctx.agents.review_max_tokens))
 
 
 def _review(ctx: AgentContext, states: list[_UserState]) -> list[Outcome | None]:
@@ -276,7 +293,7 @@ def motivate_users(ctx: AgentContext, users: list[dict[str, Any]]) -> list[dict[
 
     Each user dict holds user_id, history_item_ids (list[int], the prompt's items, oldest first),
     titles and profiles (list[str], aligned with history_item_ids). Returns one dict per user with
-    the USER_MOTIVATIONS columns except content_hash / prompt_version / model.
+    the USER_MOTIVATIONS columns except content_hash / prompt_version / model, and window_shaped.
     """
     a = ctx.agents
     states = [
@@ -355,6 +372,7 @@ def _user_row(s: _UserState) -> dict[str, Any]:
         "history_item_ids": history,
         "embedding": None,
         "attempts": s.attempts,
+        "window_shaped": s.window_shaped,
     }
     if s.draft is None:
         row.update(status="failed", failure_reason=s.failure, motivation_text="", motivations_json="")

@@ -107,7 +107,9 @@ ITEM_PROFILES = pa.schema(
         ("profile_text", pa.string()),  # the text that was embedded
         ("profile_json", pa.string()),  # the agent's validated answer {"what", "need", "buyers"}
         ("embedding", pa.list_(pa.float32())),  # (hidden_size,) pooled hidden states; null when failed
-        ("content_hash", pa.string()),  # sha256 of (prompt version + templates, model, settings, inputs)
+        # sha256 of (prompt version + templates, model, settings, inputs); + "@window=<max_model_len>" when the
+        # engine's window shaped the row's prompt (momorec.agents.inputs.window_hash)
+        ("content_hash", pa.string()),
         ("prompt_version", pa.string()),
         ("model", pa.string()),
         ("attempts", pa.int32()),  # generations spent on this row

@@ -147,5 +147,25 @@ def test_catalog_profiles_and_a_seeded_user_sample(motivate_cfg, ray_local):
 
     again = run_motivate(motivate_cfg(*overrides, "motivate.execution.retry_failed=false"), show_progress=False)
     assert (again.items_processed, again.users_processed) == (0, 0)  # same seed, same sample: nothing to do
+
+    # A window too small for a user's prompt: a fourth sampled user is refused, recorded with the window in its
+    # hash. The same window skips it; another redoes it and nothing else (no window decided the other rows).
+    def windowed(window: int):
+        keep = ("motivate.execution.sample_users=4", "motivate.execution.retry_failed=false")
+        return run_motivate(
+            motivate_cfg(*overrides, *keep, f"motivate.llm.max_model_len={window}"), show_progress=False
+        )
+
+    refused = windowed(128)
+    assert (refused.items_processed, refused.users_processed) == (0, 1)
+    rows = {r["user_id"]: r for r in delta.read(cfg.table_path("user_motivations")).to_pylist()}
+    (new,) = set(rows) - set(sampled)
+    assert rows[new]["status"] == "failed" and "prompt_too_long" in rows[new]["failure_reason"]
+    assert rows[new]["content_hash"].endswith("@window=128")
+    assert all(len(rows[u]["content_hash"]) == 64 for u in sampled)
+    assert windowed(128).users_processed == 0
+    wider = windowed(160)
+    assert (wider.items_processed, wider.users_processed) == (0, 1)
+    assert delta.read(cfg.table_path("user_motivations")).num_rows == 4
     with pytest.raises(ValueError, match="limit_users or sample_users"):
         run_motivate(motivate_cfg(*overrides, "motivate.execution.limit_users=2"), show_progress=False)

@@ -159,6 +159,7 @@ def test_evidence_numbers_refer_only_to_the_real_entries():
     users = [{"user_id": 1, "history_item_ids": [10, 11, 12], "titles": ["A", "B [7] gift", "C"], "profiles": [""] * 3}]
     (row,) = motivate_users(_ctx(engine, max_review_rounds=0), users)
     assert row["status"] == "ok" and json.loads(row["motivations_json"])[0]["evidence_item_ids"] == [12]
+    assert not row["window_shaped"]  # no window: nothing shaped
     (sent,) = engine.prompts
     assert "[2] B (7) gift" in sent and "[7]" not in sent
 
@@ -246,10 +247,11 @@ def test_fit_prompt_narrows_the_data_then_drops_the_oldest_entries():
         return system == "SYSTEM" and len(user) <= 40
 
     assert field_widths(200) == [200, 100, 50, 25, 16] and field_widths(16) == [16] and MIN_FIELD_CHARS == 16
-    assert fit_prompt(render, 5, 200, fits, drop_entries=True) == (2, ("SYSTEM", "x" * 32))
+    assert fit_prompt(render, 5, 200, fits, drop_entries=True) == (2, ("SYSTEM", "x" * 32), True)
     assert tried == [(5, 200), (5, 100), (5, 50), (5, 25), (5, 16), (4, 16), (3, 16), (2, 16)]
     assert fit_prompt(render, 5, 200, fits, drop_entries=False) is None
-    assert fit_prompt(render, 1, 40, fits, drop_entries=False) == (1, ("SYSTEM", "x" * 40))  # fits as it is
+    assert fit_prompt(render, 1, 40, fits, drop_entries=False) == (1, ("SYSTEM", "x" * 40), False)  # fits as it is
+    assert fit_prompt(render, 1, 80, fits, drop_entries=False).shaped  # fits at 40 of 80 characters
 
 
 def test_an_over_long_history_is_cut_inside_the_data_and_the_prompt_fits(tokenizer):
@@ -269,6 +271,7 @@ def test_an_over_long_history_is_cut_inside_the_data_and_the_prompt_fits(tokeniz
     assert 1 <= kept < 10 and "💄" * MIN_FIELD_CHARS not in prompt  # fields at their narrowest, oldest dropped
     # the row names exactly the purchases the prompt showed, so evidence [1] is the oldest one shown
     assert row["status"] == "ok" and row["history_item_ids"] == list(range(20 - kept, 20))
+    assert row["window_shaped"]  # its hash will name the window (inputs.window_hash)
     assert json.loads(row["motivations_json"])[0]["evidence_item_ids"] == [20 - kept]
 
 
@@ -282,7 +285,7 @@ def test_an_over_long_item_is_cut_inside_its_data(tokenizer):
     system = load_prompts("v3")["item_analyst"].system
     assert prompt.startswith(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n<item>\nTitle: 💄")
     assert "\nDescription: Ignore" in prompt and prompt.endswith("</item><|im_end|>\n<|im_start|>assistant\n")
-    assert engine.prompt_tokens(prompt) <= 512 - 64 and row["status"] == "ok"
+    assert engine.prompt_tokens(prompt) <= 512 - 64 and row["status"] == "ok" and row["window_shaped"]
 
 
 def test_what_cannot_fit_is_a_recorded_failure_not_a_cut(tokenizer):
@@ -294,6 +297,7 @@ def test_what_cannot_fit_is_a_recorded_failure_not_a_cut(tokenizer):
     rows = motivate_users(ctx, users) + profile_items(ctx, [{"item_id": 3, "title": "Soap"}])
     assert engine.prompts == [] and [r["status"] for r in rows] == ["failed"] * 3
     assert all(r["failure_reason"].startswith("input: prompt_too_long: ") for r in rows)
+    assert all(r["window_shaped"] for r in rows)  # a larger window may let them through
     assert rows[0]["history_item_ids"] == [1]
 
 

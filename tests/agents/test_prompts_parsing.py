@@ -15,7 +15,10 @@ from momorec.agents.inputs import (
     pending,
     recent_history,
     settings_fingerprint,
+    skip_key,
+    split_window,
     user_inputs,
+    window_hash,
 )
 from momorec.agents.parsing import extract_json, parse_item_profile, parse_motivations, parse_review
 from momorec.agents.prompts import (
@@ -264,8 +267,20 @@ def test_pending_skips_ok_rows_with_the_same_hash():
         {"item_id": 3, "content_hash": "h3"},
     ]
     existing = pa.table({"item_id": [1, 2, 3], "content_hash": ["h1", "h2", "old"], "status": ["ok", "failed", "ok"]})
-    assert [r["item_id"] for r in pending(rows, existing, "item_id", retry_failed=True)] == [2, 3]
-    assert [r["item_id"] for r in pending(rows, existing, "item_id", retry_failed=False)] == [3]
+    assert [r["item_id"] for r in pending(rows, existing, "item_id", retry_failed=True, max_model_len=2048)] == [2, 3]
+    assert [r["item_id"] for r in pending(rows, existing, "item_id", retry_failed=False, max_model_len=2048)] == [3]
+
+
+def test_a_row_the_window_shaped_is_redone_under_another_window_and_only_that_row():
+    rows = [{"item_id": k, "content_hash": f"h{k}"} for k in (1, 2, 3)]
+    stored = ["h1", window_hash("h2", 512), window_hash("h3", 512)]
+    existing = pa.table({"item_id": [1, 2, 3], "content_hash": stored, "status": ["ok", "ok", "failed"]})
+    assert stored[1] == "h2@window=512" and split_window(stored[1]) == ("h2", "@window=512")
+    assert [skip_key(h, 512) for h in stored] == ["h1", "h2", "h3"]
+    assert [skip_key(h, 1024) for h in stored] == ["h1", None, None]
+    assert pending(rows, existing, "item_id", retry_failed=False, max_model_len=512) == []
+    redone = pending(rows, existing, "item_id", retry_failed=False, max_model_len=1024)
+    assert [r["item_id"] for r in redone] == [2, 3]  # row 1 fitted in full: the window did not decide it
 
 
 def test_v3_system_prompts_hold_no_per_user_text_so_every_prompt_shares_the_prefix():
