@@ -61,14 +61,12 @@ MOTIVATE_AS_MEASURED = [
 
 def export_npz(cfg, folder: Path) -> dict[str, str]:
     """Frozen-mode SemanticInputs of items and users (reserved code for users outside the sample)."""
-    from momorec.core.sequences import load_sequences
     from momorec.training.runner import portable_semantic_inputs
 
-    data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for entity in ("item", "user"):
-        inputs, facts = portable_semantic_inputs(cfg, data, entity)
+        inputs, facts = portable_semantic_inputs(cfg, entity)
         path = folder / f"beauty_{entity}_llm.npz"
         inputs.save_npz(str(path))
         written[entity] = str(path)

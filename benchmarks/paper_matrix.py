@@ -152,7 +152,7 @@ def export_npz(config: Path, sets: list[str], work: Path, label: str) -> dict:
         data.save_npz(str(work / "data.npz"))
         written["data"] = {"path": "data.npz", "users": int(data.num_users), "items": int(data.num_items)}
     for entity in [e for e in ("item", "user") if e in cfg.quantize.entities]:
-        inputs, facts = portable_semantic_inputs(cfg, data, entity)
+        inputs, facts = portable_semantic_inputs(cfg, entity)
         inputs.save_npz(str(work / f"{entity}{label}.npz"))
         coded = int(inputs.codes.numpy().any(axis=1).sum())
         written[entity] = {"path": f"{entity}{label}.npz", "with_codes": coded, **facts}

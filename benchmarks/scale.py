@@ -264,7 +264,18 @@ def training_extrapolation(work: Path, train: dict) -> dict:
     }
 
 
-def run_scale(scale: str, work: Path, share: float, steps: int, overrides: list[str], seed: int) -> dict:
+def run_scale(
+    scale: str,
+    work: Path,
+    share: float,
+    steps: int,
+    overrides: list[str],
+    seed: int,
+    phases: tuple[str, ...] = ("full", "refresh"),
+    on_stage=lambda figures: None,
+) -> dict:
+    """Generate (or reuse) the scale's logs, run `phases` stage by stage; `on_stage(figures)` after every stage,
+    so a stop keeps the stages that finished."""
     import synth_data
 
     data = work / f"data-{scale}"
@@ -287,8 +298,10 @@ def run_scale(scale: str, work: Path, share: float, steps: int, overrides: list[
         "users": manifest["users"],
         "items": manifest["items"],
     }
-    for phase, night in (("full", None), ("refresh", data / "night.parquet")):
-        stages = {}
+    nights = {"full": None, "refresh": data / "night.parquet"}
+    for phase in phases:
+        night = nights[phase]
+        stages = figures.setdefault(phase, {})
         for stage in FULL_STAGES:
             print(f"[{scale}] {phase}: {stage} ...", flush=True)
             m = measured(stage_command(stage, config, overrides, night), env, log_path)
@@ -303,7 +316,7 @@ def run_scale(scale: str, work: Path, share: float, steps: int, overrides: list[
                 m["rows"] = result["rows"]
             stages[stage] = m
             print(f"[{scale}] {phase}: {stage} {m['wall_s']} s, driver {m['driver_peak_rss_gb']} GB", flush=True)
-        figures[phase] = stages
+            on_stage(figures)
         if phase == "full":
             figures["users_ingested"] = stages["ingest"]["users"]
     figures["night"] = manifest.get("night")
@@ -364,6 +377,11 @@ def refresh_share(figures: dict) -> dict:
     return out
 
 
+def _complete(figures: dict, phase: str) -> bool:
+    """Whether every stage of `phase` ran (a stopped or partial run leaves some out)."""
+    return all(stage in figures.get(phase, {}) for stage in FULL_STAGES)
+
+
 def _stage_s(figures: dict, stage: str) -> float:
     """A full-run stage's process wall time; training's with one full (extrapolated) epoch."""
     m = figures["full"][stage]
@@ -371,8 +389,8 @@ def _stage_s(figures: dict, stage: str) -> float:
 
 
 def exponents(scales: dict[str, dict]) -> dict:
-    """Per stage, log(time ratio) / log(events ratio) between consecutive measured scales."""
-    order = sorted(scales.values(), key=lambda f: f["events"])
+    """Per stage, log(time ratio) / log(events ratio) between consecutive scales whose full run finished."""
+    order = sorted((f for f in scales.values() if _complete(f, "full")), key=lambda f: f["events"])
     out = {}
     for a, b in zip(order, order[1:], strict=False):
         size = math.log(b["events"] / a["events"])
@@ -388,14 +406,15 @@ def draw(scales: dict[str, dict], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = sorted(scales.values(), key=lambda f: f["events"])
+    order = sorted((f for f in scales.values() if _complete(f, "full")), key=lambda f: f["events"])
     fig, ax = plt.subplots(figsize=(7, 5))
     for stage in FULL_STAGES:
         label = "train (one epoch, extrapolated)" if stage == "train" else stage
         ax.plot([f["events"] for f in order], [_stage_s(f, stage) for f in order], "o-", label=label)
+    refreshed = [f for f in order if "refresh_vs_full" in f]
     ax.plot(
-        [f["events"] for f in order],
-        [f["refresh_vs_full"]["as_configured"]["refresh_s"] for f in order],
+        [f["events"] for f in refreshed],
+        [f["refresh_vs_full"]["as_configured"]["refresh_s"] for f in refreshed],
         "k--",
         label="refresh at 1 % (all stages but the LLM; refresh.epochs)",
     )
@@ -416,13 +435,15 @@ def verdict(scales: dict[str, dict], slopes: dict) -> dict:
         for stage, slope in per_stage.items():
             if stage not in ("train", "embeddings"):
                 checks[f"exponent {stage} {pair} <= {MAX_EXPONENT}"] = slope <= MAX_EXPONENT
-    if "M" in scales:
+    if "refresh_vs_full" in scales.get("M", {}):
         checks[f"refresh at M <= {MAX_REFRESH_SHARE:.0%} of full"] = (
             scales["M"]["refresh_vs_full"]["as_configured"]["share"] <= MAX_REFRESH_SHARE
         )
     if "L" in scales:
-        peak = max(s["driver_peak_rss_gb"] for phase in ("full", "refresh") for s in scales["L"][phase].values())
-        checks[f"driver peak RSS at L <= {MAX_DRIVER_RSS_GB} GB"] = peak <= MAX_DRIVER_RSS_GB
+        ran = [s for phase in ("full", "refresh") for s in scales["L"].get(phase, {}).values()]
+        peak = max(s["driver_peak_rss_gb"] for s in ran)
+        label = "" if _complete(scales["L"], "full") else f" (stages run so far: {len(ran)})"
+        checks[f"driver peak RSS at L <= {MAX_DRIVER_RSS_GB} GB{label}"] = peak <= MAX_DRIVER_RSS_GB
     return checks
 
 
@@ -438,6 +459,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.01, help="Share of users with new events in the night.")
     parser.add_argument("--steps", type=int, default=200, help="train.max_steps_per_epoch (extrapolated).")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--phases", nargs="+", default=["full", "refresh"], choices=["full", "refresh"])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default=str(RESULTS))
     sub.add_parser("report", help="recompute the shares, exponents, targets and the PNG of --out's scales")
@@ -462,15 +484,20 @@ def main() -> None:
     }
     scales = report.setdefault("scales", {})
     for scale in args.scales:
-        scales[scale] = run_scale(scale, Path(args.work), args.share, args.steps, args.overrides, args.seed)
-        finish(report, out)  # after every scale: a stop keeps what finished
+
+        def keep(figures, scale=scale):  # after every stage: a stop keeps what finished
+            scales[scale] = figures
+            finish(report, out)
+
+        run_scale(scale, Path(args.work), args.share, args.steps, args.overrides, args.seed, tuple(args.phases), keep)
 
 
 def finish(report: dict, out: Path) -> None:
     """Shares, exponents and targets from the scales' raw figures; write the JSON and the PNG, print them."""
     scales = report["scales"]
     for figures in scales.values():
-        figures["refresh_vs_full"] = refresh_share(figures)
+        if _complete(figures, "full") and _complete(figures, "refresh"):
+            figures["refresh_vs_full"] = refresh_share(figures)
     report["exponents"] = exponents(scales)
     report["targets"] = verdict(scales, report["exponents"])
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -478,7 +505,8 @@ def finish(report: dict, out: Path) -> None:
     draw(scales, out.with_suffix(".png"))
     print(json.dumps({k: report[k] for k in ("exponents", "targets")}, indent=2))
     for name, figures in scales.items():
-        print(name, {k: v for k, v in figures["refresh_vs_full"].items() if k in ("measured", "as_configured")})
+        shares = figures.get("refresh_vs_full", {})
+        print(name, {k: v for k, v in shares.items() if k in ("measured", "as_configured")})
 
 
 if __name__ == "__main__":

@@ -105,22 +105,98 @@ def _check_split(table: pa.Table, path: str) -> None:
             raise ValueError(f"sequence table {path}: {nulls} users have no {column} (split is incomplete)")
 
 
-def load_sequences(sequences_path: str, item_ids_path: str) -> SequenceData:
-    """Read and check `sequences` and `item_ids`; raises ValueError / FileNotFoundError that say what is wrong."""
+@dataclass(frozen=True)
+class Shard:
+    """The users whose user_id % world == rank: one of `world` disjoint parts of `sequences`."""
+
+    rank: int = 0
+    world: int = 1
+
+
+ALL_USERS = Shard()
+
+
+@dataclass(frozen=True)
+class SequenceFacts:
+    """What a trainer needs of `sequences` and `item_ids` without holding a user's history."""
+
+    users: int
+    num_items: int  # N, the largest item id
+    max_user_id: int
+    trainable_users: int  # users with at least min_train_items training items
+    versions: dict[str, int | None]
+
+
+def _num_items(item_ids_path: str) -> int:
+    from momorec.storage import delta
+
+    item_ids = delta.read(item_ids_path, columns=["item_id"]).column("item_id")
+    if len(item_ids) == 0:
+        raise ValueError(f"item_ids table {item_ids_path} is empty")
+    return int(pc.max(item_ids).as_py())
+
+
+def _check_tables(sequences_path: str, item_ids_path: str) -> dict[str, int | None]:
+    """The two tables' versions; FileNotFoundError naming the one that is missing."""
     from momorec.storage import delta  # deltalake only where tables are read (not on a bare GPU box)
 
     for name, path in (("sequences", sequences_path), ("item_ids", item_ids_path)):
         if not delta.exists(path):
             raise FileNotFoundError(f"no Delta table `{name}` at {path}: run `momorec ingest` first")
-    item_ids = delta.read(item_ids_path, columns=["item_id"]).column("item_id")
-    if len(item_ids) == 0:
-        raise ValueError(f"item_ids table {item_ids_path} is empty")
-    num_items = int(pc.max(item_ids).as_py())
-    table = delta.read(sequences_path)
-    if table.num_rows == 0:
+    return {"sequences": delta.version(sequences_path), "item_ids": delta.version(item_ids_path)}
+
+
+def _sequence_batches(sequences_path: str, columns: list[str]):
+    """The current snapshot of `sequences`, `columns` only, one Parquet record batch at a time."""
+    import pyarrow.dataset as pads
+
+    from momorec.storage import delta, objectstore
+
+    missing = [c for c in columns if c not in delta.column_names(sequences_path)]
+    if missing:
+        raise ValueError(
+            f"sequence table {sequences_path} has no leave-one-out split (missing columns {missing}); "
+            "re-run `momorec ingest`"
+        )
+    uris = delta.file_uris(sequences_path)
+    if not uris:
+        return iter(())
+    fs, paths = objectstore.filesystem_paths(uris)
+    return pads.dataset(paths, filesystem=fs, format="parquet").to_batches(columns=columns)
+
+
+def scan_sequences(sequences_path: str, item_ids_path: str, min_train_items: int = 2) -> SequenceFacts:
+    """Count `sequences`' users, trainable users and largest user id in one pass over two of its columns, a
+    record batch at a time: memory is one batch, whatever the number of users."""
+    versions = _check_tables(sequences_path, item_ids_path)
+    users = trainable = max_user = 0
+    for batch in _sequence_batches(sequences_path, ["user_id", "train_items"]):
+        users += batch.num_rows
+        if batch.num_rows:
+            max_user = max(max_user, int(pc.max(batch.column("user_id")).as_py()))
+            lengths = pc.list_value_length(batch.column("train_items"))
+            trainable += int(pc.sum(pc.greater_equal(lengths, min_train_items)).as_py() or 0)
+    if users == 0:
+        raise ValueError(f"sequence table {sequences_path} is empty: no user to train on")
+    return SequenceFacts(users, _num_items(item_ids_path), max_user, trainable, versions)
+
+
+def load_sequences(sequences_path: str, item_ids_path: str, shard: Shard = ALL_USERS) -> SequenceData:
+    """Read and check `sequences` (the users of `shard`, read batch by batch: a worker holds its own part,
+    never the table) and `item_ids`; raises ValueError / FileNotFoundError that say what is wrong."""
+    versions = _check_tables(sequences_path, item_ids_path)
+    num_items = _num_items(item_ids_path)
+    parts = []
+    for batch in _sequence_batches(sequences_path, list(SEQUENCE_COLUMNS)):
+        if shard.world > 1:
+            mine = np.asarray(batch.column("user_id").to_numpy(zero_copy_only=False)) % shard.world == shard.rank
+            batch = batch.filter(pa.array(mine))
+        parts.append(batch)
+    table = pa.Table.from_batches(parts) if parts else None
+    if table is None or (table.num_rows == 0 and shard.world == 1):
         raise ValueError(f"sequence table {sequences_path} is empty: no user to train on")
     data = checked_batch(table.sort_by("user_id"), num_items, sequences_path)
-    data.versions = {"sequences": delta.version(sequences_path), "item_ids": delta.version(item_ids_path)}
+    data.versions = versions
     return data
 
 

@@ -3,8 +3,9 @@
 - Training rows come from the `sequences` Delta table through Ray Data (its current snapshot's
   Parquet files, `delta.file_uris`), padded by `pad_train_items`, split evenly over the workers
   (Ray's default DataConfig: equal shards, so every worker takes the same number of DDP steps).
-- Validation: each worker reads the tables itself and ranks its own users (users[rank::world]);
-  the metric sums are all-reduced, so every worker takes the same early-stopping decision.
+- Validation: each worker reads its own users from the tables (user_id % world == rank, read a record
+  batch at a time: no process holds every user) and ranks them; the metric sums are all-reduced, so
+  every worker takes the same early-stopping decision.
 - Rank 0 reports a checkpoint after every epoch (model, optimizer, loop state, config) to the
   run's storage (`train.checkpoint_dir`, any objectstore location: Ray writes through a pyarrow
   file system). After a worker dies, Ray restarts the group (FailureConfig.max_failures) and the
@@ -25,7 +26,7 @@ import torch
 
 from momorec.config import PlatformConfig
 from momorec.core.checkpoint import FILE, TrainState, load_checkpoint, save_checkpoint, train_state, write_checkpoint
-from momorec.core.sequences import pad_train_items
+from momorec.core.sequences import Shard, pad_train_items
 from momorec.storage import delta, objectstore
 from momorec.training.loop import LossModule, fit
 from momorec.training.runner import TrainingInputs, checkpoint_root, initial_model, make_validator, restore
@@ -58,7 +59,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         torch.set_num_threads(train.torch_threads)
     device = ray.train.torch.get_device()
 
-    inputs = TrainingInputs.load(cfg)  # read on each worker: validation users + semantic inputs
+    inputs = TrainingInputs.load(cfg, Shard(rank, world))  # this worker's validation users + semantic inputs
     model, warm = initial_model(cfg, inputs, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
     state = TrainState(warm_start=warm)
@@ -91,8 +92,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     def reduce_mean(value: float) -> float:
         return float(all_reduce(torch.tensor([value], dtype=torch.float64))[0]) / world
 
-    my_users = inputs.data.subset(torch.arange(rank, inputs.data.num_users, world).numpy())
-    validate = make_validator(my_users, train.model.max_len, train.eval_batch_size, device, all_reduce)
+    validate = make_validator(inputs.data, train.model.max_len, train.eval_batch_size, device, all_reduce)
 
     def report(state: TrainState) -> None:
         metrics = {k: v for k, v in state.history[-1].items()}

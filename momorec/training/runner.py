@@ -1,8 +1,9 @@
 """One seed's training, put together from the parts: inputs, model, batches, validation, checkpoints.
 
-`TrainingInputs.load` reads the Delta tables (on the driver, and again on each Ray worker);
-`train_local` runs the plain epoch loop in this process. `momorec.training.distributed` runs the
-very same pieces inside Ray Train workers.
+`TrainingInputs.load` reads the Delta tables: in this process every user (`train_local`), on a Ray
+worker its own shard of users (validation), on the Ray driver no user at all (the table's counts,
+from a scan one record batch at a time). `train_local` runs the plain epoch loop in this process;
+`momorec.training.distributed` runs the very same pieces inside Ray Train workers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from momorec.core.checkpoint import (
 )
 from momorec.core.metrics import metric_sums, sums_to_metrics
 from momorec.core.ranking import rank_users
-from momorec.core.sequences import SequenceData, load_sequences, training_arrays
+from momorec.core.sequences import ALL_USERS, SequenceData, Shard, load_sequences, scan_sequences, training_arrays
 from momorec.models import SemanticInputs, SequentialRecommender, build_model
 from momorec.models.config import SemanticInputConfig
 from momorec.storage import objectstore
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingInputs:
-    """Sequences plus the semantic inputs of items and users, and facts about them for MLflow."""
+    """Sequences plus the semantic inputs of items and users, and facts about them for MLflow.
+
+    data: the users this process trains or validates on (all, a Ray worker's shard, or none on the Ray
+    driver); its num_items and versions are the tables' whatever users it holds."""
 
     data: SequenceData
     item_semantic: SemanticInputs | None
@@ -46,39 +50,56 @@ class TrainingInputs:
     facts: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, cfg: PlatformConfig) -> TrainingInputs:
-        data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
+    def load(cls, cfg: PlatformConfig, users: Shard | None = ALL_USERS) -> TrainingInputs:
+        """The inputs with the users of `users` (None: no user, the counts only)."""
+        paths = cfg.table_path("sequences"), cfg.table_path("item_ids")
+        table = scan_sequences(*paths, cfg.train.min_train_items)
+        data = load_sequences(*paths, users) if users is not None else _no_users(table.num_items, table.versions)
         model = cfg.train.model
         facts: dict[str, object] = {
-            "users": data.num_users,
-            "items": data.num_items,
-            **{f"delta.{k}": v for k, v in data.versions.items()},
+            "users": table.users,
+            "items": table.num_items,
+            "train_rows": table.trainable_users,
+            **{f"delta.{k}": v for k, v in table.versions.items()},
         }
         semantic = {}
         for entity, section in (("item", model.item_semantic), ("user", model.user_semantic)):
-            size, wanted = _entity_ids(data, entity)
+            if section.mode == "none":
+                semantic[entity] = None
+                continue
+            size = table.num_items if entity == "item" else table.max_user_id
             codebook_dir = _codebook_dir(cfg, entity) if section.mode == "frozen" else None
             inputs, info = load_semantic_inputs(
-                cfg.table_path("semantic_ids"), entity, size, wanted, section, codebook_dir
+                cfg.table_path("semantic_ids"), entity, size, _entity_ids(cfg, entity), section, codebook_dir
             )
             semantic[entity] = inputs
             facts.update({f"semantic.{entity}.{k}": v for k, v in info.items()})
         return cls(data, semantic["item"], semantic["user"], facts)
 
 
-def portable_semantic_inputs(cfg: PlatformConfig, data: SequenceData, entity: str) -> tuple[SemanticInputs, dict]:
+def _no_users(num_items: int, versions: dict[str, int | None]) -> SequenceData:
+    empty = np.zeros(0, np.int64)
+    return SequenceData(empty, empty, np.zeros(1, np.int64), empty, empty, empty, num_items, dict(versions))
+
+
+def portable_semantic_inputs(cfg: PlatformConfig, entity: str) -> tuple[SemanticInputs, dict]:
     """An entity type's ("item" | "user") IDs with their codebook, entities without IDs on the reserved code:
     what `SemanticInputs.save_npz` snapshots for training on a machine without the Delta tables (frozen and
     trainable variants both read it)."""
-    size, wanted = _entity_ids(data, entity)
+    ids = _entity_ids(cfg, entity)
+    size = int(ids.max()) if ids.size else 0
     section = SemanticInputConfig(mode="frozen", on_missing="reserved")
     table = cfg.table_path("semantic_ids")
-    return load_semantic_inputs(table, entity, size, wanted, section, _codebook_dir(cfg, entity))
+    return load_semantic_inputs(table, entity, size, ids, section, _codebook_dir(cfg, entity))
 
 
-def _entity_ids(data: SequenceData, entity: str) -> tuple[int, np.ndarray]:
-    """(size of the entity's ID table, the ids the split holds) for "item" or "user"."""
-    return (data.num_items, np.unique(data.items)) if entity == "item" else (data.max_user_id, data.user_ids)
+def _entity_ids(cfg: PlatformConfig, entity: str) -> np.ndarray:
+    """The ids of the split's items or users: one int64 column of `item_ids`, or of `sequences`."""
+    from momorec.storage import delta
+
+    name, column = ("item_ids", "item_id") if entity == "item" else ("sequences", "user_id")
+    ids = delta.read(cfg.table_path(name), columns=[column]).column(column).to_numpy()
+    return np.unique(np.asarray(ids, dtype=np.int64))
 
 
 def _codebook_dir(cfg: PlatformConfig, entity: str) -> str:

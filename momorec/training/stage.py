@@ -29,7 +29,7 @@ from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.core.checkpoint import FILE, TrainState, write_checkpoint
 from momorec.core.logged_model import log_recommender, registered_checkpoint, registered_name
-from momorec.core.sequences import training_arrays
+from momorec.core.sequences import ALL_USERS
 from momorec.core.significance import mean_std
 from momorec.core.stage_run import StageRun, stage_run
 from momorec.storage import delta, objectstore, schemas
@@ -168,8 +168,11 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
     start = time.perf_counter()
     train = cfg.train
     seeds = train.seeds or [cfg.seed]
-    inputs = TrainingInputs.load(cfg)  # checks the tables before anything starts
-    rows_trainable = len(training_arrays(inputs.data, train.model.max_len, train.min_train_items)["user_id"])
+    # checks the tables before anything starts; Ray Train's workers read the users, its driver none of them
+    inputs = TrainingInputs.load(cfg, users=None if train.launcher == "ray" else ALL_USERS)
+    rows_trainable = inputs.facts["train_rows"]
+    if not rows_trainable:
+        raise ValueError(f"empty training set: no user has {train.min_train_items} or more training items")
     semantic_facts = {k: v for k, v in inputs.facts.items() if k.startswith("semantic.")}
     read_versions = {
         "sequences": inputs.data.versions.get("sequences"),
@@ -187,7 +190,7 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
         stage.read(read_versions)
         mlflow.log_params({k: str(v) for k, v in semantic_facts.items()})
         mlflow.log_metrics(
-            {"users": inputs.data.num_users, "items": inputs.data.num_items, "train_rows": rows_trainable}
+            {"users": inputs.facts["users"], "items": inputs.data.num_items, "train_rows": rows_trainable}
         )
         earlier = _seed_runs(run_id) if resumed else {}
         seed_cfg = _resolved_warm_start(cfg, run_id)
@@ -244,7 +247,7 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
             dataset=cfg.dataset,
             architecture=train.model.architecture,
             launcher=train.launcher,
-            users=inputs.data.num_users,
+            users=inputs.facts["users"],
             items=inputs.data.num_items,
             train_rows=rows_trainable,
             seeds=seeds,

@@ -50,7 +50,13 @@ def _records(add: dict) -> int:
 def tiny(tmp_path_factory):
     work = tmp_path_factory.mktemp("scale")
     bench = _benchmark()
-    figures = bench.run_scale("tiny", work, share=0.05, steps=3, overrides=[], seed=7)
+    stages_done = []  # what a stop would keep: the figures after every stage
+
+    def on_stage(figures):
+        stages_done.append(sum(len(figures.get(phase, {})) for phase in ("full", "refresh")))
+
+    figures = bench.run_scale("tiny", work, share=0.05, steps=3, overrides=[], seed=7, on_stage=on_stage)
+    assert stages_done == list(range(1, 2 * len(bench.FULL_STAGES) + 1))
     return bench, work, figures
 
 
