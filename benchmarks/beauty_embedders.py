@@ -51,7 +51,7 @@ def momorec(args: list[str], work: Path, sets: list[str]) -> dict:
 def item_text_retrieval(warehouse: Path, history_items: int) -> dict:
     """Every user with a validation item: the mean of the unit embeddings of the last `history_items` training
     items ranks the full catalog (training items excluded); HR@10 / NDCG@10 of the validation item."""
-    from momorec.agents import quality as q
+    from momorec.motivate import quality as q
     from momorec.storage import delta
 
     root = warehouse / "beauty"

@@ -61,7 +61,7 @@ MOTIVATE_AS_MEASURED = [
 
 def export_npz(cfg, folder: Path) -> dict[str, str]:
     """Frozen-mode SemanticInputs of items and users (reserved code for users outside the sample)."""
-    from momorec.training.runner import portable_semantic_inputs
+    from momorec.train.runner import portable_semantic_inputs
 
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -113,7 +113,7 @@ def main() -> None:
     motivate = None
     start = time.perf_counter()
     if not args.quantize_only:
-        from momorec.agents.stage import run_motivate
+        from momorec.motivate.stage import run_motivate
 
         motivate = run_motivate(cfg, show_progress=False).model_dump(mode="json")
     motivate_s = time.perf_counter() - start
@@ -137,7 +137,7 @@ def main() -> None:
         "example_motivations": examples,
     }
     if not args.skip_quantize:
-        from momorec.semantic_ids.stage import run_quantize
+        from momorec.quantize.stage import run_quantize
 
         start = time.perf_counter()
         out["quantize"] = {}

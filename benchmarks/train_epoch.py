@@ -38,8 +38,8 @@ from momorec.config import load_config  # noqa: E402
 from momorec.core.sequences import SequenceData, training_arrays  # noqa: E402
 from momorec.models.losses import CPU_SCORE_BLOCK_BYTES  # noqa: E402
 from momorec.models.parts import Dropout, next_item_positions  # noqa: E402
-from momorec.training.loop import LossModule, _to_device  # noqa: E402
-from momorec.training.runner import TrainingInputs, initial_model, local_batches, make_validator  # noqa: E402
+from momorec.train.loop import LossModule, _to_device  # noqa: E402
+from momorec.train.runner import TrainingInputs, initial_model, local_batches, make_validator  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "train_epoch.json"
 

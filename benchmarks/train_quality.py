@@ -38,7 +38,7 @@ from momorec.core.ranking import protocol_label, rank_users  # noqa: E402
 from momorec.core.sequences import SequenceData  # noqa: E402
 from momorec.core.significance import mean_std, paired_test  # noqa: E402
 from momorec.models import SemanticInputs  # noqa: E402
-from momorec.training.runner import TrainingInputs, train_local  # noqa: E402
+from momorec.train.runner import TrainingInputs, train_local  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
     # plain sets every semantic input to none itself: a config that enables semantic IDs must not leak into it

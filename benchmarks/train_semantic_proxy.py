@@ -58,9 +58,9 @@ def main() -> None:
     from momorec.config import load_config
     from momorec.core.sequences import load_sequences
     from momorec.models.config import SemanticInputConfig
-    from momorec.semantic_ids.stage import run_quantize
+    from momorec.quantize.stage import run_quantize
     from momorec.storage import delta
-    from momorec.training.semantic import load_semantic_inputs
+    from momorec.train.semantic import load_semantic_inputs
 
     target = Path(args.warehouse) / "beauty"
     for table in ("sequences", "item_ids", "items"):
@@ -91,7 +91,7 @@ def main() -> None:
     result = run_quantize(cfg, show_progress=False)
     logging.info("quantize: %s", result.model_dump_json()[:2000])
 
-    from momorec.semantic_ids.codebook import latest_codebook_dir
+    from momorec.quantize.codebook import latest_codebook_dir
 
     data = load_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"))
     inputs, facts = load_semantic_inputs(

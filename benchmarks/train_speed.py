@@ -98,8 +98,8 @@ def main() -> None:
     from momorec.config import load_config
     from momorec.core.sequences import SequenceData, training_arrays
     from momorec.models import build_model
-    from momorec.training.loop import LossModule
-    from momorec.training.runner import local_batches
+    from momorec.train.loop import LossModule
+    from momorec.train.runner import local_batches
 
     torch.set_num_threads(args.threads)
     data = SequenceData.load_npz(args.data_npz)

@@ -1,4 +1,4 @@
-"""Job entry point, evaluate: Leave-one-out evaluation, full ranking and sampled-100 (momorec.evaluation.stage).
+"""Job entry point, evaluate: Leave-one-out evaluation, full ranking and sampled-100 (momorec.evaluate.stage).
 
     python jobs/evaluate.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
 

@@ -1,4 +1,4 @@
-"""Job entry point, motivate: LLM agents -> item_profiles, user_motivations (momorec.agents.stage).
+"""Job entry point, motivate: LLM agents -> item_profiles, user_motivations (momorec.motivate.stage).
 
     python jobs/motivate.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
 

@@ -1,4 +1,4 @@
-"""Job entry point, quantize: Residual semantic IDs for items and users (momorec.semantic_ids.stage).
+"""Job entry point, quantize: Residual semantic IDs for items and users (momorec.quantize.stage).
 
     python jobs/quantize.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
 

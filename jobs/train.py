@@ -1,4 +1,4 @@
-"""Job entry point, train: Fit the recommender per seed with Ray Train (momorec.training.stage).
+"""Job entry point, train: Fit the recommender per seed with Ray Train (momorec.train.stage).
 
     python jobs/train.py -c CONFIG [--set section.key=value ...]   (spark-submit / Ray Jobs / MLproject)
 

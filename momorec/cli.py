@@ -22,7 +22,7 @@ from momorec.run_log import RunOutput, StageFailed, captured, one_line, record_f
 from momorec.typed import StageResult
 
 if TYPE_CHECKING:
-    from momorec.agents.inspect import MotivationQuality
+    from momorec.motivate.inspect import MotivationQuality
 
 app = typer.Typer(
     add_completion=False,
@@ -111,7 +111,7 @@ def _execute(command: str, cfg: PlatformConfig, as_json: bool, verbose: bool, ca
 
 
 def _print_result(result: StageResult, out: RunOutput) -> None:
-    from momorec.agents.inspect import MotivationQuality
+    from momorec.motivate.inspect import MotivationQuality
 
     console_out = Console(file=out.out)
     if isinstance(result, PipelineResult):
@@ -194,7 +194,7 @@ def inspect_quality(
 ) -> None:
     """Training-free quality of the motivations and item profiles (retrieval, grounding, specificity, review),
     logged to MLflow as quality.* in an `inspect` run."""
-    from momorec.agents.inspect import run_inspect
+    from momorec.motivate.inspect import run_inspect
 
     cfg = _load(config, set_, as_json)
     _execute("inspect", cfg, as_json, verbose, lambda: run_inspect(cfg))
@@ -214,7 +214,7 @@ def texts_export(
     folder: FolderArg, config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False
 ) -> None:
     """Write item_profiles and user_motivations texts as Parquet, with a manifest of their settings."""
-    from momorec.agents.texts import export_texts
+    from momorec.motivate.texts import export_texts
 
     cfg = _load(config, set_, as_json)
     _execute("texts-export", cfg, as_json, verbose, lambda: export_texts(cfg, folder))
@@ -225,7 +225,7 @@ def texts_import(
     folder: FolderArg, config: ConfigOpt, set_: SetOpt = None, as_json: JsonOpt = False, verbose: VerboseOpt = False
 ) -> None:
     """Embed exported texts with the config's embedder into this warehouse; `motivate` then skips them."""
-    from momorec.agents.texts import import_texts
+    from momorec.motivate.texts import import_texts
     from momorec.storage import lease
 
     cfg = _load(config, set_, as_json)

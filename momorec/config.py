@@ -15,15 +15,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from momorec.agents.config import MotivateConfig
 from momorec.core.config import ScoringConfig
-from momorec.evaluation.config import EvaluateConfig
+from momorec.evaluate.config import EvaluateConfig
 from momorec.ingest.config import IngestConfig
+from momorec.motivate.config import MotivateConfig
+from momorec.quantize.config import QuantizeConfig
 from momorec.recommend.config import RecommendConfig
-from momorec.semantic_ids.config import QuantizeConfig
 from momorec.storage import objectstore
 from momorec.storage.locations import resolve_optional, resolve_path, resolve_tracking_uri
-from momorec.training.config import TrainConfig
+from momorec.train.config import TrainConfig
 from momorec.typed import StrictModel
 
 

@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 STAGE_FUNCTIONS: dict[str, str] = {
     "ingest": "momorec.ingest.stage:run_ingest",
-    "motivate": "momorec.agents.stage:run_motivate",
-    "quantize": "momorec.semantic_ids.stage:run_quantize",
-    "train": "momorec.training.stage:run_train",
-    "evaluate": "momorec.evaluation.stage:run_evaluate",
+    "motivate": "momorec.motivate.stage:run_motivate",
+    "quantize": "momorec.quantize.stage:run_quantize",
+    "train": "momorec.train.stage:run_train",
+    "evaluate": "momorec.evaluate.stage:run_evaluate",
     "recommend": "momorec.recommend.stage:run_recommend",
 }
 

@@ -43,7 +43,7 @@ class EngineTiming:
 class Regex:
     """A decoding constraint over the whole output, for shapes JSON schema cannot give: xgrammar's
     JSON schema has no string `pattern`, and a forced sentence opener is what keeps a small model's
-    free-text fields readable (momorec.agents.schemas.motivations_regex)."""
+    free-text fields readable (momorec.motivate.schemas.motivations_regex)."""
 
     pattern: str
 
@@ -60,7 +60,7 @@ class Engine(abc.ABC):
     #: Name of the weights, stored with every row the engine produced.
     model_name: str = ""
     #: Longest prompt + completion in tokens (llm.max_model_len); None = no window (scripted test engines).
-    #: The agents fit every prompt into it (momorec.agents.prompts.fit_prompt) before `generate`.
+    #: The agents fit every prompt into it (momorec.motivate.prompts.fit_prompt) before `generate`.
     max_model_len: int | None = None
     #: The model's HF tokenizer (set by each engine; `prompt_tokens` counts with it).
     tokenizer: Any = None

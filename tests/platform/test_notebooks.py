@@ -64,8 +64,8 @@ def test_quickstart_runs_the_pipeline_and_compare_plots_baseline_vs_momorec(tmp_
     assert _outputs(quick, "image/png"), "the semantic-ID histogram was not drawn"
 
     # The other backbones, each as baseline and with MoMoREC's semantic IDs, into the same experiment.
-    from momorec.evaluation.stage import run_evaluate
-    from momorec.training.stage import run_train
+    from momorec.evaluate.stage import run_evaluate
+    from momorec.train.stage import run_train
 
     for arch in ("sasrec", "gru4rec", "bert4rec"):
         for mode in ("none", "frozen"):

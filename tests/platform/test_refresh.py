@@ -1,6 +1,6 @@
 """The nightly refresh on the demo sample, with real Spark, Delta, torch and an MLflow registry.
 
-The LLM stages are left out here (tests/agents covers them, and the kill-and-resume test below
+The LLM stages are left out here (tests/motivate covers them, and the kill-and-resume test below
 runs motivate for real): the pipeline is ingest -> train -> evaluate -> recommend on item IDs, so
 what is tested is the refresh's own logic: new logs merged once, stages skipped when nothing
 changed, warm start, the champion/challenger rule, recommendations rewritten.
@@ -180,7 +180,7 @@ def test_a_worse_model_stays_challenger_and_the_champion_keeps_serving(tmp_path,
 
     # An untrained model (learning rate ~0: it keeps its random initial weights) must not replace it.
     weak = cfg.model_copy(update={"train": cfg.train.model_copy(update={"learning_rate": 1e-12, "epochs": 1})})
-    from momorec.training.stage import run_train
+    from momorec.train.stage import run_train
 
     trained = run_train(weak, show_progress=False)
     promotion = registry.promote(weak, trained.mlflow_run_id)

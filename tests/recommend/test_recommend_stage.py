@@ -9,7 +9,7 @@ from momorec.config import load_config
 from momorec.ingest.stage import run_ingest
 from momorec.recommend.stage import run_recommend
 from momorec.storage import delta
-from momorec.training.stage import run_train
+from momorec.train.stage import run_train
 from tests.conftest import DEMO_CONFIG
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
