@@ -273,9 +273,14 @@ def run_scale(
     seed: int,
     phases: tuple[str, ...] = ("full", "refresh"),
     on_stage=lambda figures: None,
+    previous: dict | None = None,
 ) -> dict:
     """Generate (or reuse) the scale's logs, run `phases` stage by stage; `on_stage(figures)` after every stage,
-    so a stop keeps the stages that finished."""
+    so a stop keeps the stages that finished.
+
+    With "full" among the phases the scale's run folder starts empty. Without it (`--phases refresh` after an
+    earlier `--phases full`) the refresh runs on that full run's warehouse and MLflow store, and the figures
+    continue `previous` (the full phase's, from the results file), so a long scale can span invocations."""
     import synth_data
 
     data = work / f"data-{scale}"
@@ -283,21 +288,27 @@ def run_scale(
         synth_data.generate(scale, data, seed=seed, users_per_part=200_000, night=share)
     manifest = json.loads((data / "manifest.json").read_text())
     run_dir = work / f"run-{scale}"
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
     config = run_dir / "config.yaml"
-    config.write_text(config_text(scale, data, run_dir / "warehouse", steps))
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{run_dir / 'mlflow.db'}")
-    log_path = run_dir / "stages.log"
     figures: dict = {
         "scale": scale,
         "events": manifest["events"],
         "users": manifest["users"],
         "items": manifest["items"],
     }
+    if "full" in phases:
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        config.write_text(config_text(scale, data, run_dir / "warehouse", steps))
+    else:
+        if not config.exists() or not _complete(previous or {}, "full"):
+            raise SystemExit(f"scale {scale}: no finished full run in {run_dir} and in --out: run its full phase")
+        kept = {k: v for k, v in previous.items() if k not in ("refresh", "refresh_vs_full")}
+        figures = {**kept, **figures}
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{run_dir / 'mlflow.db'}")
+    log_path = run_dir / "stages.log"
     nights = {"full": None, "refresh": data / "night.parquet"}
     for phase in phases:
         night = nights[phase]
@@ -489,7 +500,17 @@ def main() -> None:
             scales[scale] = figures
             finish(report, out)
 
-        run_scale(scale, Path(args.work), args.share, args.steps, args.overrides, args.seed, tuple(args.phases), keep)
+        run_scale(
+            scale,
+            Path(args.work),
+            args.share,
+            args.steps,
+            args.overrides,
+            args.seed,
+            tuple(args.phases),
+            keep,
+            previous=scales.get(scale),
+        )
 
 
 def finish(report: dict, out: Path) -> None:

@@ -55,8 +55,14 @@ def tiny(tmp_path_factory):
     def on_stage(figures):
         stages_done.append(sum(len(figures.get(phase, {})) for phase in ("full", "refresh")))
 
-    figures = bench.run_scale("tiny", work, share=0.05, steps=3, overrides=[], seed=7, on_stage=on_stage)
+    # as a scale too long for one sitting runs: `--phases full`, then `--phases refresh` on the same run folder
+    full = bench.run_scale("tiny", work, share=0.05, steps=3, overrides=[], seed=7, phases=("full",), on_stage=on_stage)
+    assert "refresh" not in full
+    figures = bench.run_scale(
+        "tiny", work, share=0.05, steps=3, overrides=[], seed=7, phases=("refresh",), on_stage=on_stage, previous=full
+    )
     assert stages_done == list(range(1, 2 * len(bench.FULL_STAGES) + 1))
+    assert figures["full"] == full["full"], "the refresh phase keeps the full phase's figures"
     return bench, work, figures
 
 
