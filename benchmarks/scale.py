@@ -252,7 +252,7 @@ def training_extrapolation(work: Path, train: dict) -> dict:
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     run = mlflow.get_run(train["models"][0]["seed_run_id"]).data.metrics
     steps, step_time = run.get("train.steps", 0.0), run.get("train.epoch_time_s", 0.0)
-    full_steps = math.ceil(train["train_rows"] / 256)
+    full_steps = math.ceil(run.get("train.rows", train["train_rows"]) / 256)  # the rows it trained on
     per_step = step_time / steps if steps else float("nan")
     return {
         "steps_run": int(steps),
@@ -323,6 +323,7 @@ def run_scale(
                 m |= {k: result.get(k) for k in ("mode", "rebuild_reason", "rows_read", "interactions", "users")}
             if stage == "train" and not m["skipped"]:
                 m["training"] = training_extrapolation(run_dir, result)
+                m["users_selected"] = result.get("users_selected", {})
             if stage == "embeddings":
                 m["rows"] = result["rows"]
             stages[stage] = m

@@ -134,6 +134,18 @@ class RefreshConfig(StrictModel):
     )
     patience: int = Field(2, ge=1, description="train.patience for the warm-started model.")
     warm_start: bool = Field(True, description="Initialise training from the @champion's weights (when there is one).")
+    train_users: Literal["changed", "all"] = Field(
+        "changed",
+        description="changed: the warm-started model trains on the users whose sequence changed since the champion "
+        "was trained plus a replay sample (`replay_ratio` per changed user); all: on every user.",
+    )
+    replay_ratio: float = Field(4.0, ge=0, description="train.replay_ratio of the refresh (with train_users: changed).")
+    metric_users: int | None = Field(
+        50_000,
+        ge=1,
+        description="The refresh's validation, the champion's rescoring at promotion and its evaluation score a stable "
+        "seeded sample of about this many users (train.valid_users, evaluate.users); None = every user.",
+    )
     retry_failed: bool = Field(
         False,
         description="Re-run LLM rows that failed before. Off: a night redoes only what its logs change (a retried item "

@@ -6,9 +6,12 @@
    (per-row content hashes);
 3. quantize with the frozen codebooks (`refresh.quantize_mode`, default auto: refit only when
    the drift measure passes `quantize.drift_threshold`);
-4. train warm-started from the @champion's weights, with the refresh's shorter epoch budget;
+4. train warm-started from the @champion's weights, with the refresh's shorter epoch budget, on the users
+   whose history changed since the champion was trained plus a stable replay sample of the others
+   (`refresh.train_users`, `refresh.replay_ratio`);
 5. evaluate; the new model becomes @champion only if it is not worse on validation, else
-   @challenger (momorec.registry);
+   @challenger (momorec.registry). Validation, the champion's rescoring and the evaluation score a stable
+   seeded sample of `refresh.metric_users` users, so they cost the same whatever the number of users;
 6. rewrite `recommendations` from the champion.
 Every stage whose inputs did not change is skipped (momorec.stage_state).
 """
@@ -29,7 +32,9 @@ log = logging.getLogger(__name__)
 
 def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
     """The config a refresh runs with: the full run's, with the refresh's quantize mode, epoch budget,
-    seeds (default: the champion's) and warm start from the current champion.
+    seeds (default: the champion's), warm start from the current champion, training on the users that changed
+    since the champion was trained (plus a replay sample), and validation, promotion and evaluation on a stable
+    sample of `refresh.metric_users` users.
 
     The warm start names the champion's registered version (`models:/<name>/<version>`: pinned, so
     the run's params say which weights it started from even after the alias moves); the train stage
@@ -38,11 +43,19 @@ def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
     from momorec.registry import CHAMPION, alias_version, model_row, version_uri
 
     r = cfg.refresh
-    train = {"epochs": r.epochs, "patience": min(r.patience, r.epochs)}
+    train = {
+        "epochs": r.epochs,
+        "patience": min(r.patience, r.epochs),
+        "replay_ratio": r.replay_ratio,
+        "valid_users": r.metric_users,
+    }
     version = alias_version(cfg, CHAMPION) if r.warm_start or r.seeds is None else None
     if version is not None and r.warm_start:
         train["warm_start"] = version_uri(cfg, version)
     champion = None if version is None else model_row(cfg, version)
+    if r.train_users == "changed" and r.warm_start and champion is not None:
+        # a warm-started model already knows the unchanged users: it trains on what changed since it was trained
+        train["users_since"] = champion.get("sequences_version")
     if r.seeds is not None:
         train["seeds"] = list(r.seeds)
     elif champion is not None:
@@ -55,6 +68,7 @@ def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
             "motivate": cfg.motivate.model_copy(update={"execution": execution}),
             "quantize": cfg.quantize.model_copy(update={"mode": r.quantize_mode}),
             "train": cfg.train.model_copy(update=train),
+            "evaluate": cfg.evaluate.model_copy(update={"users": r.metric_users}),
         }
     )
 

@@ -102,15 +102,27 @@ class ScoredTable(StrictModel):
     version: int | None
     num_items: int
     max_user_id: int
+    valid_share: float = 1.0  # the stable sample of users validation scores (train.valid_users), seed cfg.seed
+    valid_users: str = "all"  # its label, as trained_models.valid_users records it
 
 
 def current_tables(cfg: PlatformConfig) -> ScoredTable:
-    """The sequence table to rescore on, its catalog size and largest user id (two single-column reads)."""
+    """The sequence table to rescore on, its catalog size and largest user id (two single-column reads), and the
+    users validation scores on it (train.valid_users: the same sample training validated on)."""
+    from momorec.core.user_selection import UserSelection, sample_share
+
     num_items = pc.max(delta.read(cfg.table_path("item_ids"), columns=["item_id"]).column("item_id")).as_py()
-    max_user = pc.max(delta.read(cfg.table_path("sequences"), columns=["user_id"]).column("user_id")).as_py()
     path = cfg.table_path("sequences")
+    users = delta.read(path, columns=["user_id"]).column("user_id")
+    max_user = pc.max(users).as_py()
+    valid = UserSelection(sample_share(cfg.train.valid_users, len(users)), cfg.seed)
     return ScoredTable(
-        sequences=path, version=delta.version(path), num_items=int(num_items), max_user_id=int(max_user or 0)
+        sequences=path,
+        version=delta.version(path),
+        num_items=int(num_items),
+        max_user_id=int(max_user or 0),
+        valid_share=valid.share,
+        valid_users=valid.label(),
     )
 
 
@@ -129,7 +141,9 @@ def valid_ndcg(cfg: PlatformConfig, payload: dict, table: ScoredTable) -> tuple[
     if user_semantic is not None and len(user_semantic["codes"]) <= table.max_user_id:
         return None, "new users since the model was trained"
     totals = RankTotals([10])
-    task = ScoringTask(kind="ranks", split="valid", protocols=["full"])
+    task = ScoringTask(
+        kind="ranks", split="valid", protocols=["full"], users_share=table.valid_share, users_seed=cfg.seed
+    )
     stream = score_users(
         table_files(table.sequences), payload, task, table.num_items, cfg.train.eval_batch_size, cfg.scoring, cfg.ray
     )
@@ -140,10 +154,11 @@ def valid_ndcg(cfg: PlatformConfig, payload: dict, table: ScoredTable) -> tuple[
 
 def current_valid_ndcg(cfg: PlatformConfig, row: dict, table: ScoredTable) -> tuple[float, str]:
     """A registered model's validation NDCG@10 on the current tables, and how it was had: the figure its
-    training recorded when it trained on this very sequences version (the same split, full ranking, its best
-    weights: rescoring would only repeat it), else rescored (`valid_ndcg`), else the recorded one (the model
-    cannot score the current ids) with the reason."""
-    if row.get("sequences_version") is not None and row["sequences_version"] == table.version:
+    training recorded when it trained on this very sequences version over the same users (the same split, full
+    ranking, its best weights: rescoring would only repeat it), else rescored (`valid_ndcg`), else the recorded one
+    (the model cannot score the current ids) with the reason."""
+    same_users = (row.get("valid_users") or "all") == table.valid_users
+    if row.get("sequences_version") is not None and row["sequences_version"] == table.version and same_users:
         return row["valid_ndcg_10"], "recorded"
     score, how = valid_ndcg(cfg, registered_checkpoint(cfg, row["registered_version"]), table)
     return (row["valid_ndcg_10"], f"recorded ({how})") if score is None else (score, how)
@@ -175,8 +190,8 @@ def promote(cfg: PlatformConfig, train_run_id: str, tolerance: float = 0.0) -> P
             basis = f"champion's recorded validation NDCG@10 ({champ_basis[10:-1]})"
         else:
             basis = (
-                f"both on sequences v{data.version}'s validation split, full ranking, NDCG@10: "
-                f"candidate {cand_basis}, champion {champ_basis}"
+                f"both on sequences v{data.version}'s validation split ({data.valid_users} users), full ranking, "
+                f"NDCG@10: candidate {cand_basis}, champion {champ_basis}"
             )
         result.previous_champion_version = previous["registered_version"]
         result.champion_valid_ndcg_10 = champ_score

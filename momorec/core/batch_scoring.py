@@ -33,6 +33,7 @@ from momorec.core.metrics import per_user_metrics
 from momorec.core.ranking import protocol_label, rank_users
 from momorec.core.scoring import top_k_flat
 from momorec.core.sequences import SEQUENCE_COLUMNS, checked_batch
+from momorec.core.user_selection import in_sample
 from momorec.typed import StrictModel
 
 RANKS = pa.schema([("user_id", pa.int64()), ("protocol", pa.string()), ("rank", pa.int64())])
@@ -49,6 +50,10 @@ class ScoringTask(StrictModel):
     negative_seed: int = 0
     k: int = 10
     exclude_seen: bool = True
+    users_share: float = Field(
+        1.0, gt=0, le=1, description="Score only this stable sample of users (core.user_selection)."
+    )
+    users_seed: int = 0
 
 
 class BatchScorer:
@@ -71,7 +76,14 @@ class BatchScorer:
         self.num_items = num_items
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        task, data = self.task, checked_batch(batch, self.num_items, "sequences (a scoring batch)")
+        task = self.task
+        if task.users_share < 1.0:
+            batch = batch.filter(
+                pa.array(in_sample(batch.column("user_id").to_numpy(), task.users_share, task.users_seed))
+            )
+            if batch.num_rows == 0:  # none of this batch's users is in the sample
+                return (TOP_K if task.kind == "top_k" else RANKS).empty_table()
+        data = checked_batch(batch, self.num_items, "sequences (a scoring batch)")
         if task.kind == "top_k":
             items, scores = top_k_flat(
                 self.scorer,

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from momorec.core.user_selection import EVERYONE, UserSelection
+
 log = logging.getLogger(__name__)
 
 SPLIT_COLUMNS = ("train_items", "valid_item", "test_item")
@@ -74,13 +76,10 @@ class SequenceData:
     def subset(self, rows: np.ndarray) -> SequenceData:
         """The users at positions `rows` (e.g. one worker's shard)."""
         lengths = np.diff(self.offsets)[rows]
-        starts = self.offsets[rows]
-        items = (
-            np.concatenate([self.items[s : s + n] for s, n in zip(starts, lengths, strict=True)])
-            if rows.size
-            else self.items[:0]
-        )
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # item j of the subset comes from its row's old start plus its place inside the row
+        source = np.repeat(self.offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+        items = self.items[source]
         return SequenceData(
             self.user_ids[rows],
             items,
@@ -181,19 +180,79 @@ def scan_sequences(sequences_path: str, item_ids_path: str, min_train_items: int
     return SequenceFacts(users, _num_items(item_ids_path), max_user, trainable, versions)
 
 
-def load_sequences(sequences_path: str, item_ids_path: str, shard: Shard = ALL_USERS) -> SequenceData:
-    """Read and check `sequences` (the users of `shard`, read batch by batch: a worker holds its own part,
-    never the table) and `item_ids`; raises ValueError / FileNotFoundError that say what is wrong."""
+def _row_signatures(items: pa.ListArray) -> np.ndarray:
+    """A uint64 per row that changes when any item or its position in the row does (a sum of hashed
+    (item, position) pairs: order-sensitive, computed without a per-row loop)."""
+    from momorec.core.user_selection import user_hash
+
+    offsets = items.offsets.to_numpy().astype(np.int64)
+    values = items.values.to_numpy().astype(np.int64)[offsets[0] : offsets[-1]]
+    offsets = offsets - offsets[0]
+    position = np.arange(values.size, dtype=np.int64) - np.repeat(offsets[:-1], np.diff(offsets))
+    with np.errstate(over="ignore"):
+        pair = user_hash(values * 1_000_003 + position, seed=7)
+        running = np.concatenate([[np.uint64(0)], np.cumsum(pair, dtype=np.uint64)])
+        return running[offsets[1:]] - running[offsets[:-1]]
+
+
+def _signatures(paths: list[str], fs) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, row signatures) of every row of the Parquet files `paths`, read a record batch at a time."""
+    import pyarrow.dataset as pads
+
+    users, signatures = [np.empty(0, np.int64)], [np.empty(0, np.uint64)]
+    if paths:
+        for batch in pads.dataset(paths, filesystem=fs, format="parquet").to_batches(columns=["user_id", "items"]):
+            items = batch.column("items")
+            users.append(np.asarray(batch.column("user_id").to_numpy(zero_copy_only=False), dtype=np.int64))
+            signatures.append(_row_signatures(items) if len(items) else np.empty(0, np.uint64))
+    return np.concatenate(users), np.concatenate(signatures)
+
+
+def changed_users(sequences_path: str, since_version: int) -> np.ndarray | None:
+    """The users whose `sequences` row (their whole history) differs from their row at `since_version`, or who had
+    none then; sorted ids. None when that version cannot be read (its log was cleaned up).
+
+    Only the data files that the two snapshots do not share are read: a nightly ingest rewrites the files that hold
+    the night's users, and every other file is the same file in both. Memory: 16 bytes per row of those files."""
+    from deltalake.exceptions import DeltaError
+
+    from momorec.storage import delta, objectstore
+
+    try:
+        before = set(delta.file_uris(sequences_path, as_of=since_version))
+    except (DeltaError, OSError, ValueError) as exc:
+        log.warning("sequences version %d cannot be read (%s): every user counts as changed", since_version, exc)
+        return None
+    now = set(delta.file_uris(sequences_path))
+    gone, new = sorted(before - now), sorted(now - before)
+    fs, gone_paths = objectstore.filesystem_paths(gone) if gone else (None, [])
+    fs_new, new_paths = objectstore.filesystem_paths(new) if new else (None, [])
+    old_users, old_signatures = _signatures(gone_paths, fs)
+    new_users, new_signatures = _signatures(new_paths, fs_new)
+    order = np.argsort(old_users, kind="stable")
+    old_users, old_signatures = old_users[order], old_signatures[order]
+    at = np.clip(np.searchsorted(old_users, new_users), 0, max(len(old_users) - 1, 0))
+    had = (old_users[at] == new_users) if len(old_users) else np.zeros(len(new_users), dtype=bool)
+    same = had & (old_signatures[at] == new_signatures) if len(old_users) else had
+    return np.unique(new_users[~same])
+
+
+def load_sequences(
+    sequences_path: str, item_ids_path: str, shard: Shard = ALL_USERS, selection: UserSelection = EVERYONE
+) -> SequenceData:
+    """Read and check `sequences` (the users of `shard` that `selection` keeps, read batch by batch: a worker holds
+    its own part, never the table) and `item_ids`; raises ValueError / FileNotFoundError that say what is wrong."""
     versions = _check_tables(sequences_path, item_ids_path)
     num_items = _num_items(item_ids_path)
     parts = []
     for batch in _sequence_batches(sequences_path, list(SEQUENCE_COLUMNS)):
+        users = np.asarray(batch.column("user_id").to_numpy(zero_copy_only=False))
+        mine = selection.keep(users)
         if shard.world > 1:
-            mine = np.asarray(batch.column("user_id").to_numpy(zero_copy_only=False)) % shard.world == shard.rank
-            batch = batch.filter(pa.array(mine))
-        parts.append(batch)
+            mine &= users % shard.world == shard.rank
+        parts.append(batch if mine.all() else batch.filter(pa.array(mine)))
     table = pa.Table.from_batches(parts) if parts else None
-    if table is None or (table.num_rows == 0 and shard.world == 1):
+    if table is None or (table.num_rows == 0 and shard.world == 1 and selection.everyone):
         raise ValueError(f"sequence table {sequences_path} is empty: no user to train on")
     data = checked_batch(table.sort_by("user_id"), num_items, sequences_path)
     data.versions = versions

@@ -25,6 +25,12 @@ class EvaluateConfig(StrictModel):
     num_negatives: int = Field(100, ge=1, description="Negatives per user in the sampled protocol.")
     negative_seed: int | None = Field(None, description="Seed of the sampled negatives; None = the platform seed.")
     batch_size: int = Field(1024, ge=1, description="Users per scoring step.")
+    users: int | None = Field(
+        None,
+        ge=1,
+        description="Score a stable seeded sample of about this many users (the metrics are logged with the sample's "
+        "share and seed: `evaluate.users_scored`, `evaluate.users_selection`); None = every user, the headline.",
+    )
     compare_with: str | None = Field(
         None,
         description="Another train run id: paired t-test and Wilcoxon on per-user test NDCG@10 and HR@10 (mean over "

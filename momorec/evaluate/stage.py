@@ -27,6 +27,7 @@ from momorec.core.ranking import protocol_label
 from momorec.core.significance import align_users, mean_std, paired_test
 from momorec.core.stage_run import stage_run
 from momorec.core.trained_models import run_models
+from momorec.core.user_selection import EVERYONE, UserSelection, sample_share
 from momorec.storage import delta, schemas
 from momorec.typed import StageResult
 
@@ -39,6 +40,8 @@ class EvaluateResult(StageResult):
     train_run_id: str
     architecture: str = ""
     users: int = 0
+    users_scored: int = Field(0, description="Users whose ranks the metrics are over (all, or evaluate.users' sample).")
+    users_selection: str = Field("all", description="all, or the stable sample's share and seed.")
     seeds: list[int] = Field(default_factory=list)
     metrics: dict[str, dict[str, dict[str, float]]] = Field(
         default_factory=dict, description="protocol -> metric -> {mean, std, n} over seeds (test split)."
@@ -56,6 +59,7 @@ def _rank_stream(
     eval_run_id: str,
     totals: dict,
     advance: Callable[[str], None],
+    users: UserSelection = EVERYONE,
 ) -> Iterator[pa.RecordBatch]:
     """Every user's test rank under each protocol for each seed's model, as EVALUATION_RANKS batches; each
     seed's metric sums land in `totals[seed]` as its batches pass (the caller logs them after the commit).
@@ -67,6 +71,8 @@ def _rank_stream(
         protocols=ev.protocols,
         num_negatives=ev.num_negatives,
         negative_seed=cfg.seed if ev.negative_seed is None else ev.negative_seed,
+        users_share=users.share,
+        users_seed=users.seed,
     )
     for model_row in models:
         payload = row_checkpoint(cfg, model_row)  # registered: from the registry
@@ -174,8 +180,11 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
         if files.rows == 0:
             raise ValueError(f"sequence table {cfg.table_path('sequences')} is empty: no user to evaluate")
 
+        users = UserSelection(sample_share(ev.users, files.rows), cfg.seed)  # evaluate.users: a stable sample
+        mlflow.log_param("evaluate.users_selection", users.label())
+
         def ranks() -> pa.RecordBatchReader:  # every seed's ranks in one commit, streamed (retried afresh)
-            stream = _rank_stream(cfg, files, rows, num_items, stage.run_id, totals, advance)
+            stream = _rank_stream(cfg, files, rows, num_items, stage.run_id, totals, advance, users)
             return pa.RecordBatchReader.from_batches(schemas.EVALUATION_RANKS, stream)
 
         # One set of ranks per (trained model, protocol): they replace what an earlier evaluate of the same
@@ -187,6 +196,8 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
         )
         pause_point("evaluate.after_ranks_commit")
         per_seed = _log_seeds(rows, totals)
+        scored = max((int(t.get("users", 0)) for seed in totals.values() for t in seed.metrics().values()), default=0)
+        mlflow.log_metric("users_scored", scored)
         aggregated = mean_std(list(per_seed.values()))
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in aggregated.items() for stat, v in s.items() if stat != "n"})
         metrics: dict[str, dict[str, dict[str, float]]] = {}
@@ -209,6 +220,8 @@ def run_evaluate(cfg: PlatformConfig, show_progress: bool = True) -> EvaluateRes
             train_run_id=train_run_id,
             architecture=models.column("architecture")[0].as_py(),
             users=files.rows,
+            users_scored=scored,
+            users_selection=users.label(),
             seeds=sorted(int(s) for s in per_seed),
             metrics=metrics,
             per_seed=per_seed,

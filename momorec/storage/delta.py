@@ -80,9 +80,9 @@ def column_names(path: str) -> list[str]:
     return [field.name for field in DeltaTable(path).schema().fields]
 
 
-def file_uris(path: str) -> list[str]:
-    """Data files of the current snapshot, for engines that read Parquet (Spark, Ray Data)."""
-    return DeltaTable(path).file_uris()
+def file_uris(path: str, as_of: int | None = None) -> list[str]:
+    """Data files of the current snapshot (or of version `as_of`), for engines that read Parquet (Spark, Ray Data)."""
+    return (DeltaTable(path, version=as_of) if as_of is not None else DeltaTable(path)).file_uris()
 
 
 def data_files(path: str) -> list[tuple[str, str]]:
@@ -189,7 +189,9 @@ def write(
     return DeltaTable(path).version()
 
 
-def _merge(path: str, data: pa.Table, keys: Iterable[str], update_matched: bool) -> tuple[int, int, int]:
+def _merge(
+    path: str, data: pa.Table, keys: Iterable[str], update_matched: bool, merge_schema: bool = False
+) -> tuple[int, int, int]:
     """MERGE `data` into the table on `keys` (creating it on first use): new rows are inserted, and
     matched rows replaced when `update_matched`. Returns (table version, rows updated, rows inserted);
     nothing is committed for an empty `data`."""
@@ -200,7 +202,9 @@ def _merge(path: str, data: pa.Table, keys: Iterable[str], update_matched: bool)
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
     def merge() -> dict:
-        builder = DeltaTable(path).merge(source=data, predicate=predicate, source_alias="s", target_alias="t")
+        builder = DeltaTable(path).merge(
+            source=data, predicate=predicate, source_alias="s", target_alias="t", merge_schema=merge_schema
+        )
         if update_matched:
             builder = builder.when_matched_update_all()
         return builder.when_not_matched_insert_all().execute()
@@ -210,13 +214,14 @@ def _merge(path: str, data: pa.Table, keys: Iterable[str], update_matched: bool)
     return DeltaTable(path).version(), updated, int(metrics.get("num_target_rows_inserted", 0))
 
 
-def merge_insert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int]:
+def merge_insert(path: str, data: pa.Table, keys: Iterable[str], merge_schema: bool = False) -> tuple[int, int]:
     """Insert the rows of `data` whose `keys` are not yet in the table (an idempotent MERGE).
 
     Returns (table version, rows inserted). Nothing is committed when no row is new, so running the
-    same input twice leaves the version unchanged.
+    same input twice leaves the version unchanged. merge_schema: columns of `data` the table lacks are added
+    (its older rows read them as null).
     """
-    version, _, inserted = _merge(path, data, keys, update_matched=False)
+    version, _, inserted = _merge(path, data, keys, update_matched=False, merge_schema=merge_schema)
     return version, inserted
 
 

@@ -154,6 +154,7 @@ TRAINED_MODELS = pa.schema(
         ("user_codebook_version", pa.string()),
         ("sequences_version", pa.int64()),
         ("created_at", pa.float64()),  # unix seconds
+        ("valid_users", pa.string()),  # the users valid_ndcg_10 is over: "all" or a stable sample (null: all)
     ]
 )
 

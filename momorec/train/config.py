@@ -85,6 +85,25 @@ class TrainConfig(StrictModel):
         "whose best weights initialise every seed's model; tables that grew keep the old rows (the nightly refresh "
         "passes the champion's registered version). None = fresh initialisation.",
     )
+    users_since: int | None = Field(
+        None,
+        description="Train only on the users whose `sequences` row changed since this table version, plus a replay "
+        "sample of the others (`replay_ratio`): the nightly refresh passes the version its warm-start model trained "
+        "on, "
+        "so its training costs what the night changed. None = every user.",
+    )
+    replay_ratio: float = Field(
+        4.0,
+        ge=0,
+        description="With users_since: about this many unchanged users (a stable seeded sample) per changed user are "
+        "trained on too, so the warm-started model does not drift towards the night's users.",
+    )
+    valid_users: int | None = Field(
+        None,
+        ge=1,
+        description="Validation (early stopping and the recorded NDCG@10) and the champion's rescoring at promotion "
+        "score a stable seeded sample of about this many users (core.user_selection); None = every user.",
+    )
     fault_injection: FaultInjection | None = Field(
         None, description="Testing only: kill a worker once (see FaultInjection)."
     )

@@ -27,9 +27,18 @@ import torch
 from momorec.config import PlatformConfig
 from momorec.core.checkpoint import FILE, TrainState, load_checkpoint, save_checkpoint, train_state, write_checkpoint
 from momorec.core.sequences import Shard, pad_train_items
+from momorec.core.user_selection import EVERYONE, UserSelection
 from momorec.storage import delta, objectstore
 from momorec.train.loop import LossModule, fit
-from momorec.train.runner import TrainingInputs, checkpoint_root, initial_model, make_validator, restore
+from momorec.train.runner import (
+    TrainingInputs,
+    UserSelections,
+    log_training_rows,
+    checkpoint_root,
+    initial_model,
+    make_validator,
+    restore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +68,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         torch.set_num_threads(train.torch_threads)
     device = ray.train.torch.get_device()
 
-    inputs = TrainingInputs.load(cfg, Shard(rank, world))  # this worker's validation users + semantic inputs
+    valid = UserSelection(float(config.get("valid_share", 1.0)), cfg.seed)
+    inputs = TrainingInputs.load(cfg, Shard(rank, world), valid)  # this worker's validation users + semantic inputs
     model, warm = initial_model(cfg, inputs, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
     state = TrainState(warm_start=warm)
@@ -122,8 +132,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
 
 
-def training_dataset(cfg: PlatformConfig):
-    """Ray Data: the sequences table's rows with enough training items, padded to (max_len+1,).
+def _trainable(batch, min_items: int, selection: UserSelection):
+    """The rows of a record batch that train: enough training items, and a user `selection` keeps."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    enough = pc.greater_equal(pc.list_value_length(batch["train_items"]), min_items).to_numpy(zero_copy_only=False)
+    return batch.filter(pa.array(enough & selection.keep(batch["user_id"])))
+
+
+def training_dataset(cfg: PlatformConfig, selection: UserSelection = EVERYONE):
+    """Ray Data: the sequences table's rows with enough training items (of the users `selection` keeps), padded
+    to (max_len+1,).
 
     Materialised: the padded rows are small (Beauty: 22k x 51 int64 = 9 MB), so one read serves
     every epoch and every restart."""
@@ -131,13 +151,16 @@ def training_dataset(cfg: PlatformConfig):
 
     path = cfg.table_path("sequences")
     ds = ray.data.read_parquet(delta.file_uris(path), columns=["user_id", "train_items"])
-    min_items = cfg.train.min_train_items
-    ds = ds.filter(lambda row: len(row["train_items"]) >= min_items)
+    ds = ds.map_batches(
+        _trainable, fn_kwargs={"min_items": cfg.train.min_train_items, "selection": selection}, batch_format="pyarrow"
+    )
     ds = ds.map_batches(pad_train_items, fn_kwargs={"max_len": cfg.train.model.max_len}, batch_format="numpy")
     return ds.materialize()  # read and pad once; epochs then stream blocks from the object store
 
 
-def train_with_ray(cfg: PlatformConfig, seed: int, run_name: str) -> tuple[TrainState, str]:
+def train_with_ray(
+    cfg: PlatformConfig, seed: int, run_name: str, selections: UserSelections | None = None
+) -> tuple[TrainState, str]:
     """Fit one seed with TorchTrainer; return the final loop state and the last checkpoint's file."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -145,12 +168,19 @@ def train_with_ray(cfg: PlatformConfig, seed: int, run_name: str) -> tuple[Train
     from momorec.storage.ray_runtime import init_ray
 
     init_ray(cfg.ray)
+    selections = selections or UserSelections()
+    rows = training_dataset(cfg, selections.train)
+    log_training_rows(rows.count())  # materialised: the count is read from its blocks' metadata
     train = cfg.train
     storage = checkpoint_root(cfg)
     filesystem, storage_path = objectstore.filesystem(storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"platform": cfg.model_dump(mode="json"), "seed": seed},
+        train_loop_config={
+            "platform": cfg.model_dump(mode="json"),
+            "seed": seed,
+            "valid_share": selections.valid.share,
+        },
         torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=train.num_workers, use_gpu=train.use_gpu, resources_per_worker={"CPU": train.cpus_per_worker}
@@ -162,7 +192,7 @@ def train_with_ray(cfg: PlatformConfig, seed: int, run_name: str) -> tuple[Train
             failure_config=FailureConfig(max_failures=train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
-        datasets={"train": training_dataset(cfg)},
+        datasets={"train": rows},
     )
     result = trainer.fit()
     if result.error is not None:

@@ -27,7 +27,17 @@ from momorec.core.checkpoint import (
 )
 from momorec.core.metrics import metric_sums, sums_to_metrics
 from momorec.core.ranking import rank_users
-from momorec.core.sequences import ALL_USERS, SequenceData, Shard, load_sequences, scan_sequences, training_arrays
+from momorec.core.sequences import (
+    ALL_USERS,
+    SequenceData,
+    SequenceFacts,
+    Shard,
+    changed_users,
+    load_sequences,
+    scan_sequences,
+    training_arrays,
+)
+from momorec.core.user_selection import EVERYONE, UserSelection, sample_share
 from momorec.models import SemanticInputs, SequentialRecommender, build_model
 from momorec.models.config import SemanticInputConfig
 from momorec.storage import objectstore
@@ -35,6 +45,46 @@ from momorec.train.loop import LossModule, fit
 from momorec.train.semantic import load_semantic_inputs
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UserSelections:
+    """Whom one train stage trains and validates on: every user, or (the nightly refresh) the users whose history
+    changed since the warm-start model trained plus a replay sample, validated on a stable sample."""
+
+    train: UserSelection = EVERYONE
+    valid: UserSelection = EVERYONE
+    changed: int | None = None  # users whose sequence changed since train.users_since (None: not asked / unknown)
+
+    @property
+    def either(self) -> UserSelection:
+        """The users read at all: the union of the two (their samples share one seed, so the larger contains the
+        smaller)."""
+        if self.train.everyone or self.valid.everyone:
+            return EVERYONE
+        return UserSelection(max(self.train.share, self.valid.share), self.train.seed, self.train.listed)
+
+    def facts(self) -> dict[str, object]:
+        out: dict[str, object] = {"users.train": self.train.label(), "users.valid": self.valid.label()}
+        if self.changed is not None:
+            out["users.changed"] = self.changed
+        return out
+
+
+def user_selections(cfg: PlatformConfig, users: int) -> UserSelections:
+    """The selections of `cfg.train` over a table of `users` users (see TrainConfig.users_since / valid_users)."""
+    train = cfg.train
+    valid = UserSelection(sample_share(train.valid_users, users), cfg.seed)
+    if train.users_since is None:
+        return UserSelections(valid=valid)
+    changed = changed_users(cfg.table_path("sequences"), train.users_since)
+    if changed is None or changed.size == 0:
+        log.warning("no user's sequence changed since version %s: training on every user", train.users_since)
+        return UserSelections(valid=valid, changed=None if changed is None else 0)
+    replay = sample_share(round(train.replay_ratio * changed.size), users)
+    chosen = UserSelection(replay, cfg.seed, changed) if replay < 1.0 else EVERYONE
+    log.info("training on %d changed users plus a %.4g replay share of the others", changed.size, replay)
+    return UserSelections(train=chosen, valid=valid, changed=int(changed.size))
 
 
 @dataclass
@@ -50,11 +100,21 @@ class TrainingInputs:
     facts: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, cfg: PlatformConfig, users: Shard | None = ALL_USERS) -> TrainingInputs:
-        """The inputs with the users of `users` (None: no user, the counts only)."""
+    def load(
+        cls,
+        cfg: PlatformConfig,
+        users: Shard | None = ALL_USERS,
+        selection: UserSelection = EVERYONE,
+        facts: SequenceFacts | None = None,
+    ) -> TrainingInputs:
+        """The inputs with the users of `users` that `selection` keeps (None: no user, the counts only); `facts`:
+        the table's scan when the caller already made it."""
         paths = cfg.table_path("sequences"), cfg.table_path("item_ids")
-        table = scan_sequences(*paths, cfg.train.min_train_items)
-        data = load_sequences(*paths, users) if users is not None else _no_users(table.num_items, table.versions)
+        table = facts or scan_sequences(*paths, cfg.train.min_train_items)
+        if users is None:
+            data = _no_users(table.num_items, table.versions)
+        else:
+            data = load_sequences(*paths, users, selection)
         model = cfg.train.model
         facts: dict[str, object] = {
             "users": table.users,
@@ -162,6 +222,15 @@ def local_batches(
     return batches
 
 
+def log_training_rows(rows: int) -> None:
+    """`train.rows` on the seed's MLflow run: the rows an epoch goes over (fewer than the table's when the
+    refresh trains on the changed users)."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_metric("train.rows", rows)
+
+
 def make_validator(
     data: SequenceData,
     max_len: int,
@@ -198,10 +267,12 @@ def train_local(
     checkpoint_dir: str,
     on_step: Callable[[], None] | None = None,
     on_epoch: Callable[[TrainState], None] | None = None,
+    selections: UserSelections | None = None,
 ) -> TrainState:
     """Train one seed in this process (no Ray); a checkpoint after every epoch in `checkpoint_dir`
     (any objectstore location). A checkpoint already there is resumed: a restarted driver continues
-    its run from the last finished epoch instead of starting again."""
+    its run from the last finished epoch instead of starting again. With `selections`, `inputs` hold the users of
+    `selections.either`; training and validation each take their own."""
     train = cfg.train
     device = torch.device("cuda" if train.use_gpu and torch.cuda.is_available() else "cpu")
     if train.torch_threads:
@@ -209,8 +280,15 @@ def train_local(
     model, warm = initial_model(cfg, inputs, seed)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
-    arrays = training_arrays(inputs.data, train.model.max_len, train.min_train_items)
-    validate = make_validator(inputs.data, train.model.max_len, train.eval_batch_size, device)
+    data = inputs.data
+    if selections is not None and not selections.either.everyone:  # read with `either`: split it
+        train_data = data.subset(np.flatnonzero(selections.train.keep(data.user_ids)))
+        valid_data = data.subset(np.flatnonzero(selections.valid.keep(data.user_ids)))
+    else:
+        train_data = valid_data = data
+    arrays = training_arrays(train_data, train.model.max_len, train.min_train_items)
+    log_training_rows(len(arrays["seq"]))
+    validate = make_validator(valid_data, train.model.max_len, train.eval_batch_size, device)
     state = TrainState(warm_start=warm)
     if objectstore.is_file(objectstore.join(checkpoint_dir, FILE)):
         state = restore(model, optimizer, load_checkpoint(checkpoint_dir))

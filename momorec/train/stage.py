@@ -29,11 +29,11 @@ from momorec import tracking
 from momorec.config import PlatformConfig
 from momorec.core.checkpoint import FILE, TrainState, write_checkpoint
 from momorec.core.logged_model import log_recommender, registered_checkpoint, registered_name
-from momorec.core.sequences import ALL_USERS
+from momorec.core.sequences import ALL_USERS, scan_sequences
 from momorec.core.significance import mean_std
 from momorec.core.stage_run import StageRun, stage_run
 from momorec.storage import delta, objectstore, schemas
-from momorec.train.runner import TrainingInputs, checkpoint_root, train_local
+from momorec.train.runner import TrainingInputs, UserSelections, checkpoint_root, train_local, user_selections
 from momorec.typed import StageResult
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ class TrainResult(StageResult):
     )
     valid: dict[str, dict[str, float]] = Field(default_factory=dict, description="valid.full.* mean/std over seeds.")
     semantic: dict[str, object] = Field(default_factory=dict, description="Codebook versions, missing-ID counts.")
+    users_selected: dict[str, object] = Field(
+        default_factory=dict,
+        description="Whom it trained and validated on (all, or a stable sample plus the changed users) and how many "
+        "users' sequences changed since train.users_since.",
+    )
     tables: dict[str, dict] = Field(default_factory=dict)
     resumed: bool = Field(False, description="This call continued an unfinished train run (same MLflow run).")
 
@@ -147,17 +152,19 @@ def _resolved_warm_start(cfg: PlatformConfig, run_id: str) -> PlatformConfig:
 
 
 def _train_one(
-    cfg: PlatformConfig, inputs: TrainingInputs, seed: int, run_id: str, progress, task
+    cfg: PlatformConfig, inputs: TrainingInputs, selections: UserSelections, seed: int, run_id: str, progress, task
 ) -> tuple[TrainState, str]:
     if cfg.train.launcher == "ray":
         from momorec.train.distributed import train_with_ray
 
         progress.update(task, description=f"seed {seed}: Ray Train, {cfg.train.num_workers} workers")
-        state, checkpoint = train_with_ray(cfg, seed, run_name=f"{run_id}-seed{seed}")
+        state, checkpoint = train_with_ray(cfg, seed, run_name=f"{run_id}-seed{seed}", selections=selections)
         progress.update(task, completed=state.epoch)
         return state, checkpoint
     folder = objectstore.join(checkpoint_root(cfg), run_id, f"seed_{seed}")
-    state = train_local(cfg, inputs, seed, folder, on_epoch=lambda s: progress.update(task, completed=s.epoch))
+    state = train_local(
+        cfg, inputs, seed, folder, on_epoch=lambda s: progress.update(task, completed=s.epoch), selections=selections
+    )
     return state, objectstore.join(folder, FILE)
 
 
@@ -169,7 +176,10 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
     train = cfg.train
     seeds = train.seeds or [cfg.seed]
     # checks the tables before anything starts; Ray Train's workers read the users, its driver none of them
-    inputs = TrainingInputs.load(cfg, users=None if train.launcher == "ray" else ALL_USERS)
+    facts = scan_sequences(cfg.table_path("sequences"), cfg.table_path("item_ids"), train.min_train_items)
+    selections = user_selections(cfg, facts.users)
+    users = None if train.launcher == "ray" else ALL_USERS
+    inputs = TrainingInputs.load(cfg, users, selections.either, facts=facts)
     rows_trainable = inputs.facts["train_rows"]
     if not rows_trainable:
         raise ValueError(f"empty training set: no user has {train.min_train_items} or more training items")
@@ -188,7 +198,7 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
     with _train_run(cfg, key, show_progress, start) as (stage, resumed):
         run_id = stage.run_id
         stage.read(read_versions)
-        mlflow.log_params({k: str(v) for k, v in semantic_facts.items()})
+        mlflow.log_params({k: str(v) for k, v in (semantic_facts | selections.facts()).items()})
         mlflow.log_metrics(
             {"users": inputs.facts["users"], "items": inputs.data.num_items, "train_rows": rows_trainable}
         )
@@ -210,7 +220,7 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
                 tags={"momorec.seed": str(seed)},
             ) as child:
                 mlflow.log_param("seed", seed)
-                state, checkpoint = _train_one(seed_cfg, inputs, seed, run_id, progress, task)
+                state, checkpoint = _train_one(seed_cfg, inputs, selections, seed, run_id, progress, task)
                 _log_history(state)
                 model_uri = version = None
                 if train.log_model:
@@ -231,13 +241,15 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
                     "user_codebook_version": semantic_facts.get("semantic.user.version"),
                     "sequences_version": inputs.data.versions.get("sequences"),
                     "created_at": time.time(),
+                    "valid_users": selections.valid.label(),
                 }
                 mlflow.set_tag(ROW_TAG, json.dumps(row))
                 models.append(row)
         path = cfg.table_path("trained_models")
         table = pa.Table.from_pylist(models, schema=schemas.TRAINED_MODELS)
         # keyed: a resumed run whose first driver had already written its rows adds none twice
-        written, _ = delta.merge_insert(path, table, keys=["train_run_id", "seed"])
+        # merge_schema: a table written before the valid_users column gains it (its old rows read as null: all users)
+        written, _ = delta.merge_insert(path, table, keys=["train_run_id", "seed"], merge_schema=True)
         stage.wrote("trained_models", written)
         valid = mean_std([{"valid.full.ndcg_10": m["valid_ndcg_10"]} for m in models])
         mlflow.log_metrics({f"{k}.{stat}": v for k, s in valid.items() for stat, v in s.items() if stat != "n"})
@@ -257,5 +269,6 @@ def run_train(cfg: PlatformConfig, show_progress: bool = True) -> TrainResult:
             ],
             valid=valid,
             semantic=semantic_facts,
+            users_selected=selections.facts(),
             tables={"trained_models": {"path": path, "version": written}},
         )

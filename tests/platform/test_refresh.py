@@ -111,6 +111,11 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     seed_run = mlflow.get_run(night.stages["train"]["models"][0]["seed_run_id"])
     assert seed_run.data.metrics["warm_start.copied"] > 0
     assert train_run.data.params["train.epochs"] == "2"
+    # it trained on the 2 users whose history changed since the champion trained, plus a replay sample (4 per
+    # changed user), and validated on every user (200 users is fewer than refresh.metric_users)
+    assert train_run.data.params["users.changed"] == "2"
+    assert train_run.data.params["users.train"].endswith(",listed=2")
+    assert train_run.data.params["users.valid"] == "all"
     promotion = night.stages["promote"]
     assert promotion["previous_champion_version"] == first_champion
     # same catalog, same users: a like-for-like comparison on tonight's validation split; the candidate trained on

@@ -80,6 +80,11 @@ def test_every_stage_is_measured_for_the_full_run_and_the_refresh(tiny):
         assert math.isclose(share[label]["share"], share[label]["refresh_s"] / share[label]["full_s"], rel_tol=1e-2)
     assert share["as_configured"]["full_s"] > share["measured"]["full_s"], "a configured full run trains longer"
     assert figures["refresh"]["embeddings"]["rows"]["user_motivations"] == figures["night"]["users"]
+    # the warm-started model trained on the night's users (exactly those whose sequence changed) plus a replay share
+    selected = figures["refresh"]["train"]["users_selected"]
+    assert selected["users.changed"] == figures["night"]["users"]
+    assert selected["users.train"].endswith(f",listed={figures['night']['users']}")
+    assert figures["full"]["train"]["users_selected"]["users.train"] == "all"
     assert figures["full"]["embeddings"]["rows"]["user_motivations"] == figures["users_ingested"]
     slopes = bench.exponents({"a": figures, "b": figures | {"events": figures["events"] * 2}})
     assert set(slopes["tiny->tiny"]) == set(bench.FULL_STAGES)
