@@ -33,9 +33,9 @@ from momorec.train.loop import LossModule, fit
 from momorec.train.runner import (
     TrainingInputs,
     UserSelections,
-    log_training_rows,
     checkpoint_root,
     initial_model,
+    log_training_rows,
     make_validator,
     restore,
 )
