@@ -100,3 +100,13 @@ def test_sequences_and_scoring_read_only_the_selected_users(tmp_path):
     assert set(sampled.column("user_id").to_pylist()) == kept
     ranks = dict(zip(every.column("user_id").to_pylist(), every.column("rank").to_pylist(), strict=True))
     assert all(ranks[u] == r for u, r in zip(sampled["user_id"].to_pylist(), sampled["rank"].to_pylist(), strict=True))
+
+
+def test_ray_training_rows_are_the_selected_users_with_enough_items():
+    from momorec.train.distributed import _trainable
+
+    table = _rows({u: [1, 2, 3, 4][: 3 + u % 2] for u in range(1, 1001)})  # odd users: 2 training items
+    chosen = UserSelection(share=0.2, seed=4, listed=np.array([2, 3]))
+    kept = _trainable(table, 2, chosen).column("user_id").to_pylist()
+    expected = [u for u in range(1, 1001) if u % 2 and chosen.keep(np.array([u]))[0]]
+    assert kept == expected and 3 in kept and 2 not in kept, "user 2 has one training item: never trained on"
