@@ -280,12 +280,11 @@ def train_local(
     model, warm = initial_model(cfg, inputs, seed)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
-    data = inputs.data
-    if selections is not None and not selections.either.everyone:  # read with `either`: split it
-        train_data = data.subset(np.flatnonzero(selections.train.keep(data.user_ids)))
-        valid_data = data.subset(np.flatnonzero(selections.valid.keep(data.user_ids)))
-    else:
-        train_data = valid_data = data
+    selections = selections or UserSelections()
+    train_data, valid_data = (  # inputs hold selections.either: each part takes its own users
+        inputs.data if chosen.everyone else inputs.data.subset(np.flatnonzero(chosen.keep(inputs.data.user_ids)))
+        for chosen in (selections.train, selections.valid)
+    )
     arrays = training_arrays(train_data, train.model.max_len, train.min_train_items)
     log_training_rows(len(arrays["seq"]))
     validate = make_validator(valid_data, train.model.max_len, train.eval_batch_size, device)

@@ -116,6 +116,8 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     assert train_run.data.params["users.changed"] == "2"
     assert train_run.data.params["users.train"].endswith(",listed=2")
     assert train_run.data.params["users.valid"] == "all"
+    full_rows = mlflow.get_run(full.stages["train"]["models"][0]["seed_run_id"]).data.metrics["train.rows"]
+    assert 2 <= seed_run.data.metrics["train.rows"] < full_rows / 4, "an epoch goes over the changed users + replay"
     promotion = night.stages["promote"]
     assert promotion["previous_champion_version"] == first_champion
     # same catalog, same users: a like-for-like comparison on tonight's validation split; the candidate trained on

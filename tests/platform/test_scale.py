@@ -85,6 +85,10 @@ def test_every_stage_is_measured_for_the_full_run_and_the_refresh(tiny):
     assert selected["users.changed"] == figures["night"]["users"]
     assert selected["users.train"].endswith(f",listed={figures['night']['users']}")
     assert figures["full"]["train"]["users_selected"]["users.train"] == "all"
+    assert (
+        figures["refresh"]["train"]["training"]["full_epoch_steps"]
+        <= figures["full"]["train"]["training"]["full_epoch_steps"]
+    )
     assert figures["full"]["embeddings"]["rows"]["user_motivations"] == figures["users_ingested"]
     slopes = bench.exponents({"a": figures, "b": figures | {"events": figures["events"] * 2}})
     assert set(slopes["tiny->tiny"]) == set(bench.FULL_STAGES)
