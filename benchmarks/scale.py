@@ -412,6 +412,23 @@ def exponents(scales: dict[str, dict]) -> dict:
     return out
 
 
+SCORING_STAGES = ("evaluate", "recommend")  # full ranking / top-K: every user against every item
+
+
+def scoring_work_exponents(scales: dict[str, dict]) -> dict:
+    """For the stages that score every user against every item: log(time ratio) / log((users x items) ratio).
+    Their arithmetic is users x items x hidden, so when the catalog grows with the log (4x from M to L) their time
+    grows faster than the events; 1.0 here means the stage costs what its matmuls cost, whatever the scale."""
+    order = sorted((f for f in scales.values() if _complete(f, "full")), key=lambda f: f["events"])
+    out = {}
+    for a, b in zip(order, order[1:], strict=False):
+        work = math.log(b["users"] * b["items"] / (a["users"] * a["items"]))
+        out[f"{a['scale']}->{b['scale']}"] = {
+            s: round(math.log(_stage_s(b, s) / _stage_s(a, s)) / work, 3) for s in SCORING_STAGES
+        }
+    return out
+
+
 def draw(scales: dict[str, dict], png: Path) -> None:
     import matplotlib
 
@@ -521,11 +538,12 @@ def finish(report: dict, out: Path) -> None:
         if _complete(figures, "full") and _complete(figures, "refresh"):
             figures["refresh_vs_full"] = refresh_share(figures)
     report["exponents"] = exponents(scales)
+    report["exponents_per_scoring_work"] = scoring_work_exponents(scales)
     report["targets"] = verdict(scales, report["exponents"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     draw(scales, out.with_suffix(".png"))
-    print(json.dumps({k: report[k] for k in ("exponents", "targets")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("exponents", "exponents_per_scoring_work", "targets")}, indent=2))
     for name, figures in scales.items():
         shares = figures.get("refresh_vs_full", {})
         print(name, {k: v for k, v in shares.items() if k in ("measured", "as_configured")})

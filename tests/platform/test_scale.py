@@ -91,6 +91,8 @@ def test_every_stage_is_measured_for_the_full_run_and_the_refresh(tiny):
     )
     assert figures["full"]["embeddings"]["rows"]["user_motivations"] == figures["users_ingested"]
     slopes = bench.exponents({"a": figures, "b": figures | {"events": figures["events"] * 2}})
+    bigger = figures | {"users": figures["users"] * 2, "items": figures["items"] * 2}
+    assert set(bench.scoring_work_exponents({"a": figures, "b": bigger})["tiny->tiny"]) == {"evaluate", "recommend"}
     assert set(slopes["tiny->tiny"]) == set(bench.FULL_STAGES)
 
 
