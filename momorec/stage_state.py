@@ -32,8 +32,9 @@ STAGE_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
 }
 
-# Settings that say how to start, not what to compute: changing them does not redo a stage.
-_VOLATILE = {"train": ("warm_start", "checkpoint_dir", "fault_injection")}
+# Settings that say how to start, not what to compute: changing them does not redo a stage. users_since names the
+# warm-start model's sequences version, so it moves with the champion just like warm_start.
+_VOLATILE = {"train": ("warm_start", "users_since", "checkpoint_dir", "fault_injection")}
 
 
 def _section(cfg: PlatformConfig, stage: str) -> dict[str, Any]:
