@@ -335,6 +335,24 @@ def run_scale(
     return figures
 
 
+def run_variant(scale: str, work: Path, stage: str, overrides: list[str]) -> dict:
+    """One stage of the scale's last run again (its warehouse as the phases left it), with `overrides`, measured
+    like the others: e.g. the training at L under `train.launcher=ray`, whose driver holds no user."""
+    run_dir = work / f"run-{scale}"
+    config = run_dir / "config.yaml"
+    if not config.exists():
+        raise SystemExit(f"scale {scale}: no run folder {run_dir}: run its full phase first")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{run_dir / 'mlflow.db'}")
+    print(f"[{scale}] variant: {stage} with {overrides} ...", flush=True)
+    m = measured(stage_command(stage, config, overrides, None), env, run_dir / "stages.log")
+    result = stage_result(m, stage)
+    m |= {"stage_wall_s": round(result.get("wall_time_s") or 0.0, 2), "overrides": overrides}
+    if stage == "train" and not result.get("skipped"):
+        m["training"] = training_extrapolation(run_dir, result)
+    print(f"[{scale}] variant: {stage} {m['wall_s']} s, driver {m['driver_peak_rss_gb']} GB", flush=True)
+    return m
+
+
 def convergence() -> dict:
     """How the full run trains as the project configures it (configs/beauty.yaml: 3 seeds, early stopping with
     patience 10) and how many epochs that takes: the mean epochs_run of plain SASRec on Beauty
@@ -473,6 +491,13 @@ def verdict(scales: dict[str, dict], slopes: dict) -> dict:
         peak = max(s["driver_peak_rss_gb"] for s in ran)
         label = "" if _complete(scales["L"], "full") else f" (stages run so far: {len(ran)})"
         checks[f"driver peak RSS at L <= {MAX_DRIVER_RSS_GB} GB{label}"] = peak <= MAX_DRIVER_RSS_GB
+        ray_train = scales["L"].get("variants", {}).get("train_ray")
+        if ray_train is not None:  # the cluster path: Ray Train workers hold the users, the driver none
+            others = [m for phase in ("full", "refresh") for s, m in scales["L"].get(phase, {}).items() if s != "train"]
+            peak = max(m["driver_peak_rss_gb"] for m in [*others, ray_train])
+            checks[f"driver peak RSS at L <= {MAX_DRIVER_RSS_GB} GB with train.launcher=ray"] = (
+                peak <= MAX_DRIVER_RSS_GB
+            )
     return checks
 
 
@@ -492,6 +517,13 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default=str(RESULTS))
     sub.add_parser("report", help="recompute the shares, exponents, targets and the PNG of --out's scales")
+    v = sub.add_parser("variant", help="one stage of a scale's finished run again, with --set overrides, kept apart")
+    v.add_argument("--scale", required=True)
+    v.add_argument("--stage", required=True, choices=[s for s in FULL_STAGES if s != "embeddings"])
+    v.add_argument("--label", required=True, help="e.g. train_ray: where scale.json keeps it (scales.<S>.variants)")
+    v.add_argument(
+        "--with", dest="variant_sets", action="append", default=[], help="an override, e.g. train.launcher=ray"
+    )
     args = parser.parse_args()
     if args.command == "embed":
         print(json.dumps(embed(args.config, args.night, args.overrides)))
@@ -499,6 +531,12 @@ def main() -> None:
     out = Path(args.out)
     if args.command == "report":
         report = json.loads(out.read_text())
+        finish(report, out)
+        return
+    if args.command == "variant":
+        report = json.loads(out.read_text())
+        figures = run_variant(args.scale, Path(args.work), args.stage, args.variant_sets)
+        report["scales"][args.scale].setdefault("variants", {})[args.label] = figures
         finish(report, out)
         return
 
