@@ -128,3 +128,12 @@ def test_the_refresh_ingest_commits_only_what_the_night_changed(tiny):
     for name in ("interactions", "sequences", "user_ids", "item_ids", "items"):
         paths = pa.table(DeltaTable(str(root / name)).get_add_actions(flatten=True)).column("path").to_pylist()
         assert paths and all(str(p).startswith("spark-") for p in paths), name
+
+
+def test_a_variant_reruns_one_stage_with_overrides_on_the_same_warehouse(tiny):
+    bench, work, _ = tiny
+    figures = bench.run_variant("tiny", work, "evaluate", ["evaluate.protocols=[sampled]"])
+    assert figures["overrides"] == ["evaluate.protocols=[sampled]"]
+    assert figures["wall_s"] > 0 and figures["driver_peak_rss_gb"] > 0 and figures["stage_wall_s"] > 0
+    with pytest.raises(SystemExit, match="no run folder"):
+        bench.run_variant("M", work, "evaluate", [])
