@@ -264,6 +264,24 @@ def training_extrapolation(work: Path, train: dict) -> dict:
     }
 
 
+def measure_stage(stage: str, config: Path, overrides: list[str], night: Path | None, run_dir: Path) -> dict:
+    """One stage's process of the run in `run_dir` (a refresh's with `night`), measured: wall time, peak RSS, and
+    the figures of its result that the report uses."""
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{run_dir / 'mlflow.db'}")
+    m = measured(stage_command(stage, config, overrides, night), env, run_dir / "stages.log")
+    result = stage_result(m, stage)
+    m["stage_wall_s"] = round(result.get("wall_time_s") or 0.0, 2)
+    m["skipped"] = bool(result.get("skipped"))
+    if stage == "ingest":
+        m |= {k: result.get(k) for k in ("mode", "rebuild_reason", "rows_read", "interactions", "users")}
+    if stage == "train" and not m["skipped"]:
+        m["training"] = training_extrapolation(run_dir, result)
+        m["users_selected"] = result.get("users_selected", {})
+    if stage == "embeddings":
+        m["rows"] = result["rows"]
+    return m
+
+
 def run_scale(
     scale: str,
     work: Path,
@@ -307,25 +325,13 @@ def run_scale(
             raise SystemExit(f"scale {scale}: no finished full run in {run_dir} and in --out: run its full phase")
         kept = {k: v for k, v in previous.items() if k not in ("refresh", "refresh_vs_full")}
         figures = {**kept, **figures}
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{run_dir / 'mlflow.db'}")
-    log_path = run_dir / "stages.log"
     nights = {"full": None, "refresh": data / "night.parquet"}
     for phase in phases:
         night = nights[phase]
         stages = figures.setdefault(phase, {})
         for stage in FULL_STAGES:
             print(f"[{scale}] {phase}: {stage} ...", flush=True)
-            m = measured(stage_command(stage, config, overrides, night), env, log_path)
-            result = stage_result(m, stage)
-            m["stage_wall_s"] = round(result.get("wall_time_s") or 0.0, 2)
-            m["skipped"] = bool(result.get("skipped"))
-            if stage == "ingest":
-                m |= {k: result.get(k) for k in ("mode", "rebuild_reason", "rows_read", "interactions", "users")}
-            if stage == "train" and not m["skipped"]:
-                m["training"] = training_extrapolation(run_dir, result)
-                m["users_selected"] = result.get("users_selected", {})
-            if stage == "embeddings":
-                m["rows"] = result["rows"]
+            m = measure_stage(stage, config, overrides, night, run_dir)
             stages[stage] = m
             print(f"[{scale}] {phase}: {stage} {m['wall_s']} s, driver {m['driver_peak_rss_gb']} GB", flush=True)
             on_stage(figures)
@@ -342,13 +348,8 @@ def run_variant(scale: str, work: Path, stage: str, overrides: list[str]) -> dic
     config = run_dir / "config.yaml"
     if not config.exists():
         raise SystemExit(f"scale {scale}: no run folder {run_dir}: run its full phase first")
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{run_dir / 'mlflow.db'}")
     print(f"[{scale}] variant: {stage} with {overrides} ...", flush=True)
-    m = measured(stage_command(stage, config, overrides, None), env, run_dir / "stages.log")
-    result = stage_result(m, stage)
-    m |= {"stage_wall_s": round(result.get("wall_time_s") or 0.0, 2), "overrides": overrides}
-    if stage == "train" and not result.get("skipped"):
-        m["training"] = training_extrapolation(run_dir, result)
+    m = measure_stage(stage, config, overrides, None, run_dir) | {"overrides": overrides}
     print(f"[{scale}] variant: {stage} {m['wall_s']} s, driver {m['driver_peak_rss_gb']} GB", flush=True)
     return m
 

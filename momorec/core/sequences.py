@@ -225,15 +225,17 @@ def changed_users(sequences_path: str, since_version: int) -> np.ndarray | None:
         return None
     now = set(delta.file_uris(sequences_path))
     gone, new = sorted(before - now), sorted(now - before)
-    fs, gone_paths = objectstore.filesystem_paths(gone) if gone else (None, [])
-    fs_new, new_paths = objectstore.filesystem_paths(new) if new else (None, [])
-    old_users, old_signatures = _signatures(gone_paths, fs)
-    new_users, new_signatures = _signatures(new_paths, fs_new)
+    if not new:
+        return np.empty(0, np.int64)
+    fs, paths = objectstore.filesystem_paths(gone + new)
+    old_users, old_signatures = _signatures(paths[: len(gone)], fs)
+    new_users, new_signatures = _signatures(paths[len(gone) :], fs)
+    if not len(old_users):
+        return np.unique(new_users)
     order = np.argsort(old_users, kind="stable")
     old_users, old_signatures = old_users[order], old_signatures[order]
-    at = np.clip(np.searchsorted(old_users, new_users), 0, max(len(old_users) - 1, 0))
-    had = (old_users[at] == new_users) if len(old_users) else np.zeros(len(new_users), dtype=bool)
-    same = had & (old_signatures[at] == new_signatures) if len(old_users) else had
+    at = np.minimum(np.searchsorted(old_users, new_users), len(old_users) - 1)
+    same = (old_users[at] == new_users) & (old_signatures[at] == new_signatures)
     return np.unique(new_users[~same])
 
 

@@ -89,8 +89,7 @@ class TrainConfig(StrictModel):
         None,
         description="Train only on the users whose `sequences` row changed since this table version, plus a replay "
         "sample of the others (`replay_ratio`): the nightly refresh passes the version its warm-start model trained "
-        "on, "
-        "so its training costs what the night changed. None = every user.",
+        "on, so its training costs what the night changed. None = every user.",
     )
     replay_ratio: float = Field(
         4.0,
