@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.llm_engines import machine  # noqa: E402
 from momorec.config import load_config  # noqa: E402
-from momorec.core.sequences import SequenceData, training_arrays  # noqa: E402
+from momorec.core.sequences import SequenceData, training_rows  # noqa: E402
 from momorec.models.losses import CPU_SCORE_BLOCK_BYTES  # noqa: E402
 from momorec.models.parts import Dropout, next_item_positions  # noqa: E402
 from momorec.train.loop import LossModule, _to_device  # noqa: E402
@@ -75,8 +75,8 @@ def main() -> None:
     data = SequenceData.load_npz(args.data_npz)
     model, _ = initial_model(cfg, TrainingInputs(data, None, None), cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.learning_rate)
-    arrays = training_arrays(data, cfg.train.model.max_len, cfg.train.min_train_items)
-    epoch = [_to_device(b, "cpu") for b in local_batches(arrays, cfg.train.batch_size, cfg.seed, False)(0)]
+    rows = training_rows(data, cfg.train.model.max_len, cfg.train.min_train_items)
+    epoch = [_to_device(b, "cpu") for b in local_batches(rows, cfg.train.batch_size, cfg.seed, False)(0)]
     batches = epoch[: args.steps]
     loss_module = LossModule(model)
     table = model.embedder.table().detach()

@@ -13,7 +13,7 @@ import torch
 
 from momorec.core.item_scores import ItemScorer
 from momorec.core.metrics import full_ranks, ranks_from_scores, sample_negatives
-from momorec.core.sequences import SequenceData, excluded_items, scoring_arrays, seen_items
+from momorec.core.sequences import SequenceData, excluded_items, scoring_batch, seen_items
 
 
 @torch.no_grad()
@@ -39,24 +39,24 @@ def rank_users(
         raise ValueError(f"unknown protocol {protocol!r} (full | sampled)")
     was_training = model.training
     model.eval()
-    arrays = scoring_arrays(data, split, max_len)
     ranks = np.empty(data.num_users, dtype=np.int64)
     if protocol == "full" and scorer is None:
         scorer = ItemScorer(model)
     for start in range(0, data.num_users, batch_size):
         rows = np.arange(start, min(start + batch_size, data.num_users))
+        arrays = scoring_batch(data, rows, split, max_len)
         batch = {
-            "history": torch.from_numpy(arrays["history"][rows]).to(device),
-            "user_id": torch.from_numpy(arrays["user_id"][rows]).to(device),
+            "history": torch.from_numpy(arrays["history"]).to(device),
+            "user_id": torch.from_numpy(arrays["user_id"]).to(device),
         }
-        targets = torch.from_numpy(arrays["target"][rows]).to(device)
+        targets = torch.from_numpy(arrays["target"]).to(device)
         if protocol == "full":
             scores = scorer.scores(batch["history"], batch["user_id"])  # (b, W >= N+1), a scratch buffer
             history = torch.from_numpy(excluded_items(data, rows, split)).to(device)
             ranks[rows] = full_ranks(scores, history, targets, in_place=True).cpu().numpy()
         else:
             negatives = sample_negatives(
-                arrays["user_id"][rows], seen_items(data, rows), data.num_items, num_negatives, negative_seed
+                arrays["user_id"], seen_items(data, rows), data.num_items, num_negatives, negative_seed
             )
             candidates = torch.cat([targets[:, None], torch.from_numpy(negatives).to(device)], dim=1)  # (b, 1+n)
             scores = model.predict(batch, candidates)

@@ -1,4 +1,4 @@
-"""Sequences from the Delta tables, checked, and turned into padded training and scoring arrays.
+"""Sequences from the Delta tables, checked, and turned into padded training and scoring batches.
 
 Input: `sequences` (user_id, items, train_items, valid_item, test_item, length) and `item_ids`
 (the number of items is the largest item_id; ids start at 1, 0 is padding). Leave-one-out: the model
@@ -333,41 +333,65 @@ def windows(items: np.ndarray, starts: np.ndarray, counts: np.ndarray, width: in
     return out
 
 
-def _left_pad(data: SequenceData, ends: np.ndarray, width: int) -> np.ndarray:
-    """Row u = the `width` items before position ends[u] of user u's history, left-padded: (U, width) int64."""
-    return windows(data.items, data.offsets[:-1], ends, width)
+@dataclass(frozen=True)
+class TrainingRows:
+    """The training rows of a SequenceData, kept as views of its CSR arrays and padded one batch at a time.
+
+    Row r is user user_ids[r]'s newest `width` training items (items[starts[r] : starts[r] + counts[r]]). Padding
+    every row up front would hold users x width x 8 bytes (2M users x 51: 816 MB at scale L) beside the histories
+    themselves; a batch pads only its own rows (`batch`)."""
+
+    items: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    user_ids: np.ndarray
+    width: int
+
+    def __len__(self) -> int:
+        return int(self.user_ids.size)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(R,) the unpadded length of each row's window."""
+        return np.minimum(self.counts, self.width)
+
+    def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """{"seq": (len(rows), width) int64 left-padded, "user_id": (len(rows),)} of the rows at positions `rows`."""
+        return {
+            "seq": windows(self.items, self.starts[rows], self.counts[rows], self.width),
+            "user_id": self.user_ids[rows],
+        }
+
+    def padded(self) -> dict[str, np.ndarray]:
+        """Every row padded at once (small data: tests, benchmarks on Beauty)."""
+        return self.batch(np.arange(len(self)))
 
 
-def training_arrays(data: SequenceData, max_len: int, min_train_items: int = 2) -> dict[str, np.ndarray]:
-    """{"seq": (U', max_len+1) int64, "user_id": (U',)}: the newest max_len+1 training items of each user
-    with at least `min_train_items` of them. Raises ValueError when nobody qualifies (empty training set)."""
+def training_rows(data: SequenceData, max_len: int, min_train_items: int = 2) -> TrainingRows:
+    """The newest max_len+1 training items of each user with at least `min_train_items` of them (the model reads
+    max_len and predicts each next one). Raises ValueError when nobody qualifies (empty training set)."""
     keep = np.flatnonzero(data.train_len >= min_train_items)
     if keep.size == 0:
         raise ValueError(f"empty training set: no user has {min_train_items} or more training items")
-    sub = data.subset(keep)
-    return {"seq": _left_pad(sub, sub.train_len, max_len + 1), "user_id": sub.user_ids.copy()}
+    return TrainingRows(data.items, data.offsets[keep], data.train_len[keep], data.user_ids[keep], max_len + 1)
 
 
-def scoring_arrays(data: SequenceData, split: str, max_len: int) -> dict[str, np.ndarray]:
-    """Inputs for scoring one split: {"history": (U, max_len), "user_id": (U,), "target": (U,)}.
+def scoring_batch(data: SequenceData, rows: np.ndarray, split: str, max_len: int) -> dict[str, np.ndarray]:
+    """Inputs for scoring users `rows` on one split: {"history": (b, max_len), "user_id": (b,), "target": (b,)}.
 
     valid: history = train_items, target = valid_item. test: history = train_items + valid_item,
     target = test_item. The excluded items (whole history, not only the newest max_len) come from
-    `excluded_items`.
+    `excluded_items`. Built per batch, so scoring never holds every user's padded history.
     """
-    if split == "valid":
-        return {
-            "history": _left_pad(data, data.train_len, max_len),
-            "user_id": data.user_ids,
-            "target": data.valid_item,
-        }
-    if split == "test":
-        return {
-            "history": _left_pad(data, data.train_len + 1, max_len),
-            "user_id": data.user_ids,
-            "target": data.test_item,
-        }
-    raise ValueError(f"unknown split {split!r} (valid | test)")
+    if split not in ("valid", "test"):
+        raise ValueError(f"unknown split {split!r} (valid | test)")
+    before = data.train_len[rows] + (1 if split == "test" else 0)
+    target = data.valid_item if split == "valid" else data.test_item
+    return {
+        "history": windows(data.items, data.offsets[rows], before, max_len),
+        "user_id": data.user_ids[rows],
+        "target": target[rows],
+    }
 
 
 def excluded_items(data: SequenceData, rows: np.ndarray, split: str) -> np.ndarray:

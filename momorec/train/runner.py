@@ -32,10 +32,11 @@ from momorec.core.sequences import (
     SequenceData,
     SequenceFacts,
     Shard,
+    TrainingRows,
     changed_users,
     load_sequences,
     scan_sequences,
-    training_arrays,
+    training_rows,
 )
 from momorec.core.user_selection import EVERYONE, UserSelection, sample_share
 from momorec.models import SemanticInputs, SequentialRecommender, build_model
@@ -194,15 +195,16 @@ def make_model(cfg: PlatformConfig, inputs: TrainingInputs, seed: int) -> Sequen
 
 
 def local_batches(
-    arrays: dict[str, np.ndarray], batch_size: int, seed: int, bucket: bool = False
+    rows: TrainingRows, batch_size: int, seed: int, bucket: bool = False
 ) -> Callable[[int], Iterator[dict]]:
-    """batches(epoch): the training rows in an order seeded by (seed, epoch), as dicts of tensors.
+    """batches(epoch): the training rows in an order seeded by (seed, epoch), as dicts of tensors, each batch padded
+    when it is drawn (memory: the histories plus one batch, not every row padded).
 
     bucket: within windows of 64 batches, rows of similar length share a batch (batch order is then
     shuffled), so a batch is trimmed to its longest row instead of max_len (`trim_padding`); the
     classic bucket iterator of sequence models. Every row is still seen once per epoch.
     """
-    lengths = (arrays["seq"] > 0).sum(axis=1)
+    lengths = rows.lengths
 
     def batches(epoch: int) -> Iterator[dict]:
         rng = np.random.default_rng([seed, epoch])
@@ -216,8 +218,8 @@ def local_batches(
                 part = part[np.argsort(lengths[part], kind="stable")]
                 groups.extend(part[i : i + batch_size] for i in range(0, part.size, batch_size))
             groups = [groups[i] for i in rng.permutation(len(groups))]
-        for rows in groups:
-            yield {key: torch.from_numpy(value[rows]) for key, value in arrays.items()}
+        for group in groups:
+            yield {key: torch.from_numpy(value) for key, value in rows.batch(group).items()}
 
     return batches
 
@@ -285,8 +287,8 @@ def train_local(
         inputs.data if chosen.everyone else inputs.data.subset(np.flatnonzero(chosen.keep(inputs.data.user_ids)))
         for chosen in (selections.train, selections.valid)
     )
-    arrays = training_arrays(train_data, train.model.max_len, train.min_train_items)
-    log_training_rows(len(arrays["seq"]))
+    rows = training_rows(train_data, train.model.max_len, train.min_train_items)
+    log_training_rows(len(rows))
     validate = make_validator(valid_data, train.model.max_len, train.eval_batch_size, device)
     state = TrainState(warm_start=warm)
     if objectstore.is_file(objectstore.join(checkpoint_dir, FILE)):
@@ -302,7 +304,7 @@ def train_local(
         model,
         LossModule(model),
         optimizer,
-        local_batches(arrays, train.batch_size, seed, train.length_bucketing),
+        local_batches(rows, train.batch_size, seed, train.length_bucketing),
         validate,
         train.epochs,
         train.patience,

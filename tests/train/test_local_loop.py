@@ -58,11 +58,11 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="outside the embedding range 1..5"):
         load_sequences(f"{root}/sequences", f"{root}/item_ids")
     write_sequences(root, [[1, 2, 3], [2, 3, 4]], num_items=5)  # one training item each
-    from momorec.core.sequences import training_arrays
+    from momorec.core.sequences import training_rows
 
     data = load_sequences(f"{root}/sequences", f"{root}/item_ids")
     with pytest.raises(ValueError, match="empty training set"):
-        training_arrays(data, max_len=5)
+        training_rows(data, max_len=5)
     import pyarrow as pa
 
     from momorec.storage import delta

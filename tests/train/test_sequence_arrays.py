@@ -9,9 +9,9 @@ from momorec.core.sequences import (
     SequenceData,
     excluded_items,
     pad_train_items,
-    scoring_arrays,
+    scoring_batch,
     seen_items,
-    training_arrays,
+    training_rows,
     validate,
 )
 from momorec.train.semantic import codes_matrix
@@ -35,13 +35,19 @@ def toy() -> SequenceData:
 def test_training_and_scoring_arrays_follow_leave_one_out():
     data = toy()
     validate(data)
-    train = training_arrays(data, max_len=2)  # user 2 has one training item: no (input, next) pair
-    assert train["user_id"].tolist() == [1, 3]
-    assert train["seq"].tolist() == [[1, 2, 3], [0, 2, 9]]
-    valid = scoring_arrays(data, "valid", max_len=3)
+    train = training_rows(data, max_len=2)  # user 2 has one training item: no (input, next) pair
+    assert len(train) == 2 and train.lengths.tolist() == [3, 2]
+    padded = train.padded()
+    assert padded["user_id"].tolist() == [1, 3]
+    assert padded["seq"].tolist() == [[1, 2, 3], [0, 2, 9]]
+    assert train.batch(np.array([1]))["seq"].tolist() == [[0, 2, 9]]  # a batch pads only its own rows
+    everyone = np.arange(3)
+    valid = scoring_batch(data, everyone, "valid", max_len=3)
     assert valid["history"].tolist() == [[1, 2, 3], [0, 0, 6], [0, 2, 9]] and valid["target"].tolist() == [4, 7, 4]
-    test = scoring_arrays(data, "test", max_len=3)
+    test = scoring_batch(data, everyone, "test", max_len=3)
     assert test["history"].tolist() == [[2, 3, 4], [0, 6, 7], [2, 9, 4]] and test["target"].tolist() == [5, 8, 1]
+    part = scoring_batch(data, np.array([2]), "test", max_len=3)
+    assert part["history"].tolist() == [[2, 9, 4]] and part["user_id"].tolist() == [3]
     # the whole history is excluded from ranking, not only the last max_len items
     assert excluded_items(data, np.array([0, 2]), "test").tolist() == [[1, 2, 3, 4], [2, 9, 4, 0]]
     assert [s.tolist() for s in seen_items(data, np.array([1]))] == [[6, 7, 8]]
@@ -51,7 +57,7 @@ def test_ray_data_padding_matches_the_local_arrays():
     data = toy()
     batch = {"user_id": np.array([1, 3]), "train_items": [np.array([1, 2, 3]), np.array([2, 9])]}
     padded = pad_train_items(batch, max_len=2)
-    np.testing.assert_array_equal(padded["seq"], training_arrays(data, max_len=2)["seq"])
+    np.testing.assert_array_equal(padded["seq"], training_rows(data, max_len=2).padded()["seq"])
 
 
 def test_split_consistency_and_npz_round_trip(tmp_path):
