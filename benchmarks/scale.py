@@ -521,7 +521,13 @@ def main() -> None:
     v = sub.add_parser("variant", help="one stage of a scale's finished run again, with --set overrides, kept apart")
     v.add_argument("--scale", required=True)
     v.add_argument("--stage", required=True, choices=[s for s in FULL_STAGES if s != "embeddings"])
-    v.add_argument("--label", required=True, help="e.g. train_ray: where scale.json keeps it (scales.<S>.variants)")
+    v.add_argument("--label", help="e.g. train_ray: where scale.json keeps it (scales.<S>.variants)")
+    v.add_argument(
+        "--replace",
+        action="store_true",
+        help="re-measure the full run's stage as configured (no --with) after a code change; the old figure is "
+        "kept under scales.<S>.superseded",
+    )
     v.add_argument(
         "--with", dest="variant_sets", action="append", default=[], help="an override, e.g. train.launcher=ray"
     )
@@ -535,9 +541,20 @@ def main() -> None:
         finish(report, out)
         return
     if args.command == "variant":
+        if args.replace == bool(args.label) or (args.replace and args.variant_sets):
+            raise SystemExit("variant: either --label (with any --with), or --replace (without --with)")
         report = json.loads(out.read_text())
         figures = run_variant(args.scale, Path(args.work), args.stage, args.variant_sets)
-        report["scales"][args.scale].setdefault("variants", {})[args.label] = figures
+        scale = report["scales"][args.scale]
+        if args.replace:
+            scale.setdefault("superseded", {})[args.stage] = scale["full"][args.stage]
+            figures["remeasured"] = (
+                f"re-run alone at commit {_commit()} on the warehouse the refresh phase left (one night of new "
+                "events more than the full run saw); the old figure is under superseded"
+            )
+            scale["full"][args.stage] = figures
+        else:
+            scale.setdefault("variants", {})[args.label] = figures
         finish(report, out)
         return
 
@@ -568,6 +585,11 @@ def main() -> None:
             keep,
             previous=scales.get(scale),
         )
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
 
 
 def finish(report: dict, out: Path) -> None:
