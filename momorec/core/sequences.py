@@ -180,63 +180,16 @@ def scan_sequences(sequences_path: str, item_ids_path: str, min_train_items: int
     return SequenceFacts(users, _num_items(item_ids_path), max_user, trainable, versions)
 
 
-def _row_signatures(items: pa.ListArray) -> np.ndarray:
-    """A uint64 per row that changes when any item or its position in the row does (a sum of hashed
-    (item, position) pairs: order-sensitive, computed without a per-row loop)."""
-    from momorec.core.user_selection import user_hash
-
-    offsets = items.offsets.to_numpy().astype(np.int64)
-    values = items.values.to_numpy().astype(np.int64)[offsets[0] : offsets[-1]]
-    offsets = offsets - offsets[0]
-    position = np.arange(values.size, dtype=np.int64) - np.repeat(offsets[:-1], np.diff(offsets))
-    with np.errstate(over="ignore"):
-        pair = user_hash(values * 1_000_003 + position, seed=7)
-        running = np.concatenate([[np.uint64(0)], np.cumsum(pair, dtype=np.uint64)])
-        return running[offsets[1:]] - running[offsets[:-1]]
-
-
-def _signatures(paths: list[str], fs) -> tuple[np.ndarray, np.ndarray]:
-    """(user ids, row signatures) of every row of the Parquet files `paths`, read a record batch at a time."""
-    import pyarrow.dataset as pads
-
-    users, signatures = [np.empty(0, np.int64)], [np.empty(0, np.uint64)]
-    if paths:
-        for batch in pads.dataset(paths, filesystem=fs, format="parquet").to_batches(columns=["user_id", "items"]):
-            items = batch.column("items")
-            users.append(np.asarray(batch.column("user_id").to_numpy(zero_copy_only=False), dtype=np.int64))
-            signatures.append(_row_signatures(items) if len(items) else np.empty(0, np.uint64))
-    return np.concatenate(users), np.concatenate(signatures)
-
-
 def changed_users(sequences_path: str, since_version: int) -> np.ndarray | None:
     """The users whose `sequences` row (their whole history) differs from their row at `since_version`, or who had
-    none then; sorted ids. None when that version cannot be read (its log was cleaned up).
+    none then; sorted ids. None when that version cannot be read (its log was cleaned up). Only the data files the
+    two snapshots do not share are read (`core.table_changes`)."""
+    from momorec.core.table_changes import changed_rows
 
-    Only the data files that the two snapshots do not share are read: a nightly ingest rewrites the files that hold
-    the night's users, and every other file is the same file in both. Memory: 16 bytes per row of those files."""
-    from deltalake.exceptions import DeltaError
-
-    from momorec.storage import delta, objectstore
-
-    try:
-        before = set(delta.file_uris(sequences_path, as_of=since_version))
-    except (DeltaError, OSError, ValueError) as exc:
-        log.warning("sequences version %d cannot be read (%s): every user counts as changed", since_version, exc)
+    changed = changed_rows(sequences_path, since_version, ["user_id"], ["items"])
+    if changed is None:
         return None
-    now = set(delta.file_uris(sequences_path))
-    gone, new = sorted(before - now), sorted(now - before)
-    if not new:
-        return np.empty(0, np.int64)
-    fs, paths = objectstore.filesystem_paths(gone + new)
-    old_users, old_signatures = _signatures(paths[: len(gone)], fs)
-    new_users, new_signatures = _signatures(paths[len(gone) :], fs)
-    if not len(old_users):
-        return np.unique(new_users)
-    order = np.argsort(old_users, kind="stable")
-    old_users, old_signatures = old_users[order], old_signatures[order]
-    at = np.minimum(np.searchsorted(old_users, new_users), len(old_users) - 1)
-    same = (old_users[at] == new_users) & (old_signatures[at] == new_signatures)
-    return np.unique(new_users[~same])
+    return np.unique(np.asarray(changed.column("user_id").to_numpy(), dtype=np.int64))
 
 
 def load_sequences(
