@@ -140,6 +140,11 @@ class RefreshConfig(StrictModel):
         "was trained plus a replay sample (`replay_ratio` per changed user); all: on every user.",
     )
     replay_ratio: float = Field(4.0, ge=0, description="train.replay_ratio of the refresh (with train_users: changed).")
+    recommend_users: Literal["changed", "all"] = Field(
+        "changed",
+        description="recommend.users of the refresh: changed rescores only the users whose recommendations can "
+        "differ while the served model is the same (a new @champion rescores everyone).",
+    )
     metric_users: int | None = Field(
         50_000,
         ge=1,

@@ -12,7 +12,8 @@
 5. evaluate; the new model becomes @champion only if it is not worse on validation, else
    @challenger (momorec.registry). Validation, the champion's rescoring and the evaluation score a stable
    seeded sample of `refresh.metric_users` users, so they cost the same whatever the number of users;
-6. rewrite `recommendations` from the champion.
+6. recommend from the champion: while it is the model that wrote `recommendations`, only the users whose rows
+   can differ are rescored and MERGEd (`refresh.recommend_users`); a new champion rewrites every row.
 Every stage whose inputs did not change is skipped (momorec.stage_state).
 """
 
@@ -69,6 +70,7 @@ def refresh_config(cfg: PlatformConfig) -> PlatformConfig:
             "quantize": cfg.quantize.model_copy(update={"mode": r.quantize_mode}),
             "train": cfg.train.model_copy(update=train),
             "evaluate": cfg.evaluate.model_copy(update={"users": r.metric_users}),
+            "recommend": cfg.recommend.model_copy(update={"users": r.recommend_users}),
         }
     )
 

@@ -34,7 +34,11 @@ STAGE_TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 # Settings that say how to start, not what to compute: changing them does not redo a stage. users_since names the
 # warm-start model's sequences version, so it moves with the champion just like warm_start.
-_VOLATILE = {"train": ("warm_start", "users_since", "checkpoint_dir", "fault_injection")}
+_VOLATILE = {
+    "train": ("warm_start", "users_since", "checkpoint_dir", "fault_injection"),
+    # which users recommend rescores changes its cost, not its rows: both modes leave the same table
+    "recommend": ("users", "max_changed_share", "batch_size", "join_bucket_users"),
+}
 
 
 def _section(cfg: PlatformConfig, stage: str) -> dict[str, Any]:

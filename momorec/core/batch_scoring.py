@@ -54,6 +54,20 @@ class ScoringTask(StrictModel):
         1.0, gt=0, le=1, description="Score only this stable sample of users (core.user_selection)."
     )
     users_seed: int = 0
+    users_listed: list[int] | None = Field(
+        None,
+        description="Score only these users (the refresh's changed users); with users_share < 1, the sample's too.",
+    )
+
+    def keeps(self, user_ids: np.ndarray) -> np.ndarray | None:
+        """The mask of the users of a batch this task scores; None: every one."""
+        if self.users_share >= 1.0 and self.users_listed is None:
+            return None
+        keep = in_sample(user_ids, self.users_share, self.users_seed) if self.users_share < 1.0 else None
+        if self.users_listed is not None:
+            listed = np.isin(user_ids, np.asarray(self.users_listed, dtype=np.int64))
+            keep = listed if keep is None else keep | listed
+        return keep
 
 
 class BatchScorer:
@@ -77,10 +91,9 @@ class BatchScorer:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         task = self.task
-        if task.users_share < 1.0:
-            batch = batch.filter(
-                pa.array(in_sample(batch.column("user_id").to_numpy(), task.users_share, task.users_seed))
-            )
+        keep = task.keeps(np.asarray(batch.column("user_id").to_numpy(), dtype=np.int64))
+        if keep is not None:
+            batch = batch.filter(pa.array(keep))
             if batch.num_rows == 0:  # none of this batch's users is in the sample
                 return (TOP_K if task.kind == "top_k" else RANKS).empty_table()
         data = checked_batch(batch, self.num_items, "sequences (a scoring batch)")

@@ -25,3 +25,17 @@ class RecommendConfig(StrictModel):
     )
     train_run_id: str | None = Field(None, description="Train run whose best seed to use (overrides `model`).")
     exclude_seen: bool = Field(True, description="Never recommend an item the user already interacted with.")
+    users: Literal["all", "changed"] = Field(
+        "all",
+        description="all: score every user and rewrite the table; changed: when the table was last written by the "
+        "same model with the same settings, score only the users whose rows would change (their history, "
+        "motivation or semantic ID, or the semantic ID of an item recommended to them) and MERGE their rows "
+        "(momorec.recommend.stale); otherwise every user. The nightly refresh uses changed.",
+    )
+    max_changed_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="With users: changed, rewrite the whole table instead when more than this share of the users "
+        "changed (a MERGE rewrites the files it touches: past a share it costs what a rewrite does).",
+    )

@@ -44,6 +44,7 @@ class UserSide:
     motivations: TableFiles | None
     codes: TableFiles | None
     buckets: int
+    only: np.ndarray | None = None  # sorted user ids: the rows of only these users are read (None: every user)
 
 
 def _dataset(files: TableFiles, contract: pa.Schema) -> pads.Dataset:
@@ -69,6 +70,8 @@ def _user_rows(side: UserSide, which: str) -> Iterator[pa.RecordBatch]:
         return
     for batch in _dataset(files, contract).to_batches(columns=columns | {where[0]: pc.field(where[0])}):
         batch = _where(batch, *where)
+        if side.only is not None:
+            batch = batch.filter(pa.array(np.isin(batch.column("user_id").to_numpy(), side.only)))
         yield batch.cast(schema) if batch.schema != schema else batch
 
 

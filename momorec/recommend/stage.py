@@ -9,6 +9,9 @@ Users are scored in batches by the shared batch scoring (`core.batch_scoring`, e
 process or Ray actors), and the explanation columns are joined to the scored stream in buckets of users
 (`recommend.explain`); the rows reach Delta in one commit. Memory is bounded by a scoring batch, one join
 bucket (`recommend.join_bucket_users`) and the catalog (item codes), not by the number of users.
+
+With `recommend.users: changed` (the nightly refresh) and the model that wrote the table kept, only the users
+whose rows can differ are scored and their rows MERGEd (`recommend.stale`): the night costs what changed.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +31,7 @@ from momorec.core.logged_model import row_checkpoint
 from momorec.core.stage_run import stage_run
 from momorec.core.trained_models import best_seed, run_models
 from momorec.recommend.explain import UserSide, item_codes, recommendation_stream
+from momorec.recommend.stale import Stale, served, stale_users
 from momorec.storage import delta, schemas
 from momorec.typed import StageResult
 
@@ -45,6 +49,11 @@ class RecommendResult(StageResult):
     train_run_id: str | None = None
     model_version: str | None = Field(None, description="Registry version served (the champion, when one is set).")
     with_motivation: int = Field(0, description="Users whose row carries a motivation text.")
+    rescored: str = Field("all", description="all: every user scored and the table rewritten; changed: see reason.")
+    reason: str = Field("", description="Why every user was scored, or how many changed (recommend.users: changed).")
+    changed_by: dict[str, int] = Field(
+        default_factory=dict, description="Changed users per cause (history, motivation, semantic IDs)."
+    )
     tables: dict[str, dict] = Field(default_factory=dict)
 
 
@@ -139,18 +148,33 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
         check_catalog(int(payload["num_items"]), tables.num_items)
         items = item_codes(tables.side.codes)  # catalog-sized: the one lookup held whole
         advance("load")
-        task = ScoringTask(kind="top_k", k=rc.top_k, exclude_seen=rc.exclude_seen)
+        state = served(chosen, rc.top_k, rc.exclude_seen, tables.versions)
+        stale = (
+            stale_users(cfg, state, tables.sequences.rows, rc.max_changed_share)
+            if rc.users == "changed"
+            else Stale(None, "recommend.users: all")
+        )
+        log.info("recommend: %s", stale.reason)
+        listed = None if stale.users is None else stale.users.tolist()
+        task = ScoringTask(kind="top_k", k=rc.top_k, exclude_seen=rc.exclude_seen, users_listed=listed)
+        side = tables.side
+        if stale.users is not None:  # the join reads only the changed users' rows
+            side = replace(side, only=stale.users, buckets=max(1, math.ceil(stale.users.size / rc.join_bucket_users)))
         counts = _Counts()
 
         def recommendations() -> pa.RecordBatchReader:  # a fresh stream per commit attempt
             scored = score_users(tables.sequences, payload, task, tables.num_items, rc.batch_size, cfg.scoring, cfg.ray)
-            rows = recommendation_stream(
-                scored, tables.side, items, chosen["train_run_id"], chosen["seed"], rc.batch_size
-            )
+            rows = recommendation_stream(scored, side, items, chosen["train_run_id"], chosen["seed"], rc.batch_size)
             return pa.RecordBatchReader.from_batches(schemas.RECOMMENDATIONS, counts.passing(rows))
 
         path = cfg.table_path("recommendations")
-        version = stage.wrote("recommendations", delta.write(path, recommendations))
+        if stale.users is None:
+            version = delta.write(path, recommendations, metadata=state)
+        elif stale.users.size:
+            version, _, _ = delta.upsert(path, recommendations, keys=["user_id"], metadata=state)
+        else:  # nobody changed: the table already holds what this model serves
+            version = delta.version(path)
+        stage.wrote("recommendations", version)
         advance("score and commit")
         mlflow.log_params(
             {
@@ -159,6 +183,7 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
                 "model.registered_version": chosen.get("registered_version"),
             }
         )
+        mlflow.log_param("rescored", "all" if stale.users is None else "changed")
         mlflow.log_metrics({"users": counts.users, "with_motivation": counts.with_motivation})
         return RecommendResult(
             **stage.result_fields(),
@@ -169,5 +194,8 @@ def run_recommend(cfg: PlatformConfig, show_progress: bool = True) -> RecommendR
             train_run_id=chosen["train_run_id"],
             model_version=chosen.get("registered_version"),
             with_motivation=counts.with_motivation,
+            rescored="all" if stale.users is None else "changed",
+            reason=stale.reason,
+            changed_by=stale.causes,
             tables={"recommendations": {"path": path, "version": version}},
         )

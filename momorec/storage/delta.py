@@ -190,20 +190,33 @@ def write(
 
 
 def _merge(
-    path: str, data: pa.Table, keys: Iterable[str], update_matched: bool, merge_schema: bool = False
+    path: str,
+    data: pa.Table | Callable[[], pa.RecordBatchReader],
+    keys: Iterable[str],
+    update_matched: bool,
+    merge_schema: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[int, int, int]:
-    """MERGE `data` into the table on `keys` (creating it on first use): new rows are inserted, and
-    matched rows replaced when `update_matched`. Returns (table version, rows updated, rows inserted);
-    nothing is committed for an empty `data`."""
+    """MERGE `data` (a table, or a function giving a fresh stream of it per commit attempt) into the table on
+    `keys` (creating it on first use): new rows are inserted, and matched rows replaced when `update_matched`.
+    Returns (table version, rows updated, rows inserted); nothing is committed for an empty table `data`."""
     if not exists(path):
-        return write(path, data, mode="overwrite"), 0, data.num_rows
-    if data.num_rows == 0:
+        table = data if isinstance(data, pa.Table) else data().read_all()
+        return write(path, table, mode="overwrite", metadata=metadata), 0, table.num_rows
+    if isinstance(data, pa.Table) and data.num_rows == 0:
         return DeltaTable(path).version(), 0, 0
+    source = data if callable(data) else (lambda: data)
     predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    properties = CommitProperties(custom_metadata=dict(metadata or {}))
 
     def merge() -> dict:
         builder = DeltaTable(path).merge(
-            source=data, predicate=predicate, source_alias="s", target_alias="t", merge_schema=merge_schema
+            source=source(),
+            predicate=predicate,
+            source_alias="s",
+            target_alias="t",
+            merge_schema=merge_schema,
+            commit_properties=properties,
         )
         if update_matched:
             builder = builder.when_matched_update_all()
@@ -225,10 +238,17 @@ def merge_insert(path: str, data: pa.Table, keys: Iterable[str], merge_schema: b
     return version, inserted
 
 
-def upsert(path: str, data: pa.Table, keys: Iterable[str]) -> tuple[int, int, int]:
-    """MERGE `data` into the table on `keys`: matched rows are replaced, new rows inserted.
+def upsert(
+    path: str,
+    data: pa.Table | Callable[[], pa.RecordBatchReader],
+    keys: Iterable[str],
+    metadata: dict[str, str] | None = None,
+) -> tuple[int, int, int]:
+    """MERGE `data` (a table, or a function giving a fresh stream) into the table on `keys`: matched rows are
+    replaced, new rows inserted; `metadata` goes into the commit's commitInfo.
 
     Returns (table version, rows updated, rows inserted); creates the table on first use. Used by
-    stages that recompute rows in place (motivate: a failed or changed row is rewritten, never duplicated).
+    stages that recompute rows in place (motivate: a failed or changed row is rewritten, never duplicated;
+    recommend: the rows of the users that changed).
     """
-    return _merge(path, data, keys, update_matched=True)
+    return _merge(path, data, keys, update_matched=True, metadata=metadata)

@@ -60,8 +60,12 @@ def _model_row(run: str, checkpoint: str, created_at: float) -> dict:
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    """The tables recommend reads, written in several files each with users in no particular order."""
-    root = tmp_path_factory.mktemp("recommend")
+    return build_warehouse(tmp_path_factory.mktemp("recommend"))
+
+
+def build_warehouse(root, overrides: tuple[str, ...] = ()):
+    """The tables recommend reads, written in several files each with users in no particular order; (cfg, the
+    served checkpoint)."""
     cfg = load_config(
         DEMO_CONFIG,
         [
@@ -70,6 +74,7 @@ def warehouse(tmp_path_factory):
             f"recommend.top_k={K}",
             "recommend.batch_size=16",
             "recommend.join_bucket_users=40",  # 250 users -> 7 buckets
+            *overrides,
         ],
     )
     rng = np.random.default_rng(0)
