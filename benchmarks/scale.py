@@ -279,6 +279,8 @@ def measure_stage(stage: str, config: Path, overrides: list[str], night: Path | 
         m["users_selected"] = result.get("users_selected", {})
     if stage == "embeddings":
         m["rows"] = result["rows"]
+    if stage == "recommend":
+        m |= {k: result.get(k) for k in ("users", "rescored", "reason", "changed_by")}
     return m
 
 
@@ -338,6 +340,58 @@ def run_scale(
         if phase == "full":
             figures["users_ingested"] = stages["ingest"]["users"]
     figures["night"] = manifest.get("night")
+    return figures
+
+
+SERVE_STAGES = ["ingest", "embeddings", "quantize", "recommend"]
+
+
+def second_night(data: Path, share: float, seed: int) -> Path:
+    """night2.parquet: another seeded share of the users buy 1-3 items each, drawn from the first night's purchases
+    (the catalog's popularity as the generator drew it), dated the day after the first night."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = data / "night2.parquet"
+    if out.exists():
+        return out
+    manifest = json.loads((data / "manifest.json").read_text())
+    first = pq.read_table(data / "night.parquet")
+    rng = np.random.default_rng(seed + 2)
+    users = np.sort(rng.choice(manifest["users"], size=max(1, round(share * manifest["users"])), replace=False))
+    owner = np.repeat(users, rng.integers(1, 4, size=users.size))
+    items = rng.choice(first.column("item").to_numpy(), size=owner.size)
+    after = int(first.column("timestamp").to_numpy().max())
+    timestamps = after + 1 + np.sort(rng.integers(0, 86_400, size=owner.size))
+    table = pa.table({"user": owner, "item": items, "timestamp": timestamps}, schema=first.schema)
+    pq.write_table(table, out)
+    return out
+
+
+def run_serve(scale: str, work: Path, share: float, seed: int, overrides: list[str]) -> dict:
+    """A night that keeps the champion (its refresh trains nothing, or its model is not promoted): recommend serves
+    the same model, so it rescores only the users whose rows can differ (recommend.users: changed) and MERGEs them.
+
+    On the scale's finished run: `baseline` writes every user's row with the current champion (recommend.users:
+    all; the table then records what it served), then a second night (`second_night`) goes through ingest, the
+    LLM stand-in, quantize (frozen codebooks) and recommend, each as the refresh runs it."""
+    run_dir = work / f"run-{scale}"
+    config = run_dir / "config.yaml"
+    if not config.exists():
+        raise SystemExit(f"scale {scale}: no run folder {run_dir}: run its full phase first")
+    night = second_night(work / f"data-{scale}", share, seed)
+    figures: dict = {"night": str(night)}
+    print(f"[{scale}] serve: baseline recommend (every user) ...", flush=True)
+    everyone = [*overrides, "recommend.users=all", "pipeline.skip_unchanged=false"]
+    figures["baseline_recommend"] = measure_stage("recommend", config, everyone, None, run_dir)
+    for stage in SERVE_STAGES:
+        print(f"[{scale}] serve: {stage} ...", flush=True)
+        m = measure_stage(stage, config, overrides, night, run_dir)
+        figures[stage] = m
+        print(f"[{scale}] serve: {stage} {m['wall_s']} s, driver {m['driver_peak_rss_gb']} GB", flush=True)
+    figures["recommend_vs_baseline"] = round(
+        figures["recommend"]["wall_s"] / figures["baseline_recommend"]["wall_s"], 4
+    )
     return figures
 
 
@@ -518,6 +572,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default=str(RESULTS))
     sub.add_parser("report", help="recompute the shares, exponents, targets and the PNG of --out's scales")
+    sv = sub.add_parser("serve", help="a second night that keeps the champion: recommend rescores the changed users")
+    sv.add_argument("--scale", required=True)
     v = sub.add_parser("variant", help="one stage of a scale's finished run again, with --set overrides, kept apart")
     v.add_argument("--scale", required=True)
     v.add_argument("--stage", required=True, choices=[s for s in FULL_STAGES if s != "embeddings"])
@@ -538,6 +594,12 @@ def main() -> None:
     out = Path(args.out)
     if args.command == "report":
         report = json.loads(out.read_text())
+        finish(report, out)
+        return
+    if args.command == "serve":
+        report = json.loads(out.read_text())
+        figures = run_serve(args.scale, Path(args.work), args.share, args.seed, args.overrides)
+        report["scales"][args.scale]["serve"] = figures
         finish(report, out)
         return
     if args.command == "variant":

@@ -133,6 +133,11 @@ def test_nightly_refresh_merges_once_warm_starts_promotes_and_skips_what_did_not
     assert registry.alias_version(cfg, expected) == promotion["candidate_version"]
     served = night.stages["recommend"]["model_version"]
     assert served == registry.alias_version(cfg)  # recommendations come from the champion, whoever it is
+    rescore = night.stages["recommend"]
+    if expected == "champion":  # a new model changes every row
+        assert rescore["rescored"] == "all" and rescore["reason"] == "another model is served"
+    else:  # the kept champion rescores only the users the night changed
+        assert rescore["rescored"] == "changed" and rescore["users"] == len(added), rescore
 
     # The new purchases are now part of those users' histories: never recommended back.
     item_id = {r["item"]: r["item_id"] for r in delta.read(cfg.table_path("item_ids")).to_pylist()}
@@ -201,6 +206,9 @@ def test_a_worse_model_stays_challenger_and_the_champion_keeps_serving(tmp_path,
     shutil.rmtree(Path(cfg.dataset_root) / "checkpoints")  # the champion is served from the registry
     served = run_recommend(cfg, show_progress=False)
     assert served.model_version == champion and served.train_run_id == full.stages["train"]["mlflow_run_id"]
+    kept = cfg.model_copy(update={"recommend": cfg.recommend.model_copy(update={"users": "changed"})})
+    quiet = run_recommend(kept, show_progress=False)
+    assert quiet.rescored == "changed" and quiet.users == 0, quiet.reason  # the champion's rows are there already
 
 
 def test_new_logs_may_be_object_store_uris_or_local_paths(s3_bucket, tmp_path, monkeypatch):

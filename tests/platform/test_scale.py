@@ -137,3 +137,25 @@ def test_a_variant_reruns_one_stage_with_overrides_on_the_same_warehouse(tiny):
     assert figures["wall_s"] > 0 and figures["driver_peak_rss_gb"] > 0 and figures["stage_wall_s"] > 0
     with pytest.raises(SystemExit, match="no run folder"):
         bench.run_variant("M", work, "evaluate", [])
+
+
+def test_a_night_that_keeps_the_champion_rescores_only_its_users(tiny):
+    bench, work, figures = tiny
+    serve = bench.run_serve("tiny", work, share=0.05, seed=7, overrides=[])
+    baseline, night = serve["baseline_recommend"], serve["recommend"]
+    assert baseline["rescored"] == "all" and baseline["users"] == figures["users_ingested"]
+    assert serve["ingest"]["mode"] == "incremental"
+    assert night["rescored"] == "changed", night["reason"]
+    bought = pc.count_distinct(pq.read_table(serve["night"]).column("user")).as_py()
+    assert night["changed_by"]["sequences"] == bought, "every user of the second night, and only they, changed"
+    assert bought <= night["users"] < figures["users_ingested"] / 4
+    assert _rescored_users(work, figures) == night["users"], "the MERGE rewrote exactly the rescored users' rows"
+
+
+def _rescored_users(work, figures) -> int:
+    """How many rows the last recommendations commit (the night's MERGE) wrote: created after the baseline's commit."""
+    path = str(work / "run-tiny" / "warehouse" / "synth-tiny" / "recommendations")
+    rows = delta.read(path, columns=["user_id", "created_at"])
+    assert rows.num_rows == figures["users_ingested"], "one row per user"
+    baseline = DeltaTable(path).history(2)[-1]["timestamp"] / 1000.0
+    return rows.filter(pc.greater(rows.column("created_at"), baseline)).num_rows
