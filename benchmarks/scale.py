@@ -352,21 +352,22 @@ SERVE_STAGES = ["ingest", "embeddings", "quantize", "recommend"]
 def second_night(data: Path, share: float, seed: int) -> Path:
     """night2.parquet: another seeded share of the users buy 1-3 items each, drawn from the first night's purchases
     (the catalog's popularity as the generator drew it), dated the day after the first night."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
+    import synth_data
 
     out = data / "night2.parquet"
     if out.exists():
         return out
     manifest = json.loads((data / "manifest.json").read_text())
     first = pq.read_table(data / "night.parquet")
+    first_items = np.char.lstrip(np.asarray(first.column("item").to_pylist(), dtype=str), "I").astype(np.int64)
     rng = np.random.default_rng(seed + 2)
     users = np.sort(rng.choice(manifest["users"], size=max(1, round(share * manifest["users"])), replace=False))
     owner = np.repeat(users, rng.integers(1, 4, size=users.size))
-    items = rng.choice(first.column("item").to_numpy(), size=owner.size)
+    items = rng.choice(first_items, size=owner.size)
     after = int(first.column("timestamp").to_numpy().max())
     timestamps = after + 1 + np.sort(rng.integers(0, 86_400, size=owner.size))
-    table = pa.table({"user": owner, "item": items, "timestamp": timestamps}, schema=first.schema)
+    table = synth_data._table({"user": owner, "item": items, "timestamp": timestamps})
     pq.write_table(table, out)
     return out
 
