@@ -18,6 +18,7 @@ one batch's scores (batch_users x (N+1) floats) per scorer plus the model, whate
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -166,23 +167,21 @@ def score_users(
     cfg: ScoringConfig,
     ray_cfg=None,
 ) -> Iterator[pa.RecordBatch]:
-    """Score every user of the `sequences` files (`table_files`) with the checkpoint `payload`; yields result batches
-    (schema RANKS or TOP_K) as they finish, in no particular user order. `batch_users` users are scored at once:
-    peak memory is batch_users x (N+1) scores per scorer."""
+    """Score every user of the `sequences` files (`table_files`) with the checkpoint `payload`: a stream of result
+    batches (schema RANKS or TOP_K) as they finish, in no particular user order. The model is loaded and the engine
+    checked when this is called, so a bad setting raises here, not inside the caller's commit. `batch_users` users
+    are scored at once: peak memory is batch_users x (N+1) scores per scorer."""
     paths, fs = sequences.paths, sequences.filesystem
     task_json = task.model_dump_json()
     if cfg.engine == "local":
-        scorer = BatchScorer(payload, task_json, num_items)
-        source = pads.dataset(paths, filesystem=fs, format="parquet")
-        for batch in source.to_batches(columns=list(SEQUENCE_COLUMNS), batch_size=batch_users):
-            if batch.num_rows:
-                yield from scorer(pa.Table.from_batches([batch])).to_batches()
-        return
+        return _score_here(BatchScorer(payload, task_json, num_items), paths, fs, batch_users)
     import ray
 
     from momorec.storage.ray_runtime import init_ray
 
     init_ray(ray_cfg)
+    if not ((ray_cfg is not None and ray_cfg.address) or os.environ.get("RAY_ADDRESS")):
+        _check_room(ray.cluster_resources().get("CPU", 0.0), cfg)
     # at least two blocks per actor, so a table of few files still spreads over the pool
     blocks = max(len(paths), 2 * cfg.num_actors)
     ds = ray.data.read_parquet(paths, filesystem=fs, columns=list(SEQUENCE_COLUMNS), override_num_blocks=blocks)
@@ -200,8 +199,27 @@ def score_users(
         batch_size=batch_users,
         batch_format="pyarrow",
     )
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        yield from batch.to_batches()
+    return (part for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow") for part in batch.to_batches())
+
+
+def _score_here(scorer: BatchScorer, paths: list[str], fs, batch_users: int) -> Iterator[pa.RecordBatch]:
+    source = pads.dataset(paths, filesystem=fs, format="parquet")
+    for batch in source.to_batches(columns=list(SEQUENCE_COLUMNS), batch_size=batch_users):
+        if batch.num_rows:
+            yield from scorer(pa.Table.from_batches([batch])).to_batches()
+
+
+def _check_room(cpus: float, cfg: ScoringConfig) -> None:
+    """A local Ray whose CPUs all go to the actor pool leaves Ray Data's read tasks none, and the job waits forever
+    (DESIGN.md: the 2-core actor-pool deadlock): refuse it with the fix instead. A cluster may autoscale, so only a
+    local Ray is checked."""
+    pool = cfg.num_actors * cfg.cpus_per_actor
+    if pool >= cpus:
+        raise ValueError(
+            f"scoring.num_actors x scoring.cpus_per_actor = {pool:g} CPUs take all {cpus:g} CPUs of the local Ray, "
+            "leaving Ray Data's readers none (the job would wait forever): use fewer or smaller actors, or give "
+            "the local Ray more logical CPUs than that (ray.num_cpus)"
+        )
 
 
 class RankTotals:

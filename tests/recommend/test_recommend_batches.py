@@ -180,6 +180,17 @@ def test_ray_actors_write_the_same_table_as_the_local_engine(warehouse, tracking
     assert result.users == USERS and result.with_motivation == len(MOTIVATED)
 
 
+@pytest.mark.ray
+def test_an_actor_pool_taking_every_cpu_of_a_local_ray_is_refused_not_left_waiting(warehouse, tracking_env, ray_local):
+    cfg, _ = warehouse
+    cpus = int(ray_local.cluster_resources()["CPU"])
+    greedy = cfg.model_copy(
+        update={"scoring": cfg.scoring.model_copy(update={"engine": "ray", "num_actors": cpus, "cpus_per_actor": 1})}
+    )
+    with pytest.raises(ValueError, match="leaving Ray Data's readers none"):
+        run_recommend(greedy, show_progress=False)
+
+
 def test_a_model_knowing_more_items_than_the_catalog_is_refused(warehouse, tracking_env):
     cfg, _ = warehouse
     wrong = cfg.model_copy(update={"recommend": cfg.recommend.model_copy(update={"train_run_id": "run-too-big"})})
