@@ -372,6 +372,15 @@ def second_night(data: Path, share: float, seed: int) -> Path:
     return out
 
 
+def _finished_run(scale: str, work: Path) -> tuple[Path, Path]:
+    """(run folder, its config) of a scale whose full phase ran; SystemExit otherwise."""
+    run_dir = work / f"run-{scale}"
+    config = run_dir / "config.yaml"
+    if not config.exists():
+        raise SystemExit(f"scale {scale}: no run folder {run_dir}: run its full phase first")
+    return run_dir, config
+
+
 def run_serve(scale: str, work: Path, share: float, seed: int, overrides: list[str]) -> dict:
     """A night that keeps the champion (its refresh trains nothing, or its model is not promoted): recommend serves
     the same model, so it rescores only the users whose rows can differ (recommend.users: changed) and MERGEs them.
@@ -379,10 +388,7 @@ def run_serve(scale: str, work: Path, share: float, seed: int, overrides: list[s
     On the scale's finished run: `baseline` writes every user's row with the current champion (recommend.users:
     all; the table then records what it served), then a second night (`second_night`) goes through ingest, the
     LLM stand-in, quantize (frozen codebooks) and recommend, each as the refresh runs it."""
-    run_dir = work / f"run-{scale}"
-    config = run_dir / "config.yaml"
-    if not config.exists():
-        raise SystemExit(f"scale {scale}: no run folder {run_dir}: run its full phase first")
+    run_dir, config = _finished_run(scale, work)
     night = second_night(work / f"data-{scale}", share, seed)
     figures: dict = {"night": str(night)}
     print(f"[{scale}] serve: baseline recommend (every user) ...", flush=True)
@@ -402,10 +408,7 @@ def run_serve(scale: str, work: Path, share: float, seed: int, overrides: list[s
 def run_variant(scale: str, work: Path, stage: str, overrides: list[str]) -> dict:
     """One stage of the scale's last run again (its warehouse as the phases left it), with `overrides`, measured
     like the others: e.g. the training at L under `train.launcher=ray`, whose driver holds no user."""
-    run_dir = work / f"run-{scale}"
-    config = run_dir / "config.yaml"
-    if not config.exists():
-        raise SystemExit(f"scale {scale}: no run folder {run_dir}: run its full phase first")
+    run_dir, config = _finished_run(scale, work)
     print(f"[{scale}] variant: {stage} with {overrides} ...", flush=True)
     m = measure_stage(stage, config, overrides, None, run_dir) | {"overrides": overrides}
     print(f"[{scale}] variant: {stage} {m['wall_s']} s, driver {m['driver_peak_rss_gb']} GB", flush=True)

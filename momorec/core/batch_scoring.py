@@ -18,7 +18,6 @@ one batch's scores (batch_users x (N+1) floats) per scorer plus the model, whate
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,7 +33,7 @@ from momorec.core.metrics import per_user_metrics
 from momorec.core.ranking import protocol_label, rank_users
 from momorec.core.scoring import top_k_flat
 from momorec.core.sequences import SEQUENCE_COLUMNS, checked_batch
-from momorec.core.user_selection import in_sample
+from momorec.core.user_selection import UserSelection
 from momorec.typed import StrictModel
 
 RANKS = pa.schema([("user_id", pa.int64()), ("protocol", pa.string()), ("rank", pa.int64())])
@@ -60,15 +59,18 @@ class ScoringTask(StrictModel):
         description="Score only these users (the refresh's changed users); with users_share < 1, the sample's too.",
     )
 
+    def selection(self) -> UserSelection | None:
+        """The users this task scores as a UserSelection (None: every user). Listed users without a sample are a
+        sample of share 0 plus the list."""
+        if self.users_listed is None:
+            return None if self.users_share >= 1.0 else UserSelection(self.users_share, self.users_seed)
+        listed = np.unique(np.asarray(self.users_listed, dtype=np.int64))
+        return UserSelection(self.users_share if self.users_share < 1.0 else 0.0, self.users_seed, listed)
+
     def keeps(self, user_ids: np.ndarray) -> np.ndarray | None:
         """The mask of the users of a batch this task scores; None: every one."""
-        if self.users_share >= 1.0 and self.users_listed is None:
-            return None
-        keep = in_sample(user_ids, self.users_share, self.users_seed) if self.users_share < 1.0 else None
-        if self.users_listed is not None:
-            listed = np.isin(user_ids, np.asarray(self.users_listed, dtype=np.int64))
-            keep = listed if keep is None else keep | listed
-        return keep
+        selection = self.selection()
+        return None if selection is None else selection.keep(user_ids)
 
 
 class BatchScorer:
@@ -88,13 +90,13 @@ class BatchScorer:
         self.model = model_from_checkpoint(payload)
         self.scorer = ItemScorer(self.model)  # the item table built once, one score buffer for every batch
         self.task = ScoringTask.model_validate_json(task_json)
+        self.selection = self.task.selection()  # built once: a listed refresh night names thousands of users
         self.num_items = num_items
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         task = self.task
-        keep = task.keeps(np.asarray(batch.column("user_id").to_numpy(), dtype=np.int64))
-        if keep is not None:
-            batch = batch.filter(pa.array(keep))
+        if self.selection is not None:
+            batch = batch.filter(pa.array(self.selection.keep(batch.column("user_id"))))
             if batch.num_rows == 0:  # none of this batch's users is in the sample
                 return (TOP_K if task.kind == "top_k" else RANKS).empty_table()
         data = checked_batch(batch, self.num_items, "sequences (a scoring batch)")
@@ -177,10 +179,10 @@ def score_users(
         return _score_here(BatchScorer(payload, task_json, num_items), paths, fs, batch_users)
     import ray
 
-    from momorec.storage.ray_runtime import init_ray
+    from momorec.storage.ray_runtime import cluster_address, init_ray
 
     init_ray(ray_cfg)
-    if not ((ray_cfg is not None and ray_cfg.address) or os.environ.get("RAY_ADDRESS")):
+    if cluster_address(ray_cfg) is None:
         _check_room(ray.cluster_resources().get("CPU", 0.0), cfg)
     # at least two blocks per actor, so a table of few files still spreads over the pool
     blocks = max(len(paths), 2 * cfg.num_actors)

@@ -11,6 +11,11 @@ from momorec.storage import objectstore
 log = logging.getLogger(__name__)
 
 
+def cluster_address(cfg: RayConfig | None) -> str | None:
+    """The cluster this process joins (`cfg.address`, else RAY_ADDRESS); None: a local Ray of its own."""
+    return (cfg.address if cfg is not None else None) or os.environ.get("RAY_ADDRESS")
+
+
 def init_ray(cfg: RayConfig):
     """Join the cluster at `cfg.address` / RAY_ADDRESS, or start a local Ray; idempotent.
 
@@ -22,7 +27,7 @@ def init_ray(cfg: RayConfig):
     if ray.is_initialized():
         return ray
     # Local runs only: Ray 2.60 turns token auth on by default, which a laptop run does not need.
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(cfg)
     kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False}
     if address:
         kwargs["address"] = address
