@@ -21,6 +21,7 @@ so a cut-off run keeps what finished. The machine (cores, CPU flags, load) is na
 
     .venv/bin/python benchmarks/beauty_generation.py                      # both phases
     .venv/bin/python benchmarks/beauty_generation.py --phases users --steps 2000,22363
+    .venv/bin/python benchmarks/beauty_generation.py --fresh --work /tmp/beauty-fresh   # all of it, from nothing
 """
 
 from __future__ import annotations
@@ -130,10 +131,15 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/beauty-generation", help="warehouse + MLflow; kept for resuming")
     parser.add_argument("--phases", default="users,items")
     parser.add_argument("--steps", default=f"2000,8000,{ALL_USERS}", help="user samples of the users phase")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="generate every text anew: a new report (the old file is replaced) and no import of exported texts",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    report = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    report = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.fresh else {}
     report.update({"machine": machine(), "config": "configs/beauty.yaml", "work": str(work)})
     steps: list[dict] = report.setdefault("steps", [])
 
@@ -149,7 +155,7 @@ def main() -> None:
         report["ingest_wall_s"] = round(time.perf_counter() - start, 1)
         report["ingest"] = {k: ingest.get(k) for k in ("users", "items", "interactions") if k in ingest}
         save()
-        if (TEXTS / PHASE_TEXTS["users"] / "manifest.json").exists():
+        if (TEXTS / PHASE_TEXTS["users"] / "manifest.json").exists() and not args.fresh:
             # a fresh work folder (another session, another machine): the texts an earlier run exported come
             # back re-embedded, no LLM work, and the steps go on with the users they do not hold
             start = time.perf_counter()

@@ -44,6 +44,13 @@ class LLMConfig(StrictModel):
     repetition_penalty: float = Field(
         1.15, ge=1.0, description="Penalty on repeated tokens (1 = none); small models loop without it."
     )
+    penalty_impl: Literal["auto", "sparse", "dense"] = Field(
+        "auto",
+        description="vLLM: how the repetition penalty is applied. dense: vLLM's own, which builds (sequences x "
+        "vocabulary) count tensors every decode step (half of a 256-row decode step on a 2-core CPU). sparse: "
+        "momorec.llm.sparse_penalty, the same arithmetic on the tokens each sequence has seen (identical greedy "
+        "outputs). auto: sparse on CPU, dense on GPUs (where vLLM has a kernel for it).",
+    )
     seed: int | None = Field(None, description="Sampling seed; None = the platform seed.")
     embed_layer: int = Field(
         -1, description="Hidden layer pooled into embeddings: -1 = last (after the final norm); vLLM supports only -1."

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from momorec.llm import sparse_penalty
 from momorec.llm.base import Constraint, Engine, Generation, Regex
 from momorec.llm.config import LLMConfig, cpu_threads, resolved_dtype
 from momorec.llm.model_cache import ResolvedModel
@@ -65,6 +66,9 @@ class VLLMEngine(Engine):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
+        self.penalty_is_sparse = cfg.repetition_penalty != 1.0 and (
+            cfg.penalty_impl == "sparse" or (cfg.penalty_impl == "auto" and self.cpu)
+        )
         self._generator = None
         self._embedder = None
 
@@ -106,7 +110,10 @@ class VLLMEngine(Engine):
     @property
     def generator(self):
         if self._generator is None:
-            self._generator = self._llm(runner="generate")
+            runner: dict[str, Any] = {"runner": "generate"}
+            if self.penalty_is_sparse:
+                runner["logits_processors"] = [sparse_penalty.FQCN]
+            self._generator = self._llm(**runner)
         return self._generator
 
     @property
@@ -149,12 +156,15 @@ class VLLMEngine(Engine):
         if not prompts:
             return []
         schemas = json_schema if isinstance(json_schema, list) else [json_schema] * len(prompts)
+        penalty: dict[str, Any] = {"repetition_penalty": self.cfg.repetition_penalty}
+        if self.penalty_is_sparse:
+            penalty = {"repetition_penalty": 1.0, "extra_args": {sparse_penalty.EXTRA_ARG: self.cfg.repetition_penalty}}
         params = [
             SamplingParams(
                 max_tokens=max_tokens,
                 temperature=temperature,
                 top_p=0.95 if temperature > 0 else 1.0,
-                repetition_penalty=self.cfg.repetition_penalty,
+                **penalty,
                 seed=(self.seed if seed is None else seed) + k,  # a distinct, reproducible stream per prompt
                 structured_outputs=_structured(schema),
             )
