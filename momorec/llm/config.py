@@ -51,6 +51,12 @@ class LLMConfig(StrictModel):
         "momorec.llm.sparse_penalty, the same arithmetic on the tokens each sequence has seen (identical greedy "
         "outputs). auto: sparse on CPU, dense on GPUs (where vLLM has a kernel for it).",
     )
+    penalty_scope: Literal["prompt_and_output", "output"] = Field(
+        "prompt_and_output",
+        description="Which tokens the repetition penalty counts: the prompt's and the answer's (vLLM's and HF's "
+        "definition), or the answer's own only (vLLM engine, sparse penalty), so an agent may reuse the words of "
+        "the data it describes.",
+    )
     seed: int | None = Field(None, description="Sampling seed; None = the platform seed.")
     embed_layer: int = Field(
         -1, description="Hidden layer pooled into embeddings: -1 = last (after the final norm); vLLM supports only -1."

@@ -120,13 +120,21 @@ class HFEngine(Engine):
                 sampling["logits_processor"].append(
                     self._grammar_processor(schemas[start : start + self.cfg.batch_size])
                 )
+            penalty = self.cfg.repetition_penalty
+            if self.cfg.penalty_scope == "output" and penalty != 1.0:
+                # Only the answer's tokens: the batch is left-padded, so its prompts all end at this column.
+                from transformers import RepetitionPenaltyLogitsProcessor
+
+                prompt_end = enc["input_ids"].shape[1]
+                sampling["logits_processor"].append(RepetitionPenaltyLogitsProcessor(penalty, prompt_end))
+                penalty = 1.0
             torch.manual_seed(self.seed if seed is None else seed)
             called = time.perf_counter()
             with torch.inference_mode():
                 ids = self.model.generate(
                     **enc,
                     max_new_tokens=max_tokens,
-                    repetition_penalty=self.cfg.repetition_penalty,
+                    repetition_penalty=penalty,
                     pad_token_id=self.tokenizer.pad_token_id,
                     **sampling,
                 )

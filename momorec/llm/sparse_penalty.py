@@ -9,7 +9,9 @@ penalty, another multiplied: the same float32 operations, so greedy outputs are 
 them back.
 
 A request asks for it with `SamplingParams(repetition_penalty=1.0, extra_args={EXTRA_ARG: penalty})`;
-requests without the key are left alone.
+requests without the key are left alone. With `extra_args[OUTPUT_ONLY_ARG] = True` the prompt's tokens are
+not penalised, only the answer's own repeats (vLLM's penalty always counts the prompt, which keeps a small
+model from reusing the catalog's words when it describes them).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from vllm.config import VllmConfig
 
 EXTRA_ARG = "momorec_repetition_penalty"
+OUTPUT_ONLY_ARG = "momorec_penalty_output_only"
 FQCN = f"{__name__}:SparseRepetitionPenalty"
 
 
@@ -56,10 +59,11 @@ class _Seen:
 
 
 def _seen(params: SamplingParams, prompt: list[int] | None, output: list[int]) -> _Seen | None:
-    penalty = (params.extra_args or {}).get(EXTRA_ARG)
+    extra = params.extra_args or {}
+    penalty = extra.get(EXTRA_ARG)
     if penalty is None or float(penalty) == 1.0:
         return None
-    ids = list(dict.fromkeys(prompt or []))
+    ids = [] if extra.get(OUTPUT_ONLY_ARG) else list(dict.fromkeys(prompt or []))
     return _Seen(float(penalty), output, set(ids), ids)
 
 

@@ -67,8 +67,10 @@ class VLLMEngine(Engine):
 
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
         self.penalty_is_sparse = cfg.repetition_penalty != 1.0 and (
-            cfg.penalty_impl == "sparse" or (cfg.penalty_impl == "auto" and self.cpu)
+            cfg.penalty_impl == "sparse" or (cfg.penalty_impl == "auto" and (self.cpu or cfg.penalty_scope == "output"))
         )
+        if cfg.penalty_scope == "output" and cfg.repetition_penalty != 1.0 and not self.penalty_is_sparse:
+            raise ValueError("llm.penalty_scope: output needs llm.penalty_impl sparse or auto (vLLM's counts the prompt)")
         self._generator = None
         self._embedder = None
 
@@ -158,7 +160,11 @@ class VLLMEngine(Engine):
         schemas = json_schema if isinstance(json_schema, list) else [json_schema] * len(prompts)
         penalty: dict[str, Any] = {"repetition_penalty": self.cfg.repetition_penalty}
         if self.penalty_is_sparse:
-            penalty = {"repetition_penalty": 1.0, "extra_args": {sparse_penalty.EXTRA_ARG: self.cfg.repetition_penalty}}
+            extra = {
+                sparse_penalty.EXTRA_ARG: self.cfg.repetition_penalty,
+                sparse_penalty.OUTPUT_ONLY_ARG: self.cfg.penalty_scope == "output",
+            }
+            penalty = {"repetition_penalty": 1.0, "extra_args": extra}
         params = [
             SamplingParams(
                 max_tokens=max_tokens,

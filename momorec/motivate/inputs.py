@@ -42,7 +42,8 @@ def _model_settings(cfg: MotivateConfig, prompt_digest: str, model_name: str, se
         "prompts": prompt_digest,
         "model": model_name,
         "dtype": resolved_dtype(llm),
-        "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature],
+        "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature]
+        + ([llm.penalty_scope] if llm.penalty_scope != "prompt_and_output" else []),  # old hashes stay valid
         "embed": _embed_settings(cfg),
     }
 

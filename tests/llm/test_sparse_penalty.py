@@ -9,7 +9,7 @@ from vllm import SamplingParams
 from vllm.model_executor.layers.utils import apply_penalties
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
-from momorec.llm.sparse_penalty import EXTRA_ARG, SparseRepetitionPenalty
+from momorec.llm.sparse_penalty import EXTRA_ARG, OUTPUT_ONLY_ARG, SparseRepetitionPenalty
 
 VOCAB = 50
 
@@ -64,6 +64,18 @@ def test_equals_vllms_penalty_through_added_grown_removed_and_moved_rows():
     check()
 
 
+def test_output_only_penalises_the_answers_repeats_and_not_the_prompt():
+    processor = SparseRepetitionPenalty(None, torch.device("cpu"), False)
+    output = [4, 9]
+    params = SamplingParams(max_tokens=8, extra_args={EXTRA_ARG: 1.5, OUTPUT_ONLY_ARG: True})
+    processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params, [1, 2, 3], output)], moved=[]))
+    logits = torch.randn(1, VOCAB, generator=torch.Generator().manual_seed(1)) * 3
+    expected = _dense(logits, [[]], [output], [1.5])
+    got = processor.apply(logits.clone())
+    assert torch.equal(got, expected)
+    assert torch.equal(got[0, [1, 2, 3]], logits[0, [1, 2, 3]]) and not torch.equal(got[0, output], logits[0, output])
+
+
 def test_leaves_logits_alone_without_a_penalised_request():
     processor = SparseRepetitionPenalty(None, torch.device("cpu"), False)
     processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, _params(None), [1, 2], [])], moved=[]))
@@ -89,3 +101,31 @@ def test_engine_answers_are_the_same_with_either_penalty(resolved_model):
         engine.close()
     assert answers["sparse"] == answers["dense"]
     assert len(set(answers["sparse"])) > 1
+
+
+def test_an_output_only_penalty_needs_the_sparse_penalty(resolved_model):
+    from momorec.llm.base import build_engine
+    from momorec.llm.config import LLMConfig
+
+    with pytest.raises(ValueError, match="penalty_scope"):
+        build_engine(LLMConfig(engine="vllm", penalty_scope="output", penalty_impl="dense"), default_seed=7)
+
+
+@pytest.mark.llm
+def test_hf_engine_penalises_only_the_answer_when_asked(hf_engine):
+    from momorec.llm.base import build_engine
+    from momorec.llm.config import LLMConfig
+
+    system = "Repeat the product name, then say who buys it."
+    titles = ["Rose lip balm", "Argan oil shampoo", "Matte eyeshadow palette", "Nail polish remover pads"]
+    scoped = build_engine(LLMConfig(engine="hf", dtype="float32", penalty_scope="output"), default_seed=7)
+    try:
+        prompts = [scoped.chat_prompt(system, t) for t in titles]
+        both = [g.text for g in hf_engine.generate(prompts, max_tokens=24)]
+        answer_only = [g.text for g in scoped.generate(prompts, max_tokens=24)]
+    finally:
+        scoped.close()
+    assert all(answer_only) and answer_only != both
+    # the product's own words come back more often when the prompt's tokens are not penalised
+    echoed = sum(t.split()[0].lower() in a.lower() for t, a in zip(titles, answer_only, strict=True))
+    assert echoed > sum(t.split()[0].lower() in a.lower() for t, a in zip(titles, both, strict=True))

@@ -320,3 +320,14 @@ def test_item_profile_regex_holds_every_field_to_plain_words():
         '{"need":"soft hair","what":"hair conditioner","buyers":"women"}',  # keys out of order
     ):
         assert not rx.fullmatch(bad), bad
+
+
+def test_the_penalty_scope_changes_both_hashes_and_the_penalty_impl_neither():
+    """Counting only the answer's tokens changes every answer; how the penalty is computed changes none."""
+    base = MotivateConfig()
+    scoped = MotivateConfig.model_validate({"llm": {"penalty_scope": "output"}})
+    dense = MotivateConfig.model_validate({"llm": {"penalty_impl": "dense"}})
+    assert settings_fingerprint(scoped, "d", "m", 1) != settings_fingerprint(base, "d", "m", 1)
+    assert item_fingerprint(scoped, "d", "m", 1) != item_fingerprint(base, "d", "m", 1)
+    assert settings_fingerprint(dense, "d", "m", 1) == settings_fingerprint(base, "d", "m", 1)
+    assert item_fingerprint(dense, "d", "m", 1) == item_fingerprint(base, "d", "m", 1)
