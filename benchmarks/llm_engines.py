@@ -53,7 +53,9 @@ TODAY = [
     "motivate.llm.block_size=null",
     "motivate.execution.batch_rows=64",
     "motivate.execution.commit_rows=64",
-    "motivate.llm.penalty_impl=dense",  # vLLM's own repetition penalty, as it ran then (the answers are the same)
+    # vLLM's own repetition penalty over prompt and answer, as it ran then
+    "motivate.llm.penalty_impl=dense",
+    "motivate.llm.penalty_scope=prompt_and_output",
 ]
 # The prompt diet: v3 templates (short system prompts with no per-user text, so every prompt of an agent
 # shares its prefix in the engine's cache), a purchase line shows a 60-character title and the analyst's
@@ -85,9 +87,12 @@ VARIANTS: dict[str, list[str]] = {
     "catalog_sentence_b256_block32": ["motivate.llm.cpu_kvcache_gb=1"],
     # On an AVX2-only CPU (float32) prefill is most of the cost: a KV cache that holds every prompt of a 256-row
     # batch (1 GB holds ~23k tokens: a third of the batch waited, deferred). configs/demo.yaml as shipped.
+    # (now with the sparse repetition penalty over the answer's tokens only, momorec.llm.sparse_penalty)
     "default_kv4": [],
-    # configs/demo.yaml with vLLM's own (dense) repetition penalty, as shipped before the sparse one
-    "default_kv4_dense_penalty": ["motivate.llm.penalty_impl=dense"],
+    # configs/demo.yaml as shipped before the sparse penalty: vLLM's own, counting the prompt's tokens too
+    "default_kv4_dense_penalty": ["motivate.llm.penalty_impl=dense", "motivate.llm.penalty_scope=prompt_and_output"],
+    # the sparse penalty with the same answers as that one (prompt tokens counted): its speed alone
+    "default_kv4_sparse_prompt_scope": ["motivate.llm.penalty_scope=prompt_and_output"],
     # and fewer prompt tokens (retrieval fell: 0.086 -> 0.065, so not shipped)
     "default_kv4_chars40": ["motivate.agents.history_chars=40"],
 }
