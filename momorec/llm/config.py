@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from momorec.llm.model_cache import DEFAULT_CACHE_DIR
 from momorec.typed import StrictModel
@@ -91,6 +91,12 @@ class LLMConfig(StrictModel):
         description="Torch threads per engine on CPU; None = every core this process may use (Ray sets "
         "OMP_NUM_THREADS=1 in fractional-CPU actors, which would leave the LLM on one core).",
     )
+
+    @model_validator(mode="after")
+    def _scope_needs_sparse(self) -> LLMConfig:
+        if self.penalty_scope == "output" and self.penalty_impl == "dense" and self.repetition_penalty != 1.0:
+            raise ValueError("penalty_scope: output needs penalty_impl sparse or auto (vLLM's counts the prompt)")
+        return self
 
 
 def native_bf16() -> bool:

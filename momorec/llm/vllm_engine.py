@@ -66,13 +66,10 @@ class VLLMEngine(Engine):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
+        # An answer-only penalty is sparse wherever it runs (LLMConfig refuses it with impl dense).
         self.penalty_is_sparse = cfg.repetition_penalty != 1.0 and (
             cfg.penalty_impl == "sparse" or (cfg.penalty_impl == "auto" and (self.cpu or cfg.penalty_scope == "output"))
         )
-        if cfg.penalty_scope == "output" and cfg.repetition_penalty != 1.0 and not self.penalty_is_sparse:
-            raise ValueError(
-                "llm.penalty_scope: output needs llm.penalty_impl: sparse or auto (vLLM's penalty counts the prompt)"
-            )
         self._generator = None
         self._embedder = None
 
