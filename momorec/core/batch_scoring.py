@@ -67,11 +67,6 @@ class ScoringTask(StrictModel):
         listed = np.unique(np.asarray(self.users_listed, dtype=np.int64))
         return UserSelection(self.users_share if self.users_share < 1.0 else 0.0, self.users_seed, listed)
 
-    def keeps(self, user_ids: np.ndarray) -> np.ndarray | None:
-        """The mask of the users of a batch this task scores; None: every one."""
-        selection = self.selection()
-        return None if selection is None else selection.keep(user_ids)
-
 
 class BatchScorer:
     """One model, loaded once; a batch of `sequences` rows in, its scores out (see the module doc)."""

@@ -92,6 +92,15 @@ class LLMConfig(StrictModel):
         "OMP_NUM_THREADS=1 in fractional-CPU actors, which would leave the LLM on one core).",
     )
 
+    def sparse_penalty(self, on_cpu: bool) -> bool:
+        """Whether a vLLM engine applies the repetition penalty with momorec.llm.sparse_penalty (an answer-only
+        penalty always: vLLM's own counts the prompt)."""
+        if self.repetition_penalty == 1.0:
+            return False
+        return self.penalty_impl == "sparse" or (
+            self.penalty_impl == "auto" and (on_cpu or self.penalty_scope == "output")
+        )
+
     @model_validator(mode="after")
     def _scope_needs_sparse(self) -> LLMConfig:
         if self.penalty_scope == "output" and self.penalty_impl == "dense" and self.repetition_penalty != 1.0:

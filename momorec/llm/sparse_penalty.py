@@ -80,18 +80,19 @@ class SparseRepetitionPenalty(LogitsProcessor):
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.requests:
             return logits
-        rows, seen = [], []
+        rows, seen, row_penalty = [], [], []
         for row, state in self.requests.items():
             ids = state.update()
             if len(ids):
                 rows.append(row)
                 seen.append(ids)
+                row_penalty.append(state.penalty)
         if not rows:
             return logits
         lengths = [len(ids) for ids in seen]
         tokens = torch.from_numpy(np.concatenate(seen)).to(logits.device)
         row_of = torch.from_numpy(np.repeat(np.asarray(rows, dtype=np.int64), lengths)).to(logits.device)
-        penalty = np.repeat(np.asarray([self.requests[r].penalty for r in rows], dtype=np.float32), lengths)
+        penalty = np.repeat(np.asarray(row_penalty, dtype=np.float32), lengths)
         penalties = torch.from_numpy(penalty).to(logits.device)
         values = logits[row_of, tokens]
         # vLLM's formula (apply_repetition_penalties_torch): logits *= where(logits > 0, 1 / p, p).

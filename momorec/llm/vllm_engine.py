@@ -66,10 +66,7 @@ class VLLMEngine(Engine):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
-        # An answer-only penalty is sparse wherever it runs (LLMConfig refuses it with impl dense).
-        self.penalty_is_sparse = cfg.repetition_penalty != 1.0 and (
-            cfg.penalty_impl == "sparse" or (cfg.penalty_impl == "auto" and (self.cpu or cfg.penalty_scope == "output"))
-        )
+        self.penalty_is_sparse = cfg.sparse_penalty(on_cpu=self.cpu)
         self._generator = None
         self._embedder = None
 

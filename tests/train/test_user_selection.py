@@ -114,11 +114,11 @@ def test_ray_training_rows_are_the_selected_users_with_enough_items():
 
 def test_a_scoring_task_keeps_its_listed_users_and_its_sample():
     ids = np.arange(1, 2001, dtype=np.int64)
-    assert ScoringTask(kind="top_k").keeps(ids) is None, "no selection: every user, without a mask"
+    assert ScoringTask(kind="top_k").selection() is None, "no selection: every user, without a mask"
     listed = ScoringTask(kind="top_k", users_listed=[5, 77, 1999, 5000])
-    assert ids[listed.keeps(ids)].tolist() == [5, 77, 1999]
+    assert ids[listed.selection().keep(ids)].tolist() == [5, 77, 1999]
     both = ScoringTask(kind="ranks", users_share=0.1, users_seed=3, users_listed=[5])
     expected = in_sample(ids, 0.1, 3) | np.isin(ids, [5])
-    assert np.array_equal(both.keeps(ids), expected) and both.keeps(ids)[4]
+    assert np.array_equal(both.selection().keep(ids), expected) and both.selection().keep(ids)[4]
     back = ScoringTask.model_validate_json(listed.model_dump_json())  # what a Ray actor receives
-    assert np.array_equal(back.keeps(ids), listed.keeps(ids))
+    assert np.array_equal(back.selection().keep(ids), listed.selection().keep(ids))
