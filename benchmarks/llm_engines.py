@@ -6,9 +6,12 @@ in a fresh folder and process, with the variant's `--set` overrides on configs/d
 - per agent: requests, generations, retries, prompt tokens (and prefix-cache hits), output tokens, wall,
   engine start, prefill and decode seconds (the engines' own split), embedding passes;
 - the stage's wall time, and its cost per entity (stage wall / (items + users));
+- the cost per entity that a run adds (`agent_s_per_entity`: every agent's and embedding pass's wall time less
+  its engine starts, per entity): what a whole-dataset run pays per entity once Ray, actor and engine start-up,
+  tables and MLflow are paid once;
 - the training-free quality of the result (`momorec inspect`: retrieval of the validation item from the
   motivation embedding vs history-mean / popularity / random, grounding, specificity, reviewer);
-- the ratio of each variant's cost per entity to the first variant's (the baseline) on this machine, in this run.
+- the ratios of each variant's costs per entity to the first variant's (the baseline) on this machine, in this run.
 
 The machine is named in the file (cores, CPU flags that decide bf16 / int8 kernels, load average), since figures
 differ between an AVX2-only and an AVX-512/AMX machine. Writes benchmarks/results/llm_engines.json after every
@@ -72,6 +75,7 @@ NO_REVIEW = ["motivate.agents.max_review_rounds=0"]
 SENTENCE = ["motivate.embedder.kind=sentence"]
 CATALOG = ["motivate.agents.item_profiles=catalog"]
 B256 = ["motivate.execution.batch_rows=256", "motivate.execution.commit_rows=256"]
+KV4 = ["motivate.llm.cpu_kvcache_gb=4"]
 
 # Each variant is TODAY plus its levers (later overrides win), so every row means what it meant when measured.
 VARIANTS: dict[str, list[str]] = {
@@ -86,15 +90,17 @@ VARIANTS: dict[str, list[str]] = {
     # and KV blocks of 32 tokens, so the prefix cache holds each agent's whole shared system prompt
     "catalog_sentence_b256_block32": ["motivate.llm.cpu_kvcache_gb=1"],
     # On an AVX2-only CPU (float32) prefill is most of the cost: a KV cache that holds every prompt of a 256-row
-    # batch (1 GB holds ~23k tokens: a third of the batch waited, deferred). configs/demo.yaml as shipped.
-    # (now with the sparse repetition penalty over the answer's tokens only, momorec.llm.sparse_penalty)
-    "default_kv4": [],
-    # configs/demo.yaml as shipped before the sparse penalty: vLLM's own, counting the prompt's tokens too
-    "default_kv4_dense_penalty": ["motivate.llm.penalty_impl=dense", "motivate.llm.penalty_scope=prompt_and_output"],
+    # batch (1 GB holds ~23k tokens: a third of the batch waited, deferred).
+    "default_kv4": KV4,
+    # that setting before the sparse repetition penalty: vLLM's own, counting the prompt's tokens too
+    "default_kv4_dense_penalty": KV4 + ["motivate.llm.penalty_impl=dense", "motivate.llm.penalty_scope=prompt_and_output"],
     # the sparse penalty with the same answers as that one (prompt tokens counted): its speed alone
-    "default_kv4_sparse_prompt_scope": ["motivate.llm.penalty_scope=prompt_and_output"],
+    "default_kv4_sparse_prompt_scope": KV4 + ["motivate.llm.penalty_scope=prompt_and_output"],
     # and fewer prompt tokens (retrieval fell: 0.086 -> 0.065, so not shipped)
-    "default_kv4_chars40": ["motivate.agents.history_chars=40"],
+    "default_kv4_chars40": KV4 + ["motivate.agents.history_chars=40"],
+    # configs/demo.yaml as shipped: a 2 GB KV cache (vLLM zeroes the whole cache when it starts; a 256-row batch
+    # of these prompts needs ~1.3 GB of it)
+    "default": [],
 }
 STAGES = "pipeline.stages=[ingest,motivate,quantize]"
 
@@ -170,12 +176,21 @@ def run_variant(name: str, sets: list[str]) -> dict:
     }
 
 
+def marginal(run: dict) -> float:
+    """Seconds per entity that grow with the entities: every agent's and embedding pass's wall time less its
+    engine starts. What a run over a whole dataset pays per entity once the fixed costs (Ray and actor start-up,
+    engine starts, table and MLflow work) are spread over it."""
+    entities = max(run["items"] + run["users"], 1)
+    return round(sum(a["wall_s"] - a["start_s"] for a in run["agents"].values()) / entities, 4)
+
+
 def headline(report: dict) -> dict:
     """Cost ratios against the first variant, and the quality figures that decide whether a cut is a win."""
     runs = report["variants"]
     if not runs:
         return {}
-    base = runs[next(iter(runs))]["s_per_entity"]
+    first = next(iter(runs))
+    base = runs[first]["s_per_entity"]
     out = {}
     for name, r in runs.items():
         retrieval = r["quality"].get("retrieval") or {}
@@ -183,6 +198,8 @@ def headline(report: dict) -> dict:
         out[name] = {
             "s_per_entity": r["s_per_entity"],
             "cost_vs_first": round(r["s_per_entity"] / base, 3) if base else None,
+            "agent_s_per_entity": marginal(r),
+            "agent_cost_vs_first": round(marginal(r) / marginal(runs[first]), 3) if marginal(runs[first]) else None,
             "motivate_wall_s": r["motivate_wall_s"],
             "users_ok_share": round(r["users_ok"] / max(r["users"], 1), 3),
             "items_ok_share": round(r["items_ok"] / max(r["items"], 1), 3),
