@@ -93,7 +93,8 @@ VARIANTS: dict[str, list[str]] = {
     # batch (1 GB holds ~23k tokens: a third of the batch waited, deferred).
     "default_kv4": KV4,
     # that setting before the sparse repetition penalty: vLLM's own, counting the prompt's tokens too
-    "default_kv4_dense_penalty": KV4 + ["motivate.llm.penalty_impl=dense", "motivate.llm.penalty_scope=prompt_and_output"],
+    "default_kv4_dense_penalty": KV4
+    + ["motivate.llm.penalty_impl=dense", "motivate.llm.penalty_scope=prompt_and_output"],
     # the sparse penalty with the same answers as that one (prompt tokens counted): its speed alone
     "default_kv4_sparse_prompt_scope": KV4 + ["motivate.llm.penalty_scope=prompt_and_output"],
     # and fewer prompt tokens (retrieval fell: 0.086 -> 0.065, so not shipped)
