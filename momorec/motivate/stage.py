@@ -6,6 +6,8 @@
    through motivation analyst -> reviewer -> revision, then the embedding, on a second pool. The users'
    inputs are built on Ray workers from the `sequences` files and anti-joined with the ok rows already
    there (`_pending_users`): the driver holds the catalog and counts, never every user.
+   With `item_profiles: catalog` the user prompts read the catalog, not the profiles, so this pool and
+   the item texts' pool run side by side.
 Results stream back and are MERGEd (upsert on the id) every `commit_rows` rows, so a crash keeps
 what was finished, and a re-run skips it (momorec.motivate.inputs explains the content hash).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -305,26 +308,37 @@ def run_motivate(cfg: PlatformConfig, show_progress: bool = True) -> MotivateRes
         stored = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES)
         todo = pending(all_items, stored, "item_id", m.execution.retry_failed, m.llm.max_model_len)
         init_ray(cfg.ray)
-        item_counts = _run_pool(
-            cfg,
-            ItemWorker,
-            _row_blocks(todo, m.execution.batch_rows) if todo else None,
-            len(todo),
-            paths["item_profiles"],
-            "item_id",
-            stats,
-            progress,
-            "item analyst",
-        )
-
         analyst = m.agents.item_profiles != "catalog"
-        profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES) if analyst else None
-        users, users_needed, users_pending = _pending_users(
-            cfg, paths, item_lookup(m, catalog, profiles), fingerprint, user_ids
-        )
-        user_counts = _run_pool(
-            cfg, UserWorker, users, users_pending, paths["user_motivations"], "user_id", stats, progress, "motivations"
-        )
+        item_stats = {name: AgentStats() for name in AGENT_NAMES}  # its own: the pool may run in another thread
+
+        def run_items() -> dict[str, int]:
+            blocks = _row_blocks(todo, m.execution.batch_rows) if todo else None
+            label = "item analyst" if analyst else "item texts"
+            return _run_pool(
+                cfg, ItemWorker, blocks, len(todo), paths["item_profiles"], "item_id", item_stats, progress, label
+            )
+
+        def run_users() -> tuple[dict[str, int], int]:
+            profiles = delta.read_or_empty(paths["item_profiles"], ITEM_PROFILES) if analyst else None
+            users, needed, todo_users = _pending_users(
+                cfg, paths, item_lookup(m, catalog, profiles), fingerprint, user_ids
+            )
+            path = paths["user_motivations"]
+            counts = _run_pool(cfg, UserWorker, users, todo_users, path, "user_id", stats, progress, "motivations")
+            return counts, needed
+
+        if analyst:  # the user prompts show the fresh item profiles
+            item_counts = run_items()
+            user_counts, users_needed = run_users()
+        else:
+            # Catalog texts: the user prompts read the catalog, not the profiles, so the two pools run side by side
+            # (on the demo the item texts' pool, ~10 s of actor start-up, overlapped the LLM actor's start).
+            with ThreadPoolExecutor(1, thread_name_prefix="motivate-items") as side:
+                item_pool = side.submit(run_items)
+                user_counts, users_needed = run_users()
+                item_counts = item_pool.result()
+        for name, s in item_stats.items():
+            stats[name].merge(s)
 
         written = {name: delta.version(paths[name]) for name in ("item_profiles", "user_motivations")}
         for name, counts in (("item_profiles", item_counts), ("user_motivations", user_counts)):

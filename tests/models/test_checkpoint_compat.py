@@ -42,11 +42,19 @@ def test_the_same_seed_builds_the_same_model_as_before(arch):
     make()'s initial weights (BERT4Rec drew its weights twice before; now once, so its seeds give other, equally
     distributed, initial weights). Their dropout masks are drawn otherwise since parts.Dropout, so a seed's
     training run is no longer the old one; EXPECTED's training loss belonged to the old masks."""
-    fresh = make(arch, *EXPECTED[arch]["modes"]).state_dict()
+    model = make(arch, *EXPECTED[arch]["modes"])
+    fresh = model.state_dict()
     old = model_from_checkpoint(load_checkpoint(str(OLD / f"{arch}.pt"))).state_dict()
     assert fresh.keys() == old.keys()
+    # Buffers are computed (the semantic-ID level vectors: centroids times a scale), and float arithmetic may round
+    # differently on another CPU (the format-1 files were written on an AMD EPYC; an Intel Xeon differs in the last
+    # bit); the drawn weights must be the very same numbers.
+    computed = {name for name, _ in model.named_buffers()}
     for name, value in fresh.items():
-        assert torch.equal(value, old[name]), name
+        if name in computed:
+            torch.testing.assert_close(value, old[name], rtol=1e-6, atol=1e-9, msg=name)
+        else:
+            assert torch.equal(value, old[name]), name
 
 
 def test_an_unknown_checkpoint_format_is_a_clear_error():
