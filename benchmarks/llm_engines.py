@@ -177,7 +177,7 @@ def run_variant(name: str, sets: list[str]) -> dict:
     }
 
 
-def marginal(run: dict) -> float:
+def agent_s_per_entity(run: dict) -> float:
     """Seconds per entity that grow with the entities: every agent's and embedding pass's wall time less its
     engine starts. What a run over a whole dataset pays per entity once the fixed costs (Ray and actor start-up,
     engine starts, table and MLflow work) are spread over it."""
@@ -190,8 +190,8 @@ def headline(report: dict) -> dict:
     runs = report["variants"]
     if not runs:
         return {}
-    first = next(iter(runs))
-    base = runs[first]["s_per_entity"]
+    first = runs[next(iter(runs))]
+    base, base_added = first["s_per_entity"], agent_s_per_entity(first)
     out = {}
     for name, r in runs.items():
         retrieval = r["quality"].get("retrieval") or {}
@@ -199,8 +199,8 @@ def headline(report: dict) -> dict:
         out[name] = {
             "s_per_entity": r["s_per_entity"],
             "cost_vs_first": round(r["s_per_entity"] / base, 3) if base else None,
-            "agent_s_per_entity": marginal(r),
-            "agent_cost_vs_first": round(marginal(r) / marginal(runs[first]), 3) if marginal(runs[first]) else None,
+            "agent_s_per_entity": agent_s_per_entity(r),
+            "agent_cost_vs_first": round(agent_s_per_entity(r) / base_added, 3) if base_added else None,
             "motivate_wall_s": r["motivate_wall_s"],
             "users_ok_share": round(r["users_ok"] / max(r["users"], 1), 3),
             "items_ok_share": round(r["items_ok"] / max(r["items"], 1), 3),
