@@ -89,11 +89,13 @@ _SUMMED = (
 @dataclass(frozen=True)
 class Request:
     """One logical agent call: a formatted prompt, its decoding constraint (JSON schema or Regex), and
-    how to read the answer."""
+    how to read the answer. A prompt may end with the answer's opening (momorec.motivate.workers._answer):
+    the engine then writes only the rest, and the answer read is `opening` + what it wrote."""
 
     prompt: str
     schema: Constraint
-    parse: Callable[[str, str], Parsed]  # (text, finish_reason) -> Parsed
+    parse: Callable[[str, str], Parsed]  # (whole answer, finish_reason) -> Parsed
+    opening: str = ""
 
 
 @dataclass
@@ -140,9 +142,10 @@ def run_requests(engine: Engine, requests: list[Request], decoding: Decoding, st
             stats.tokens_in += gen.prompt_tokens
             stats.cached_tokens += gen.cached_tokens
             stats.tokens_out += gen.completion_tokens
-            parsed = requests[i].parse(gen.text, gen.finish_reason)
+            answer = requests[i].opening + gen.text
+            parsed = requests[i].parse(answer, gen.finish_reason)
             out = outcomes[i]
-            out.attempts, out.raw = attempt + 1, gen.text
+            out.attempts, out.raw = attempt + 1, answer
             if parsed.ok:
                 out.value, out.reason, out.detail = parsed.value, None, ""
                 stats.ok += 1

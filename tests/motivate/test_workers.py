@@ -120,3 +120,79 @@ def test_user_failures_are_recorded_not_dropped():
     assert rows[0]["failure_reason"].startswith("input: no_training_history")
     assert rows[1]["failure_reason"].startswith("motivation_analyst: invented_items") and rows[1]["attempts"] == 2
     assert rows[2]["accepted"] is False and rows[2]["embedding"] is not None  # no reviewer: not accepted
+
+
+class OpeningEngine(ScriptedEngine):
+    """Writes only what follows an answer's opening when the prompt already ends with it, and counts a
+    prompt's tokens as its characters (so a test can size the window around the opening)."""
+
+    supports_structured_output = True
+    max_model_len: int | None = None
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.constraints: list = []
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(prompt)
+
+    def generate(self, prompts, *, json_schema=None, max_tokens=128, temperature=0.0, seed=None):
+        self.constraints.extend(json_schema if isinstance(json_schema, list) else [json_schema] * len(prompts))
+        self.calls.append(prompts)
+        out = []
+        for p in prompts:
+            text, finish = self._answer(p, temperature)
+            text = json.dumps(json.loads(text), separators=(",", ":"))  # compact, as the regexes spell it
+            for opening in ('{"motivations":[{"reason":"', '{"what":"', '{"verdict":"'):
+                if p.endswith(opening):
+                    assert text.startswith(opening)
+                    text = text[len(opening) :]
+            out.append(Generation(text, len(p), len(text), finish))
+        return out
+
+
+def test_opening_in_prompt_prefills_each_answers_fixed_start_and_parses_the_whole():
+    """opening_in_prompt: every regex-held prompt ends with its answer's opening, the engine is held to
+    the rest only, and the rows are the ones the engine would give writing the whole answer."""
+    import re
+
+    patterns = {"profile_pattern": "[A-Za-z .-]{3,60}", "reason_pattern": "[A-Za-z .-]{8,80}"}
+    rows = {}
+    for opened in (False, True):
+        engine = OpeningEngine(review_verdicts=["revise", "accept"])
+        ctx = _ctx(engine, max_review_rounds=1, opening_in_prompt=opened, **patterns)
+        items = profile_items(ctx, [{"item_id": 1, "title": "Polish"}])
+        users = motivate_users(ctx, [_user(5, ["Serum", "Cleanser", "Toner"])])
+        rows[opened] = (items, users)
+        prompts = [p for call in engine.calls for p in call]
+        assert len(prompts) == len(engine.constraints) == 5  # profile, draft, review, revision, review
+        ends = [p.endswith(('{"what":"', '{"motivations":[{"reason":"', '{"verdict":"')) for p in prompts]
+        assert ends == [opened] * 5
+        for constraint in engine.constraints:  # the whole answer's regex, or only what follows the opening
+            assert (constraint.opening == "") == opened and constraint.pattern.startswith("\\{") != opened
+        draft = '{"motivations":[{"reason":"Keeps a skin-care routine.","evidence":[1,2]}]}'
+        assert re.fullmatch(
+            engine.constraints[1].pattern, draft[len('{"motivations":[{"reason":"') :] if opened else draft
+        )
+    assert rows[True] == rows[False]
+    assert rows[True][1][0]["motivation_text"] == "Refines a skin-care routine." and rows[True][1][0]["accepted"]
+
+
+def test_the_window_counts_the_opening_the_prompt_ends_with():
+    """A draft prompt that fits the window exactly without its opening is shaped to fit when it ends with it."""
+    user = _user(5, ["Serum", "Cleanser", "Toner"])
+    kept = {}
+    for opened in (False, True):
+        engine = OpeningEngine()
+        ctx = _ctx(engine, reason_pattern="[A-Za-z .-]{8,80}", max_review_rounds=0, opening_in_prompt=opened)
+        if not kept:  # size the window to the full draft prompt without the opening
+            from momorec.motivate.workers import _draft_prompt, _UserState
+
+            probe = _UserState(user, list(zip(user["titles"], user["profiles"], strict=True)), [10, 11, 12])
+            engine.max_model_len = len(_draft_prompt(ctx, probe)) + ctx.agents.motivation_max_tokens
+        else:
+            engine.max_model_len = kept[False][1]
+        (row,) = motivate_users(ctx, [user])
+        kept[opened] = (row["history_item_ids"], engine.max_model_len, row["window_shaped"])
+    assert kept[False][0] == [10, 11, 12] and not kept[False][2]
+    assert kept[True][2], "the opening's characters did not count: the prompt was not shaped to fit"
