@@ -102,8 +102,8 @@ VARIANTS: dict[str, list[str]] = {
     # configs/demo.yaml as shipped: a 2 GB KV cache (vLLM zeroes the whole cache when it starts; a 256-row batch
     # of these prompts needs ~1.3 GB of it)
     "default": [],
-    # the same before opening_in_prompt: the answer's opening decoded token by token (8 of ~36 decode steps a user)
-    "default_decoded_opening": ["motivate.agents.opening_in_prompt=false"],
+    # Tried and not shipped (the row in llm_engines.json was measured with commit 29c311f, whose
+    # agents.opening_in_prompt the next commit removed): the answer's fixed opening in the prompt instead of decoded.
 }
 STAGES = "pipeline.stages=[ingest,motivate,quantize]"
 

@@ -9,7 +9,6 @@ Agents never branch on the engine kind.
 from __future__ import annotations
 
 import abc
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,22 +43,9 @@ class EngineTiming:
 class Regex:
     """A decoding constraint over the whole output, for shapes JSON schema cannot give: xgrammar's
     JSON schema has no string `pattern`, and a forced sentence opener is what keeps a small model's
-    free-text fields readable (momorec.motivate.schemas.motivations_regex).
-
-    `opening` is literal text every match starts with (`pattern` begins with its escaped form). An agent
-    may end its prompt with it and constrain only the rest (`after_opening`): the engine then prefills
-    those tokens in one pass instead of spending a decode step on each (momorec.motivate.workers)."""
+    free-text fields readable (momorec.motivate.schemas.motivations_regex)."""
 
     pattern: str
-    opening: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.pattern.startswith(re.escape(self.opening)):
-            raise ValueError(f"the pattern {self.pattern[:40]!r} does not begin with its opening {self.opening!r}")
-
-    def after_opening(self) -> Regex:
-        """The constraint on what follows the opening."""
-        return Regex(self.pattern[len(re.escape(self.opening)) :])
 
 
 #: One prompt's decoding constraint: a JSON schema, a Regex, or None (unconstrained).

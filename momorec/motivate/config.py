@@ -45,14 +45,6 @@ class AgentsConfig(StrictModel):
         "sentence in plain words, which the revision prompt then shows (momorec.motivate.schemas.review_regex). "
         "An accept carries an empty critique. None = the plain JSON schema. Must not match '\"' or '\\\\'.",
     )
-    opening_in_prompt: bool = Field(
-        False,
-        description="End each agent's prompt with its answer's fixed opening (the motivation analyst's is "
-        '{"motivations":[{"reason":") '
-        "and constrain only the rest: the engine prefills those tokens in one pass instead of one decode step each "
-        "(8 of a motivation answer's ~36 tokens). Only for the agents held to a regex pattern; the model's answers "
-        "can differ, so it is in the content hash when on.",
-    )
     history_items: int = Field(
         10, ge=1, description="The user's most recent N training items shown to the motivation analyst."
     )

@@ -43,8 +43,7 @@ def _model_settings(cfg: MotivateConfig, prompt_digest: str, model_name: str, se
         "model": model_name,
         "dtype": resolved_dtype(llm),
         "decode": [llm.temperature, llm.repetition_penalty, seed, a.max_attempts, a.retry_temperature]
-        + ([llm.penalty_scope] if llm.penalty_scope != "prompt_and_output" else [])  # old hashes stay valid
-        + (["opening_in_prompt"] if a.opening_in_prompt else []),
+        + ([llm.penalty_scope] if llm.penalty_scope != "prompt_and_output" else []),  # old hashes stay valid
         "embed": _embed_settings(cfg),
     }
 

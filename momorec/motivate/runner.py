@@ -89,13 +89,11 @@ _SUMMED = (
 @dataclass(frozen=True)
 class Request:
     """One logical agent call: a formatted prompt, its decoding constraint (JSON schema or Regex), and
-    how to read the answer. A prompt may end with the answer's opening (momorec.motivate.workers._answer):
-    the engine then writes only the rest, and the answer read is `opening` + what it wrote."""
+    how to read the answer."""
 
     prompt: str
     schema: Constraint
-    parse: Callable[[str, str], Parsed]  # (whole answer, finish_reason) -> Parsed
-    opening: str = ""
+    parse: Callable[[str, str], Parsed]  # (text, finish_reason) -> Parsed
 
 
 @dataclass
@@ -142,10 +140,9 @@ def run_requests(engine: Engine, requests: list[Request], decoding: Decoding, st
             stats.tokens_in += gen.prompt_tokens
             stats.cached_tokens += gen.cached_tokens
             stats.tokens_out += gen.completion_tokens
-            answer = requests[i].opening + gen.text
-            parsed = requests[i].parse(answer, gen.finish_reason)
+            parsed = requests[i].parse(gen.text, gen.finish_reason)
             out = outcomes[i]
-            out.attempts, out.raw = attempt + 1, answer
+            out.attempts, out.raw = attempt + 1, gen.text
             if parsed.ok:
                 out.value, out.reason, out.detail = parsed.value, None, ""
                 stats.ok += 1

@@ -93,14 +93,14 @@ def motivations_regex(n_history: int, max_motivations: int, reason_pattern: str)
     number = "(10|[1-9])" if n == 10 else f"[1-{n}]"
     evidence = rf"\[{number}(,{number}){{0,{n - 1}}}\]"
     one = rf'\{{"reason":"(?:{reason_pattern})","evidence":{evidence}\}}'
-    return Regex(rf'\{{"motivations":\[{one}(,{one}){{0,{max_motivations - 1}}}\]\}}', '{"motivations":[{"reason":"')
+    return Regex(rf'\{{"motivations":\[{one}(,{one}){{0,{max_motivations - 1}}}\]\}}')
 
 
 def item_profile_regex(field_pattern: str) -> Regex:
     """The item analyst's JSON (compact, keys in schema order) with every field held to `field_pattern`
     (same reason as motivations_regex; the pattern must not match '"' or '\\')."""
     field = f"(?:{field_pattern})"
-    return Regex(rf'\{{"what":"{field}","need":"{field}","buyers":"{field}"\}}', '{"what":"')
+    return Regex(rf'\{{"what":"{field}","need":"{field}","buyers":"{field}"\}}')
 
 
 def review_regex(critique_pattern: str) -> Regex:
@@ -108,7 +108,7 @@ def review_regex(critique_pattern: str) -> Regex:
     critique, or a revise whose critique matches `critique_pattern` (what the revision prompt shows).
     Same reason as motivations_regex: under the bare schema a small model's critique is free text."""
     return Regex(
-        rf'\{{"verdict":"(?:accept","critique":""\}}|revise","critique":"(?:{critique_pattern})"\}})', '{"verdict":"'
+        rf'(?:\{{"verdict":"accept","critique":""\}}|\{{"verdict":"revise","critique":"(?:{critique_pattern})"\}})'
     )
 
 

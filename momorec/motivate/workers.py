@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from momorec.llm.base import Constraint, Engine, Regex
+from momorec.llm.base import Engine
 from momorec.llm.embedder import Embedder, LLMEmbedder
 from momorec.motivate.config import AgentsConfig
 from momorec.motivate.parsing import parse_item_profile, parse_motivations, parse_review
@@ -111,33 +111,17 @@ def _fitted(
     max_tokens: int,
     entries: int = 1,
     drop_entries: bool = False,
-    opening: str = "",
 ) -> _Fitted | None:
     """The first rendering that leaves `max_tokens` of the engine's window for the answer (see
-    fit_prompt), or None when none does. The prompt ends with `opening` (see _answer)."""
+    fit_prompt), or None when none does."""
     engine = ctx.engine
     budget = None if engine.max_model_len is None else engine.max_model_len - max_tokens
 
     def fits(system: str, user: str) -> bool:
-        return budget is None or engine.prompt_tokens(engine.chat_prompt(system, user) + opening) <= budget
+        return budget is None or engine.prompt_tokens(engine.chat_prompt(system, user)) <= budget
 
     fitted = fit_prompt(render, entries, ctx.agents.max_field_chars, fits, drop_entries)
-    if fitted is None:
-        return None
-    return _Fitted(fitted.kept, engine.chat_prompt(*fitted.prompt) + opening, fitted.shaped)
-
-
-class _Answer(NamedTuple):
-    opening: str  # what the prompt ends with: the answer's fixed start, or ""
-    constraint: Constraint  # on what the engine writes after it
-
-
-def _answer(ctx: AgentContext, constraint: Constraint) -> _Answer:
-    """With `opening_in_prompt` a regex answer's fixed opening moves into the prompt (prefilled, not
-    decoded token by token) and the engine is held to the rest; else the engine writes all of it."""
-    if ctx.agents.opening_in_prompt and isinstance(constraint, Regex) and constraint.opening:
-        return _Answer(constraint.opening, constraint.after_opening())
-    return _Answer("", constraint)
+    return None if fitted is None else _Fitted(fitted.kept, engine.chat_prompt(*fitted.prompt), fitted.shaped)
 
 
 def _shaped(fitted: _Fitted | None) -> bool:
@@ -169,19 +153,12 @@ def profile_items(ctx: AgentContext, items: list[dict[str, Any]]) -> list[dict[s
     a = ctx.agents
     if a.item_profiles == "catalog":
         return catalog_profiles(ctx, items)
-    answer = _answer(ctx, item_profile_schema() if a.profile_pattern is None else item_profile_regex(a.profile_pattern))
+    schema = item_profile_schema() if a.profile_pattern is None else item_profile_regex(a.profile_pattern)
     prompts = [
-        _fitted(
-            ctx,
-            lambda _, width, item=item: item_analyst_prompt(ctx.prompts, item, width),
-            a.item_max_tokens,
-            opening=answer.opening,
-        )
+        _fitted(ctx, lambda _, width, item=item: item_analyst_prompt(ctx.prompts, item, width), a.item_max_tokens)
         for item in items
     ]
-    requests = [
-        None if p is None else Request(p.text, answer.constraint, parse_item_profile, answer.opening) for p in prompts
-    ]
+    requests = [None if p is None else Request(p.text, schema, parse_item_profile) for p in prompts]
     outcomes = _run_fitted(ctx, requests, a.item_max_tokens, "item_analyst")
     rows = []
     for item, out, fitted in zip(items, outcomes, prompts, strict=True):
@@ -251,8 +228,8 @@ def _draft_prompt(ctx: AgentContext, s: _UserState) -> str | None:
     def render(keep: int, width: int) -> tuple[str, str]:
         return motivation_prompt(ctx.prompts, s.entries[-keep:], ctx.agents.max_motivations, width)
 
-    a, opening = ctx.agents, _motivation_answer(ctx, len(s.entries)).opening
-    fitted = _fitted(ctx, render, a.motivation_max_tokens, len(s.entries), drop_entries=True, opening=opening)
+    a = ctx.agents
+    fitted = _fitted(ctx, render, a.motivation_max_tokens, len(s.entries), drop_entries=True)
     prompt = s.fitted(fitted)
     if fitted is not None:
         s.entries, s.history = s.entries[-fitted.kept :], s.history[-fitted.kept :]
@@ -266,38 +243,25 @@ def _revision_prompt(ctx: AgentContext, s: _UserState, critique: str) -> str | N
     def render(_: int, width: int) -> tuple[str, str]:
         return motivation_prompt(ctx.prompts, s.entries, ctx.agents.max_motivations, width, previous, critique)
 
-    opening = _motivation_answer(ctx, len(s.entries)).opening
-    return s.fitted(_fitted(ctx, render, ctx.agents.motivation_max_tokens, opening=opening))
-
-
-def _motivation_answer(ctx: AgentContext, n: int) -> _Answer:
-    """The motivations answer over `n` purchases (its opening does not depend on n)."""
-    a = ctx.agents
-    constraint = (
-        motivations_schema(n, a.max_motivations)
-        if a.reason_pattern is None
-        else motivations_regex(n, a.max_motivations, a.reason_pattern)
-    )
-    return _answer(ctx, constraint)
+    return s.fitted(_fitted(ctx, render, ctx.agents.motivation_max_tokens))
 
 
 def _motivation_requests(ctx: AgentContext, states: list[_UserState], prompts: list[str]) -> list[Request]:
-    """The prompts end with the answer's opening already (_draft_prompt, _revision_prompt)."""
+    a = ctx.agents
     requests = []
     for s, prompt in zip(states, prompts, strict=True):
         n = len(s.entries)
-        answer = _motivation_answer(ctx, n)
-        requests.append(Request(prompt, answer.constraint, partial(_parse_mot, n=n), answer.opening))
+        constraint = (
+            motivations_schema(n, a.max_motivations)
+            if a.reason_pattern is None
+            else motivations_regex(n, a.max_motivations, a.reason_pattern)
+        )
+        requests.append(Request(prompt, constraint, partial(_parse_mot, n=n)))
     return requests
 
 
 def _parse_mot(text: str, finish_reason: str, n: int):
     return parse_motivations(text, n, finish_reason)
-
-
-def _review_answer(ctx: AgentContext) -> _Answer:
-    a = ctx.agents
-    return _answer(ctx, review_schema() if a.critique_pattern is None else review_regex(a.critique_pattern))
 
 
 def _review_prompt(ctx: AgentContext, s: _UserState) -> str | None:
@@ -306,14 +270,15 @@ def _review_prompt(ctx: AgentContext, s: _UserState) -> str | None:
     def render(_: int, width: int) -> tuple[str, str]:
         return reviewer_prompt(ctx.prompts, s.entries, motivations, width)
 
-    return s.fitted(_fitted(ctx, render, ctx.agents.review_max_tokens, opening=_review_answer(ctx).opening))
+    return s.fitted(_fitted(ctx, render, ctx.agents.review_max_tokens))
 
 
 def _review(ctx: AgentContext, states: list[_UserState]) -> list[Outcome | None]:
     """One review per state, None where the review prompt cannot fit (noted on the state)."""
-    a, answer = ctx.agents, _review_answer(ctx)
+    a = ctx.agents
+    schema = review_schema() if a.critique_pattern is None else review_regex(a.critique_pattern)
     prompts = [_review_prompt(ctx, s) for s in states]
-    requests = [None if p is None else Request(p, answer.constraint, parse_review, answer.opening) for p in prompts]
+    requests = [None if p is None else Request(p, schema, parse_review) for p in prompts]
     outcomes = _run_fitted(ctx, requests, a.review_max_tokens, "reviewer")
     for s, out in zip(states, outcomes, strict=True):
         if out is None:

@@ -78,24 +78,22 @@ def _reason_answers(engine):
 
     regex = motivations_regex(3, 2, AgentsConfig().reason_pattern)
     history = "[1] Nail polish, pink\n[2] Nail polish remover\n[3] Cuticle oil"
-    prompt = engine.chat_prompt("Say why this shopper buys, as JSON.", history)
-    prompts = [prompt, engine.chat_prompt("Answer in JSON.", "Is water wet?"), prompt + regex.opening]
-    constraints = [regex, YES_NO, regex.after_opening()]  # the third prompt ends inside the answer
-    outs = engine.generate(prompts, json_schema=constraints, max_tokens=96, temperature=0.0, seed=3)
+    prompts = [
+        engine.chat_prompt("Say why this shopper buys, as JSON.", history),
+        engine.chat_prompt("Answer in JSON.", "Is water wet?"),
+    ]
+    outs = engine.generate(prompts, json_schema=[regex, YES_NO], max_tokens=96, temperature=0.0, seed=3)
     return regex, outs
 
 
 def _assert_reason_answers(regex, outs):
     import re
 
-    reasons, yes_no, opened = outs
+    reasons, yes_no = outs
+    assert reasons.finish_reason == "stop" and re.fullmatch(regex.pattern, reasons.text), reasons.text
+    for m in json.loads(reasons.text)["motivations"]:
+        assert re.match(r"(Wants to|Needs to|Cares about) [a-z]", m["reason"]) and set(m["evidence"]) <= {1, 2, 3}
     assert json.loads(yes_no.text)["answer"] in {"yes", "no"}
-    # the engine continues an answer whose opening the prompt wrote, and is held to the rest of the regex
-    assert not opened.text.startswith("{") and opened.completion_tokens < reasons.completion_tokens
-    for out, text in ((reasons, reasons.text), (opened, regex.opening + opened.text)):
-        assert out.finish_reason == "stop" and re.fullmatch(regex.pattern, text), text
-        for m in json.loads(text)["motivations"]:
-            assert re.match(r"(Wants to|Needs to|Cares about) [a-z]", m["reason"]) and set(m["evidence"]) <= {1, 2, 3}
 
 
 def test_hf_regex_generation_matches_the_whole_output(hf_engine):
