@@ -28,28 +28,6 @@ DEMO_LLM_SLICE = [
 ]
 
 
-# The longest test files, longest first (file totals of CI's --durations, Intel Xeon, 2026-12-07: 443, 315, 250,
-# 250, 225, 116, 115, 90 and 78 s). `make test` runs two pytest-xdist workers that each take one whole file at a
-# time, in collection order (`--dist loadfile --no-loadscope-reorder`): these start first, so the two longest run
-# side by side and the short files fill in after them, instead of a 7-minute file starting last.
-LONGEST_FIRST = (
-    "platform/test_kill_matrix.py",
-    "platform/test_object_store.py",
-    "platform/test_scale.py",
-    "motivate/test_motivate_stage.py",
-    "ingest/test_incremental_ingest.py",
-    "platform/test_cli_any_folder.py",
-    "platform/test_notebooks.py",
-    "train/test_driver_resume.py",
-    "motivate/test_motivate_kill.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {REPO / "tests" / name: k for k, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: each file's tests stay in order
-
-
 def shared_dataset(*parts: str) -> Path:
     """A path under ../shared/datasets; the test skips (saying why) only when ../shared is absent."""
     path = SHARED_DATASETS.joinpath(*parts)
