@@ -90,17 +90,26 @@ def test_engine_answers_are_the_same_with_either_penalty(resolved_model):
 
     system = "Describe the product in a few plain words."
     titles = ["Rose lip balm", "Argan oil shampoo, 12 oz", "Matte eyeshadow palette", "Nail polish remover pads"]
+    # One float32 engine for both, so that only the penalty differs. In bfloat16 on the Intel Xeon with AMX the
+    # same requests to the same engine gave other greedy answers from one call to the next (and a suite run once
+    # saw two bfloat16 engines part); in float32 they repeat exactly, which the third call checks. The engine is
+    # started with the sparse processor registered; a request without its extra argument gets vLLM's own penalty.
+    config = LLMConfig(engine="vllm", max_model_len=512, penalty_impl="sparse", dtype="float32")
+    engine = build_engine(config, default_seed=7)
     answers = {}
-    for impl in ("sparse", "dense"):
-        engine = build_engine(LLMConfig(engine="vllm", max_model_len=512, penalty_impl=impl), default_seed=7)
-        assert engine.penalty_is_sparse == (impl == "sparse")
+    try:
         prompts = [engine.chat_prompt(system, t) for t in titles]
-        free = engine.generate(prompts, max_tokens=24)
-        held = engine.generate(prompts, json_schema=Regex(r'\{"what":"[a-z][a-z ,]{2,30}"\}'), max_tokens=24)
-        answers[impl] = [g.text for g in free + held]
+        for impl in ("sparse", "dense", "sparse"):
+            engine.penalty_is_sparse = impl == "sparse"
+            free = engine.generate(prompts, max_tokens=24)
+            held = engine.generate(prompts, json_schema=Regex(r'\{"what":"[a-z][a-z ,]{2,30}"\}'), max_tokens=24)
+            answers.setdefault(impl, []).append([g.text for g in free + held])
+    finally:
         engine.close()
-    assert answers["sparse"] == answers["dense"]
-    assert len(set(answers["sparse"])) > 1
+    (sparse, again), (dense,) = answers["sparse"], answers["dense"]
+    assert sparse == again, "the same requests on the same engine gave other answers: the comparison means nothing"
+    assert sparse == dense
+    assert len(set(sparse)) > 1
 
 
 def test_an_output_only_penalty_needs_the_sparse_penalty():
