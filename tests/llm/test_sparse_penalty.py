@@ -94,6 +94,10 @@ def test_engine_answers_are_the_same_with_either_penalty(resolved_model):
     # same requests to the same engine gave other greedy answers from one call to the next (and a suite run once
     # saw two bfloat16 engines part); in float32 they repeat exactly, which the third call checks. The engine is
     # started with the sparse processor registered; a request without its extra argument gets vLLM's own penalty.
+    for impl in ("sparse", "dense"):  # each setting picks its penalty (the engine starts vLLM only when it generates)
+        chosen = build_engine(LLMConfig(engine="vllm", max_model_len=512, penalty_impl=impl), default_seed=7)
+        assert chosen.penalty_is_sparse == (impl == "sparse")
+        chosen.close()
     config = LLMConfig(engine="vllm", max_model_len=512, penalty_impl="sparse", dtype="float32")
     engine = build_engine(config, default_seed=7)
     answers = {}
