@@ -38,6 +38,7 @@ import platform
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -180,14 +181,18 @@ class Run:
     def key(self) -> str:
         return f"{self.dataset.name}__{self.backbone}__{self.cell}__{self.seed}"
 
-    def command(self, bench: Path, scratch: Path, device: str, budget_min: float | None = None) -> list[str]:
+    def command(
+        self, bench: Path, scratch: Path, device: str, budget_min: float | None = None, run_budget_min: float = 0
+    ) -> list[str]:
+        """run_budget_min: one run's training time (0: the dataset's device budget); budget_min: the time left."""
         folder = bench / self.dataset.name
         sets = [f"train.use_gpu={'true' if device == 'cuda' else 'false'}", "train.log_model=false"]
         if self.backbone != "sasrec":
             from momorec.platform.overlay import overlay_sets
 
             sets += overlay_sets(REPO / "configs" / "overlays" / f"{self.backbone}.yaml")
-        budget = self.dataset.budget_min if budget_min is None else min(budget_min, self.dataset.budget_min)
+        budget = run_budget_min or self.dataset.budget_min
+        budget = budget if budget_min is None else min(budget_min, budget)
         sets.append(f"train.time_budget_min={budget:.2f}")
         command = [
             sys.executable,
@@ -264,8 +269,16 @@ def train(args: argparse.Namespace) -> None:
     start = time.monotonic()
     deadline = start + args.deadline_s
     status: dict[str, dict] = {}
+    if args.resume:
+        # runs whose results an earlier call left in the scratch folder are packed again, not trained again
+        for run in runs:
+            if _finished_part(scratch, run):
+                status[run.key] = {"status": "done", "resumed": True}
+    packing = threading.Lock()
 
     def one(run: Run) -> None:
+        if run.key in status:
+            return
         left = deadline - time.monotonic()
         # a run that starts late trains for what is left (its test scoring and start-up inside the margin), so
         # it ends with test figures, flagged stopped_by_time, rather than being killed at the deadline
@@ -273,7 +286,7 @@ def train(args: argparse.Namespace) -> None:
         if train_min < 0.5:
             status[run.key] = {"status": "not started: deadline"}
             return
-        command = run.command(bench, scratch, device, train_min) + args.overrides
+        command = run.command(bench, scratch, device, train_min, args.run_budget_min) + args.overrides
         begun = time.monotonic()
         with open(scratch / "logs" / f"{run.key}.log", "w") as log:
             try:
@@ -283,6 +296,8 @@ def train(args: argparse.Namespace) -> None:
                 status[run.key] = {"status": "stopped: deadline"}
         status[run.key]["wall_s"] = round(time.monotonic() - begun, 1)
         print(f"{run.key}: {status[run.key]}", flush=True)
+        with packing:  # after every run, so a stopped matrix (a session's end, a device's limit) loses one run
+            pack(runs, status, scratch, out, device, time.monotonic() - start, args, quiet=True)
 
     print(f"{len(runs)} runs on {device}, {args.parallel} at a time", flush=True)
     with ThreadPoolExecutor(args.parallel) as pool:
@@ -290,10 +305,22 @@ def train(args: argparse.Namespace) -> None:
     pack(runs, status, scratch, out, device, time.monotonic() - start, args)
 
 
-def pack(runs: list[Run], status: dict, scratch: Path, out: Path, device: str, wall: float, args) -> None:
+def _finished_part(scratch: Path, run: Run) -> bool:
+    part = scratch / "parts" / f"{run.key}.json"
+    if not part.exists():
+        return False
+    entry = next(iter(json.loads(part.read_text())["variants"].values()))
+    return str(run.seed) in entry.get("seeds", {})
+
+
+def pack(
+    runs: list[Run], status: dict, scratch: Path, out: Path, device: str, wall: float, args, quiet: bool = False
+) -> None:
     """Everything into three files (a device call carries back at most 8): runs.json, ranks.npz, logs.tar.gz."""
     import torch
 
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
+    machine = gpu or f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
     records, ranks = [], {}
     for run in runs:
         record = {
@@ -301,6 +328,7 @@ def pack(runs: list[Run], status: dict, scratch: Path, out: Path, device: str, w
             "backbone": run.backbone,
             "variant": run.cell,
             "seed": run.seed,
+            "device": machine,
             **status.get(run.key, {"status": "not run"}),
         }
         part = scratch / "parts" / f"{run.key}.json"
@@ -322,11 +350,11 @@ def pack(runs: list[Run], status: dict, scratch: Path, out: Path, device: str, w
                 if "motivated_users_file" in entry:
                     ranks[f"{run.key}__motivated"] = np.load(entry["motivated_users_file"])
         records.append(record)
-    gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
     (out / "runs.json").write_text(
         json.dumps(
             {
-                "device": gpu or f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)",
+                "device": machine,
+                "cpu_flags": _cpu_flags(),
                 "torch": torch.__version__,
                 "parallel": args.parallel,
                 "wall_s": round(wall, 1),
@@ -342,7 +370,16 @@ def pack(runs: list[Run], status: dict, scratch: Path, out: Path, device: str, w
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
         tar.add(scratch / "logs", arcname="logs")
     done = sum(r["status"] == "done" for r in records)
-    print(f"packed {done}/{len(records)} finished runs into {out} ({wall:.0f} s)", flush=True)
+    if not quiet:
+        print(f"packed {done}/{len(records)} finished runs into {out} ({wall:.0f} s)", flush=True)
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16"})
 
 
 # ---- report (CPU machine) ----------------------------------------------------------------------------------
@@ -356,12 +393,9 @@ def report(args: argparse.Namespace) -> dict:
     from momorec.core.metrics import ndcg_at_k
     from momorec.core.significance import mean_std, paired_test
 
-    runs_dir = Path(args.runs)
-    packed = json.loads((runs_dir / "runs.json").read_text())
-    with np.load(runs_dir / "ranks.npz") as npz:
-        ranks = {k: npz[k] for k in npz.files}
+    records, ranks, folders = merge_runs([Path(folder) for folder in args.runs])
     cells: dict[str, dict] = {}
-    for record in packed["runs"]:
+    for record in records:
         key = cell_key(record["dataset"], record["backbone"], record["variant"])
         cell = cells.setdefault(
             key,
@@ -378,6 +412,7 @@ def report(args: argparse.Namespace) -> dict:
                 cell[field] = record[field]
         if "metrics" in record:
             cell["seeds"][str(record["seed"])] = record["metrics"]
+            cell.setdefault("devices", {})[str(record["seed"])] = record["device"]
         else:
             cell["not_done"][str(record["seed"])] = record["status"]
 
@@ -413,10 +448,8 @@ def report(args: argparse.Namespace) -> dict:
         "excluded (headline); test.sampled100 = against 100 uniform unseen negatives (labelled, optimistic); "
         "early stopping on valid.full.ndcg_10; paired tests on per-user test NDCG@10, mean over the shared seeds",
         "seeds": list(SEEDS),
-        "device": packed["device"],
-        "torch": packed["torch"],
-        "parallel_runs": packed["parallel"],
-        "train_wall_s": packed["wall_s"],
+        "device": sorted({record["device"] for record in records if "metrics" in record}),
+        "runs_folders": folders,
         "prepare": {name: _prepare_facts(Path(args.bench) / name) for name in DATASETS},
         "missing": MISSING,
         "cells": cells,
@@ -431,6 +464,34 @@ def report(args: argparse.Namespace) -> dict:
         log_mlflow(result, args.tracking_uri or tracking_uri(TrackingConfig()))
     print(markdown_table(result))
     return result
+
+
+def merge_runs(folders: list[Path]) -> tuple[list[dict], dict[str, np.ndarray], list[dict]]:
+    """The runs of several `train` calls (one a device call, others sessions on a CPU), one record per run key:
+    a finished run wins over an unfinished one, and a later folder's finished run over an earlier one's."""
+    by_key: dict[str, dict] = {}
+    ranks: dict[str, np.ndarray] = {}
+    facts = []
+    for folder in folders:
+        packed = json.loads((folder / "runs.json").read_text())
+        with np.load(folder / "ranks.npz") as npz:
+            folder_ranks = {k: npz[k] for k in npz.files}
+        facts.append(
+            {
+                "folder": str(folder.relative_to(REPO) if folder.resolve().is_relative_to(REPO) else folder),
+                **{k: packed.get(k) for k in ("device", "cpu_flags", "torch", "parallel", "wall_s")},
+            }
+        )
+        for record in packed["runs"]:
+            record.setdefault("device", packed["device"])
+            key = f"{record['dataset']}__{record['backbone']}__{record['variant']}__{record['seed']}"
+            if "metrics" not in record and "metrics" in by_key.get(key, {}):
+                continue
+            by_key[key] = record
+            for name in (key, f"{key}__motivated"):
+                if name in folder_ranks:
+                    ranks[name] = folder_ranks[name]
+    return list(by_key.values()), ranks, facts
 
 
 def _prepare_facts(folder: Path) -> dict | None:
@@ -477,7 +538,7 @@ def log_mlflow(result: dict, tracking_uri: str) -> None:
             "codes": codes or "config",
             "train.seeds": json.dumps(sorted(int(s) for s in cell["seeds"])),
             "protocol": result["protocol"][:500],
-            "device": result["device"],
+            "device": json.dumps(sorted(set(cell.get("devices", {}).values())))[:500],
             "overrides": json.dumps(cell.get("overrides", []))[:500],
         }
         with mlflow.start_run(run_name=key, tags={"momorec.stage": "paper_matrix"}) as parent:
@@ -561,12 +622,21 @@ def main() -> None:
     t.add_argument("--parallel", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     t.add_argument("--deadline-s", type=float, default=480.0, help="stop every run still going after this")
     t.add_argument(
+        "--run-budget-min",
+        type=float,
+        default=0.0,
+        help="one run's training time in minutes (default: the dataset's device budget; a CPU needs more)",
+    )
+    t.add_argument("--resume", action="store_true", help="keep the runs already finished in --scratch")
+    t.add_argument(
         "--only", nargs="+", help="only runs whose key (dataset__backbone__variant__seed) holds one of these"
     )
     t.add_argument("--limit", type=int, help="only the first N runs of the plan (a smoke test)")
     t.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides for every run")
     r = steps.add_parser("report", help="cells, paired tests, MLflow runs, the README table (CPU machine)")
-    r.add_argument("--runs", required=True, help="the folder train wrote (runs.json, ranks.npz)")
+    r.add_argument(
+        "--runs", nargs="+", required=True, help="the folders train wrote (runs.json, ranks.npz); later ones win"
+    )
     r.add_argument("--bench", default=str(BENCH))
     r.add_argument("--results", default=str(RESULTS))
     r.add_argument(

@@ -69,7 +69,7 @@ def test_report_pairs_each_variant_with_its_baseline_and_compare_reads_the_cells
         "Args",
         (),
         {
-            "runs": str(tmp_path),
+            "runs": [str(tmp_path)],
             "bench": str(tmp_path / "bench"),
             "results": str(tmp_path / "paper.json"),
             "tracking_uri": tracking_env,
@@ -123,5 +123,42 @@ def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
     command = next(r for r in runs if r.backbone == "bert4rec").command(tmp_path, tmp_path / "s", "cuda")
     assert 'train.model.architecture="bert4rec"' in command and "train.use_gpu=true" in command
     assert "train.time_budget_min=1.25" in next(r for r in runs).command(tmp_path, tmp_path / "s", "cpu", 1.25)
+    # a CPU's own run budget replaces the dataset's device budget, and the time left still caps it
+    first = next(r for r in runs if r.dataset.name == "beauty")
+    assert "train.time_budget_min=30.00" in first.command(tmp_path, tmp_path / "s", "cpu", 90.0, 30.0)
+    assert "train.time_budget_min=12.00" in first.command(tmp_path, tmp_path / "s", "cpu", 12.0, 30.0)
     alt = next(r for r in runs if r.codes).command(tmp_path, tmp_path / "s", "cpu")
     assert str(tmp_path / "beauty" / "item@whiten128.npz") in alt and alt[alt.index("--label") + 1] == "whiten128"
+
+
+def test_runs_of_several_train_calls_merge_a_finished_run_is_never_replaced_by_an_unfinished_one(tmp_path):
+    """A device call and CPU sessions each pack a folder; report reads them all, one record per run key."""
+    first, second = tmp_path / "device", tmp_path / "cpu"
+    for folder in (first, second):
+        folder.mkdir()
+    ranks_first = _packed(first)
+    # the second call: item_user_trainable seed 2027 finished there, plain seed 2026 was cut there
+    key = "ml100k__sasrec__item_user_trainable__2027"
+    late_ranks = np.stack([USERS, np.full(USERS.size, 3)])
+    records = [
+        {"dataset": "ml100k", "backbone": "sasrec", "variant": "plain", "seed": 2026, "status": "stopped: deadline"},
+        {
+            "dataset": "ml100k",
+            "backbone": "sasrec",
+            "variant": "item_user_trainable",
+            "seed": 2027,
+            "status": "done",
+            "device": "cpu: x86_64 (2 cores)",
+            "metrics": {"test.full.ndcg_10": 0.5, "test.full.hr_10": 1.0},
+        },
+    ]
+    (second / "runs.json").write_text(json.dumps({"device": "cpu: x86_64 (2 cores)", "runs": records}))
+    np.savez(second / "ranks.npz", **{key: late_ranks})
+
+    merged, ranks, folders = pm.merge_runs([first, second])
+    by_key = {f"{r['variant']}__{r['seed']}": r for r in merged}
+    assert len(merged) == 6 and [f["device"] for f in folders] == ["test", "cpu: x86_64 (2 cores)"]
+    assert by_key["plain__2026"]["status"] == "done" and by_key["plain__2026"]["device"] == "test"
+    assert np.array_equal(ranks["ml100k__sasrec__plain__2026"], ranks_first["ml100k__sasrec__plain__2026"])
+    assert by_key["item_user_trainable__2027"]["metrics"]["test.full.ndcg_10"] == 0.5
+    assert np.array_equal(ranks[key], late_ranks)
