@@ -5,7 +5,12 @@ torch is, a GPU machine included (it needs torch, numpy, pydantic and pyyaml onl
 
     .venv/bin/python benchmarks/paper_matrix.py prepare                  # -> .bench/paper/<dataset>/*.npz
     python3 benchmarks/paper_matrix.py train --out OUT --parallel 16     # every run side by side -> OUT
-    .venv/bin/python benchmarks/paper_matrix.py report --runs OUT        # -> benchmarks/results/paper_matrix.json
+    .venv/bin/python benchmarks/paper_matrix.py report                   # -> benchmarks/results/paper_matrix.json
+
+On this 2-core CPU (a session at a time, the runs folder then kept in benchmarks/results/paper_runs/<name>):
+
+    .venv/bin/python benchmarks/paper_matrix.py train --datasets ml100k --only __sasrec__ __gru4rec__ \
+        --parallel 2 --run-budget-min 30 --deadline-s 6000 --out benchmarks/results/paper_runs/<name>
 
 prepare, per dataset, into its own warehouse: the ingest stage (the dataset's config in configs/), the item
 texts (the catalog entry of every item, embedded by the config's embedder), the user motivations (Beauty and
@@ -52,6 +57,9 @@ sys.path.insert(0, str(REPO))
 BENCH = REPO / ".bench" / "paper"
 RESULTS = REPO / "benchmarks" / "results" / "paper_matrix.json"
 PREPARE_RESULTS = REPO / "benchmarks" / "results" / "paper_prepare.json"
+# the runs folders of every train call whose figures the table holds (runs.json, ranks.npz; a few MB each), kept
+# so that calls on several machines and sessions (the matrix takes days on a 2-core CPU) add up to one table
+RUNS = REPO / "benchmarks" / "results" / "paper_runs"
 SEEDS = (2026, 2027, 2028)
 BACKBONES = ("sasrec", "gru4rec", "bert4rec")
 # The matrix's variants (benchmarks/train_quality.VARIANTS); trainable level tables beat frozen centroids for
@@ -635,7 +643,11 @@ def main() -> None:
     t.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides for every run")
     r = steps.add_parser("report", help="cells, paired tests, MLflow runs, the README table (CPU machine)")
     r.add_argument(
-        "--runs", nargs="+", required=True, help="the folders train wrote (runs.json, ranks.npz); later ones win"
+        "--runs",
+        nargs="+",
+        default=sorted(str(f) for f in RUNS.glob("*") if (f / "runs.json").exists()),
+        help="the folders train wrote (runs.json, ranks.npz); later ones win (default: every one in "
+        "benchmarks/results/paper_runs, in name order)",
     )
     r.add_argument("--bench", default=str(BENCH))
     r.add_argument("--results", default=str(RESULTS))

@@ -7,12 +7,15 @@ takes at most 2x the floor measured on this machine in the same run: for the sam
   same products over the whole (P, N+1) matrix at once are slower here: `score_matmuls_unblocked`, reported);
 - encoder: the model's own embedding + encoder forward and backward on the batch, dropout off (eval mode).
 "ours" is everything a training step does: embedding, encoder with dropout, the loss (momorec.models.losses:
-blocked on CPU), backward, Adam; "stock_parts" the same step with torch's nn.Dropout and whole-matrix
-cross-entropy (what it was before). Each is the median over the same `--steps` batches, scaled to the epoch's
+blocked on CPU), backward, Adam; "autograd_attention" the same step with the attention computed whole by
+autograd (before momorec.models.attention); "stock_parts" that with torch's nn.Dropout and whole-matrix
+cross-entropy too (what it was before both). Each is the median over the same `--steps` batches, scaled to the epoch's
 step count; the epoch's validation (full ranking of every user) is timed once. Writes
 benchmarks/results/train_epoch.json and prints it.
 
     .venv/bin/python benchmarks/train_epoch.py [--data-npz .bench/paper/beauty/data.npz] [--steps 30]
+    .venv/bin/python benchmarks/train_epoch.py --config configs/ml100k.yaml --data-npz .bench/paper/ml100k/data.npz \
+        --results benchmarks/results/train_epoch_ml100k.json          # 200 positions: the attention's share
 
 The split: `paper_matrix.py prepare --datasets beauty` exports it (or train_quality.py --export-npz).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -36,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.llm_engines import machine  # noqa: E402
 from momorec.config import load_config  # noqa: E402
 from momorec.core.sequences import SequenceData, training_rows  # noqa: E402
+from momorec.models import transformer  # noqa: E402
+from momorec.models.attention import masked_attention  # noqa: E402
 from momorec.models.losses import CPU_SCORE_BLOCK_BYTES  # noqa: E402
 from momorec.models.parts import Dropout, next_item_positions  # noqa: E402
 from momorec.train.loop import LossModule, _to_device  # noqa: E402
@@ -48,6 +54,17 @@ def stock_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, table: torch.T
     logits = hidden @ table.T
     logits[:, 0] = float("-inf")
     return F.cross_entropy(logits, targets)
+
+
+def autograd_attention(q, k, v, blocked, dropout: float, training: bool) -> torch.Tensor:
+    """The attention as autograd computes it whole (before attention.masked_attention): (B, h, T, T) scores,
+    probabilities and dropout mask in memory, kept for the backward pass."""
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    probs = scores.masked_fill(blocked, float("-inf")).softmax(dim=-1)
+    return (ATTENTION_DROPOUT[0](dropout).train(training)(probs) if dropout else probs) @ v
+
+
+ATTENTION_DROPOUT = [Dropout]  # nn.Dropout in the stock_parts step
 
 
 def timed(step, batches) -> list[float]:
@@ -112,6 +129,9 @@ def main() -> None:
     pieces = (("score_matmuls", score_matmuls), ("score_matmuls_unblocked", score_matmuls_whole), ("encoder", encoder))
     times = {name: timed(fn, batches) for name, fn in pieces}
     times["ours"] = timed(ours, batches)
+    # the same step with the attention autograd computes whole (what it was before attention.py)
+    transformer.masked_attention = autograd_attention
+    times["autograd_attention"] = timed(ours, batches)
     # the same step with torch's stock parts, as before this benchmark: nn.Dropout (bernoulli_ masks, also in
     # the attention) and the cross-entropy over the whole (P, N+1) logits matrix
     blocked_loss = model.loss
@@ -119,10 +139,12 @@ def main() -> None:
     model.loss = stock_softmax_ce
     for m in swapped:
         m.__class__ = nn.Dropout
+    ATTENTION_DROPOUT[0] = nn.Dropout
     times["stock_parts"] = timed(ours, batches)
     model.loss = blocked_loss
     for m in swapped:
         m.__class__ = Dropout
+    transformer.masked_attention = masked_attention
     steps = len(epoch)
     per_epoch = {name: statistics.median(t) * steps for name, t in times.items()}
     floor = per_epoch["score_matmuls"] + per_epoch["encoder"]
@@ -130,7 +152,8 @@ def main() -> None:
     make_validator(data, cfg.train.model.max_len, cfg.train.eval_batch_size, "cpu")(model)
     validation = time.perf_counter() - start
     result = {
-        "what": "one SASRec training epoch on Amazon Beauty (batch 256, configs/beauty.yaml's model) vs its floor: "
+        "what": f"one SASRec training epoch on {cfg.dataset} (batch 256, {Path(args.config).name}'s model) vs "
+        "its floor: "
         "the score matmuls (forward + 2 backward, trained positions only, in cache-sized blocks) + the embedding "
         "and encoder forward/backward without dropout; medians over the same batches, times the epoch's steps",
         "machine": machine(),
@@ -142,6 +165,7 @@ def main() -> None:
         "floor_epoch_s": round(floor, 2),
         "ratio_ours_over_floor": round(per_epoch["ours"] / floor, 3),
         "ratio_stock_parts_over_floor": round(per_epoch["stock_parts"] / floor, 3),
+        "ratio_autograd_attention_over_ours": round(per_epoch["autograd_attention"] / per_epoch["ours"], 3),
         "validation_s": round(validation, 2),
         "ratio_ours_with_validation_over_floor": round((per_epoch["ours"] + validation) / floor, 3),
         "target_ratio": 2.0,

@@ -5,19 +5,22 @@ blocks with GELU. Positions count back from the newest token, so the newest item
 same position whatever the sequence's length.
 
 The blocks are `nn.TransformerEncoderLayer`'s math written out (`EncoderBlock`, the same parameter names,
-so checkpoints of either load into the other), for one reason: its dropouts draw their masks with
-`bernoulli_`, which cost a quarter of a CPU training step; `parts.Dropout` draws them at a third of that.
+so checkpoints of either load into the other), for two reasons, both CPU training cost: its dropouts draw
+their masks with `bernoulli_`, which cost a quarter of a CPU training step (`parts.Dropout` draws them at a
+third of that); and its attention writes the whole (B, h, T, T) scores, probabilities and dropout mask to
+memory and reads them back, which at 200 positions was most of a step (`attention.masked_attention` works
+on a few sequences at a time).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from momorec.models.attention import masked_attention
 from momorec.models.config import ModelConfig
 from momorec.models.parts import Dropout
 
@@ -64,9 +67,8 @@ class EncoderBlock(nn.Module):
         if x.device.type != "cpu":  # the fused kernel, with its own dropout
             drop = self.attention_dropout.p if self.training else 0.0
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=~blocked, dropout_p=drop)
-        else:
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(width)  # (B, h, T, T)
-            attended = self.attention_dropout(scores.masked_fill(blocked, float("-inf")).softmax(dim=-1)) @ v
+        else:  # the (B, h, T, T) scores a few sequences at a time, in cache (attention.py)
+            attended = masked_attention(q, k, v, blocked, self.attention_dropout.p, self.training)  # (B, h, T, w)
         attended = self.self_attn.out_proj(attended.transpose(1, 2).reshape(batch, length, d))
         x = self.norm1(x + self.dropout1(attended))
         inner = self.dropout(F.gelu(self.linear1(x)))
