@@ -67,6 +67,9 @@ BACKBONES = ("sasrec", "gru4rec", "bert4rec")
 VARIANTS = ("plain", "item_trainable", "item_user_trainable")
 EXTRA_VARIANTS = {"sasrec": ("item_frozen", "item_user_frozen")}  # frozen, where it was measured to matter
 EXTRA_DATASETS = ("beauty",)
+# how the user's motivation IDs enter (a leading token, the table's, or added to the final state), chosen on
+# validation with SASRec on every dataset that has them
+FUSION_VARIANT = "item_user_trainable_final"
 MISSING = {
     "yelp": {
         "item_user_trainable": "no Yelp user motivations: all 30,431 users take ~2.8 h of the LLM stage on this "
@@ -243,6 +246,8 @@ def planned_runs(bench: Path, datasets: list[str], seeds: list[int]) -> list[Run
                 if "user" in variant and not (folder / "user.npz").exists():
                     continue
                 runs += [Run(DATASETS[name], backbone, variant, seed) for seed in seeds]
+        if (folder / "item.npz").exists() and (folder / "user.npz").exists():
+            runs += [Run(DATASETS[name], "sasrec", FUSION_VARIANT, seed) for seed in seeds]
         for label, _ in DATASETS[name].alt_codes:
             for variant in ("item_trainable", "item_user_trainable"):
                 needed = [f"item@{label}.npz"] + ([f"user@{label}.npz"] if "user" in variant else [])
@@ -253,7 +258,7 @@ def planned_runs(bench: Path, datasets: list[str], seeds: list[int]) -> list[Run
     return sorted(
         runs,
         key=lambda r: (
-            r.variant in EXTRA_VARIANTS.get(r.backbone, ()) or bool(r.codes),
+            r.variant in EXTRA_VARIANTS.get(r.backbone, ()) or r.variant == FUSION_VARIANT or bool(r.codes),
             r.dataset.budget_min > 2.0,
             r.backbone != "bert4rec",
         ),
@@ -449,7 +454,9 @@ def report(args: argparse.Namespace) -> dict:
         if cell["variant"] != "plain":
             cell["vs_plain_ndcg10"] = compare(cell, cells.get(base))
         if "user" in cell["variant"]:
-            item_only = cell_key(cell["dataset"], cell["backbone"], cell["variant"].replace("item_user", "item"))
+            variant, _, codes = cell["variant"].partition("@")
+            item_variant = variant.replace("item_user", "item").removesuffix("_final") + (f"@{codes}" if codes else "")
+            item_only = cell_key(cell["dataset"], cell["backbone"], item_variant)
             cell["vs_item_ids_ndcg10"] = compare(cell, cells.get(item_only))
     result = {
         "protocol": "leave-one-out; test.full = the test item ranked against every item, the user's history "
@@ -534,14 +541,16 @@ def log_mlflow(result: dict, tracking_uri: str) -> None:
             continue
         mlflow.set_experiment(f"paper-{cell['dataset']}")
         variant, _, codes = cell["variant"].partition("@")
-        mode = "trainable" if variant.endswith("trainable") else "frozen"
+        mode = "trainable" if "trainable" in variant else "frozen"
         item_mode = mode if "item" in variant else "none"
         user_mode = mode if "user" in variant else "none"
+        fusion = ("final" if variant.endswith("_final") else "prefix") if "user" in variant else "none"
         params = {
             "dataset": cell["dataset"],
             "train.model.architecture": cell["backbone"],
             "train.model.item_semantic.mode": item_mode,
             "train.model.user_semantic.mode": user_mode,
+            "train.model.user_fusion": fusion,
             "variant": cell["variant"],
             "codes": codes or "config",
             "train.seeds": json.dumps(sorted(int(s) for s in cell["seeds"])),
@@ -604,7 +613,7 @@ def markdown_table(result: dict) -> str:
 def _table_order(key: str) -> tuple:
     dataset, backbone, cell = key.split("/")
     variant, _, codes = cell.partition("@")
-    order = list(VARIANTS) + [v for vs in EXTRA_VARIANTS.values() for v in vs]
+    order = list(VARIANTS) + [v for vs in EXTRA_VARIANTS.values() for v in vs] + [FUSION_VARIANT]
     return (list(DATASETS).index(dataset), BACKBONES.index(backbone), codes, order.index(variant))
 
 

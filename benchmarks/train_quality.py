@@ -55,6 +55,13 @@ VARIANTS: dict[str, list[str]] = {
         "train.model.user_semantic.mode=trainable",
         "train.model.user_semantic.on_missing=reserved",
     ],
+    # the user's motivation vector added to every output state instead of a leading token (chosen on validation)
+    "item_user_trainable_final": [
+        "train.model.item_semantic.mode=trainable",
+        "train.model.user_semantic.mode=trainable",
+        "train.model.user_semantic.on_missing=reserved",
+        "train.model.user_fusion=final",
+    ],
 }
 RESULTS = ROOT / "benchmarks" / "results" / "train_quality.json"
 RESULTS_PATH = [RESULTS]  # --results may point elsewhere (e.g. the GPU run's $OUT)

@@ -167,7 +167,8 @@ def _seeds_from_params(params: dict[str, str], tags: dict[str, str]) -> list[int
 
 
 def model_label(params: dict[str, str]) -> str:
-    """'sasrec + item:frozen, user:frozen', 'gru4rec (baseline)', or '' when the params say nothing."""
+    """'sasrec + item:frozen, user:frozen', 'sasrec + item:trainable, user:trainable (final state)', 'gru4rec
+    (baseline)', or '' when the params say nothing."""
     arch = params.get("train.model.architecture")
     if not arch:
         return ""
@@ -176,6 +177,8 @@ def model_label(params: dict[str, str]) -> str:
         for who in ("item", "user")
         if (key := f"train.model.{who}_semantic.mode") in params and params[key] not in ("none", "null", "")
     ]
+    if modes and modes[-1].startswith("user:") and params.get("train.model.user_fusion") == "final":
+        modes[-1] += " (final state)"  # not the default leading token: another model, another row name
     return f"{arch} + {', '.join(modes)}" if modes else f"{arch} (baseline)"
 
 

@@ -24,12 +24,12 @@ def _ranks(rng: np.random.Generator, scale: float) -> np.ndarray:
 def _packed(folder: Path) -> dict[str, np.ndarray]:
     """runs.json + ranks.npz as `train` packs them: plain < item IDs < item + user IDs, 2 seeds, one run cut."""
     rng = np.random.default_rng(7)
-    scales = {"plain": 60.0, "item_trainable": 20.0, "item_user_trainable": 20.0}
+    scales = {"plain": 60.0, "item_trainable": 20.0, "item_user_trainable": 20.0, "item_user_trainable_final": 15.0}
     records, ranks = [], {}
     for variant, scale in scales.items():
         for seed in (2026, 2027):
             key = f"ml100k__sasrec__{variant}__{seed}"
-            if variant == "item_user_trainable" and seed == 2027:
+            if variant.startswith("item_user_trainable") and seed == 2027:
                 records.append(
                     {
                         "dataset": "ml100k",
@@ -87,20 +87,27 @@ def test_report_pairs_each_variant_with_its_baseline_and_compare_reads_the_cells
     # the motivation cell has one seed: it is paired on that seed alone, and against item IDs too
     assert user["vs_plain_ndcg10"]["seeds"] == [2026] and user["vs_item_ids_ndcg10"]["seeds"] == [2026]
     assert user["not_done"] == {"2027": "stopped: deadline"}
+    final = cells["ml100k/sasrec/item_user_trainable_final"]  # the fusion choice: paired with item IDs alone too
+    assert final["vs_item_ids_ndcg10"]["seeds"] == [2026] and final["vs_plain_ndcg10"]["mean_diff"] > 0
     assert json.loads(Path(args.results).read_text())["cells"].keys() == cells.keys()
 
     from momorec.platform.compare import collect
 
     comparison = collect("paper-ml100k", ["test.full.ndcg_10", "paired.vs_plain.ndcg_10_p_value"], tracking_env)
     rows = {row.model: row for row in comparison.runs}
-    assert set(rows) == {"sasrec (baseline)", "sasrec + item:trainable", "sasrec + item:trainable, user:trainable"}
+    assert set(rows) == {
+        "sasrec (baseline)",
+        "sasrec + item:trainable",
+        "sasrec + item:trainable, user:trainable",
+        "sasrec + item:trainable, user:trainable (final state)",
+    }
     assert rows["sasrec (baseline)"].seeds == [2026, 2027]
     assert (
         abs(rows["sasrec + item:trainable"].values["test.full.ndcg_10"] - item["summary"]["test.full.ndcg_10"]["mean"])
         < 1e-9
     )
     assert "paired.vs_plain.ndcg_10_p_value" not in rows["sasrec (baseline)"].values
-    assert pm.markdown_table(result).count("\n") == 4  # header, rule, three cells
+    assert pm.markdown_table(result).count("\n") == 5  # header, rule, four cells
 
 
 def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
@@ -114,11 +121,13 @@ def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
     assert by_dataset["ml100k"] == set()
     assert ("bert4rec", "item_user_trainable") in by_dataset["beauty"]
     assert all("user" not in v for _, v in by_dataset["yelp"]) and ("gru4rec", "item_trainable") in by_dataset["yelp"]
-    # beauty: 3 backbones x 3 variants + SASRec's 2 frozen ones + its 2 trainable ones on the whitened codes;
-    # yelp: 3 backbones x 2 variants (no user IDs), the frozen extras on Beauty only
-    assert len(runs) == 3 * (3 * 3 + 2 + 2) + 3 * (3 * 2)
+    # beauty: 3 backbones x 3 variants + SASRec's 2 frozen ones, its fusion choice (user IDs added to the final
+    # state) and its 2 trainable ones on the whitened codes; yelp: 3 backbones x 2 variants (no user IDs: no fusion
+    # choice), the frozen extras on Beauty only
+    assert len(runs) == 3 * (3 * 3 + 2 + 1 + 2) + 3 * (3 * 2)
+    assert {r.dataset.name for r in runs if r.variant == pm.FUSION_VARIANT} == {"beauty"}
     assert {r.cell for r in runs if r.codes} == {"item_trainable@whiten128", "item_user_trainable@whiten128"}
-    extras = [i for i, r in enumerate(runs) if r.variant.endswith("_frozen") or r.codes]
+    extras = [i for i, r in enumerate(runs) if r.variant.endswith(("_frozen", "_final")) or r.codes]
     assert extras == list(range(len(runs) - len(extras), len(runs)))  # the extras come last
     command = next(r for r in runs if r.backbone == "bert4rec").command(tmp_path, tmp_path / "s", "cuda")
     assert 'train.model.architecture="bert4rec"' in command and "train.use_gpu=true" in command
@@ -157,7 +166,7 @@ def test_runs_of_several_train_calls_merge_a_finished_run_is_never_replaced_by_a
 
     merged, ranks, folders = pm.merge_runs([first, second])
     by_key = {f"{r['variant']}__{r['seed']}": r for r in merged}
-    assert len(merged) == 6 and [f["device"] for f in folders] == ["test", "cpu: x86_64 (2 cores)"]
+    assert len(merged) == 8 and [f["device"] for f in folders] == ["test", "cpu: x86_64 (2 cores)"]
     assert by_key["plain__2026"]["status"] == "done" and by_key["plain__2026"]["device"] == "test"
     assert np.array_equal(ranks["ml100k__sasrec__plain__2026"], ranks_first["ml100k__sasrec__plain__2026"])
     assert by_key["item_user_trainable__2027"]["metrics"]["test.full.ndcg_10"] == 0.5
