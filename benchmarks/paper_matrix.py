@@ -198,10 +198,13 @@ class Run:
         """run_budget_min: one run's training time (0: the dataset's device budget); budget_min: the time left."""
         folder = bench / self.dataset.name
         sets = [f"train.use_gpu={'true' if device == 'cuda' else 'false'}", "train.log_model=false"]
-        if self.backbone != "sasrec":
-            from momorec.platform.overlay import overlay_sets
+        from momorec.platform.overlay import overlay_sets
 
+        if self.backbone != "sasrec":
             sets += overlay_sets(REPO / "configs" / "overlays" / f"{self.backbone}.yaml")
+        tuned = REPO / "configs" / "overlays" / f"{self.dataset.name}-{self.backbone}.yaml"
+        if tuned.exists():  # the backbone's settings tuned on this dataset's validation split (its comments say how)
+            sets += overlay_sets(tuned)
         budget = run_budget_min or self.dataset.budget_min
         budget = budget if budget_min is None else min(budget_min, budget)
         sets.append(f"train.time_budget_min={budget:.2f}")
@@ -346,8 +349,9 @@ def pack(
         }
         part = scratch / "parts" / f"{run.key}.json"
         if part.exists():
-            variants = json.loads(part.read_text())["variants"]
-            entry = next(iter(variants.values()))
+            written = json.loads(part.read_text())
+            entry = next(iter(written["variants"].values()))
+            record["common_overrides"] = written.get("common_overrides", [])
             record.update(
                 {
                     k: entry[k]
@@ -420,7 +424,7 @@ def report(args: argparse.Namespace) -> dict:
                 "not_done": {},
             },
         )
-        for field in ("overrides", "semantic_ids", "motivated_users"):
+        for field in ("overrides", "common_overrides", "semantic_ids", "motivated_users"):
             if field in record:
                 cell[field] = record[field]
         if "metrics" in record:

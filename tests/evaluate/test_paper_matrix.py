@@ -136,6 +136,13 @@ def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
     first = next(r for r in runs if r.dataset.name == "beauty")
     assert "train.time_budget_min=30.00" in first.command(tmp_path, tmp_path / "s", "cpu", 90.0, 30.0)
     assert "train.time_budget_min=12.00" in first.command(tmp_path, tmp_path / "s", "cpu", 12.0, 30.0)
+    # a backbone's settings tuned on one dataset (configs/overlays/<dataset>-<backbone>.yaml) apply there only
+    ml100k = pm.Run(pm.DATASETS["ml100k"], "gru4rec", "plain", 1).command(tmp_path, tmp_path / "s", "cpu")
+    assert "train.learning_rate=0.01" in ml100k and 'train.model.architecture="gru4rec"' in ml100k
+    assert not any(
+        "learning_rate" in a
+        for a in next(r for r in runs if r.backbone == "gru4rec").command(tmp_path, tmp_path / "s", "cpu")
+    )
     alt = next(r for r in runs if r.codes).command(tmp_path, tmp_path / "s", "cpu")
     assert str(tmp_path / "beauty" / "item@whiten128.npz") in alt and alt[alt.index("--label") + 1] == "whiten128"
 
