@@ -371,7 +371,7 @@ def pack(
         json.dumps(
             {
                 "device": machine,
-                "cpu_flags": _cpu_flags(),
+                "cpu_flags": _machine()["cpu_flags"],
                 "torch": torch.__version__,
                 "parallel": args.parallel,
                 "wall_s": round(wall, 1),
@@ -389,14 +389,6 @@ def pack(
     done = sum(r["status"] == "done" for r in records)
     if not quiet:
         print(f"packed {done}/{len(records)} finished runs into {out} ({wall:.0f} s)", flush=True)
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16"})
 
 
 # ---- report (CPU machine) ----------------------------------------------------------------------------------
@@ -545,16 +537,10 @@ def log_mlflow(result: dict, tracking_uri: str) -> None:
             continue
         mlflow.set_experiment(f"paper-{cell['dataset']}")
         variant, _, codes = cell["variant"].partition("@")
-        mode = "trainable" if "trainable" in variant else "frozen"
-        item_mode = mode if "item" in variant else "none"
-        user_mode = mode if "user" in variant else "none"
-        fusion = ("final" if variant.endswith("_final") else "prefix") if "user" in variant else "none"
         params = {
             "dataset": cell["dataset"],
             "train.model.architecture": cell["backbone"],
-            "train.model.item_semantic.mode": item_mode,
-            "train.model.user_semantic.mode": user_mode,
-            "train.model.user_fusion": fusion,
+            **_model_settings(variant),
             "variant": cell["variant"],
             "codes": codes or "config",
             "train.seeds": json.dumps(sorted(int(s) for s in cell["seeds"])),
@@ -581,6 +567,19 @@ def log_mlflow(result: dict, tracking_uri: str) -> None:
                             if isinstance(v, int | float) and k.startswith(("test.", "valid."))
                         }
                     )
+
+
+def _model_settings(variant: str) -> dict[str, str]:
+    """The semantic inputs a variant trains with, read from its overrides (benchmarks/train_quality.VARIANTS)."""
+    from benchmarks.train_quality import VARIANTS as TRAINED
+
+    sets = dict(override.split("=", 1) for override in TRAINED[variant])
+    user = sets.get("train.model.user_semantic.mode", "none")
+    return {
+        "train.model.item_semantic.mode": sets.get("train.model.item_semantic.mode", "none"),
+        "train.model.user_semantic.mode": user,
+        "train.model.user_fusion": sets.get("train.model.user_fusion", "prefix") if user != "none" else "none",
+    }
 
 
 def markdown_table(result: dict) -> str:
