@@ -454,6 +454,7 @@ def report(args: argparse.Namespace) -> dict:
             item_variant = variant.replace("item_user", "item").removesuffix("_final") + (f"@{codes}" if codes else "")
             item_only = cell_key(cell["dataset"], cell["backbone"], item_variant)
             cell["vs_item_ids_ndcg10"] = compare(cell, cells.get(item_only))
+    prepared = json.loads(PREPARE_RESULTS.read_text()) if PREPARE_RESULTS.exists() else {}
     result = {
         "protocol": "leave-one-out; test.full = the test item ranked against every item, the user's history "
         "excluded (headline); test.sampled100 = against 100 uniform unseen negatives (labelled, optimistic); "
@@ -461,7 +462,8 @@ def report(args: argparse.Namespace) -> dict:
         "seeds": list(SEEDS),
         "device": sorted({record["device"] for record in records if "metrics" in record}),
         "runs_folders": folders,
-        "prepare": {name: _prepare_facts(Path(args.bench) / name) for name in DATASETS},
+        # a dataset not prepared on this machine keeps the facts its prepare wrote where it ran
+        "prepare": {name: _prepare_facts(Path(args.bench) / name) or prepared.get(name) for name in DATASETS},
         "missing": MISSING,
         "cells": cells,
     }
