@@ -48,6 +48,21 @@ def test_whitening_without_pca_is_a_clear_error():
     assert load_config(REPO / "configs/demo.yaml", ["quantize.pca_whiten=true"]).quantize.pca_whiten
 
 
+def test_per_entity_quantize_settings_override_only_the_keys_given():
+    cfg = load_config(
+        REPO / "configs/demo.yaml",
+        ["quantize.pca_dim=64", "quantize.per_entity={item: {pca_dim: 128, pca_whiten: true}, user: {pca_dim: null}}"],
+    )
+    item, user = cfg.quantize.for_entity("item"), cfg.quantize.for_entity("user")
+    assert (item.pca_dim, item.pca_whiten, item.levels) == (128, True, cfg.quantize.levels)
+    assert (user.pca_dim, user.pca_whiten) == (None, False)  # an explicit null sets PCA off
+    assert cfg.quantize.pca_dim == 64 and item.per_entity == {}
+    with pytest.raises(ConfigError, match="per_entity.item: codes lists 3 sizes but levels is 2"):
+        load_config(REPO / "configs/demo.yaml", ["quantize.per_entity={item: {levels: 2, codes: [4, 4, 4]}}"])
+    with pytest.raises(ConfigError, match="per_entity"):
+        load_config(REPO / "configs/demo.yaml", ["quantize.per_entity={shop: {levels: 2}}"])
+
+
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

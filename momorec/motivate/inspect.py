@@ -309,7 +309,7 @@ def _specificity(cfg: PlatformConfig, users: pa.Table) -> Specificity:
         codes = codes.filter(pc.equal(codes.column("entity_type"), "user"))
         codes = codes.filter(pc.is_in(codes.column("entity_id"), users.column("user_id")))
         first_codes = [c[0] for c in codes.column("codes").to_pylist() if c]
-    k = cfg.quantize.codes if isinstance(cfg.quantize.codes, int) else cfg.quantize.codes[0]
+    k = cfg.quantize.for_entity("user").codes_per_level()[0]
     scores = q.specificity(users.column("motivation_text").to_pylist(), first_codes, k)
     return Specificity(**{key: v for key, v in scores.items() if key != "users"})
 

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_serializer, model_validator
 
 from momorec.typed import StrictModel
 
 
+class EntityQuantizeOverrides(StrictModel):
+    """The settings one entity type may set apart from the shared ones: what changes its codes (whitening
+    helps items, collapsed a small user sample). Only the keys given override (`null` sets PCA off)."""
+
+    pca_dim: int | None = Field(None, ge=1)
+    pca_whiten: bool | None = None
+    levels: int | None = Field(None, ge=1, le=16)
+    codes: int | list[int] | None = None
+    iterations: int | None = Field(None, ge=1)
+    balanced: bool | None = None
+    balance_slack: float | None = Field(None, ge=1.0)
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler):  # a dump re-validates to the same keys (an explicit null stays, a gap stays)
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+
 class QuantizeConfig(StrictModel):
-    """How embeddings become residual semantic IDs (shared by items and users)."""
+    """How embeddings become residual semantic IDs: shared by items and users, except what `per_entity` sets."""
 
     entities: list[Literal["item", "user"]] = Field(
         default_factory=lambda: ["item", "user"],
@@ -73,6 +90,12 @@ class QuantizeConfig(StrictModel):
     unique_items: bool = Field(
         False, description="Append one more level to item IDs: the index of the item among items sharing its codes."
     )
+    per_entity: dict[Literal["item", "user"], EntityQuantizeOverrides] = Field(
+        default_factory=dict,
+        description="Per entity type, the keys that differ from the shared settings, e.g. "
+        "{item: {pca_dim: 128, pca_whiten: true}}: items and users, each with settings chosen on validation, in one "
+        "config and one run.",
+    )
     expected_dim: int | None = Field(
         None,
         ge=1,
@@ -103,7 +126,22 @@ class QuantizeConfig(StrictModel):
             raise ValueError("entities must name at least one of item, user")
         if self.pca_whiten and self.pca_dim is None:
             raise ValueError("pca_whiten needs PCA: set pca_dim")
+        for entity in self.per_entity:
+            try:
+                self.for_entity(entity)
+            except ValidationError as err:
+                reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+                raise ValueError(f"per_entity.{entity}: {reasons}") from None
         return self
+
+    def for_entity(self, entity: str) -> QuantizeConfig:
+        """The settings `entity` is quantized with: the shared ones, then its per_entity keys."""
+        overrides = self.per_entity.get(entity)  # type: ignore[call-overload]
+        if overrides is None or not overrides.model_fields_set:
+            return self
+        merged = self.model_dump() | overrides.model_dump()
+        merged["per_entity"] = {}
+        return QuantizeConfig.model_validate(merged)
 
     def codes_per_level(self) -> list[int]:
         """K of each level, length `levels`."""

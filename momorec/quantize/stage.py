@@ -190,7 +190,8 @@ def _frozen(cfg: PlatformConfig, entity: str, dim: int) -> tuple[Codebook, str] 
 def quantize_entity(
     cfg: PlatformConfig, entity: str, emb: EmbeddingRows, fit_mask: np.ndarray, progress: Progress | None = None
 ) -> tuple[EntitySummary, pa.Table, str]:
-    """Code one entity type's valid rows (held, or scanned from the files: `inputs`); returns its summary, its
+    """Code one entity type's valid rows (held, or scanned from the files: `inputs`) with `cfg.quantize` as it
+    stands (run_quantize passes the entity's settings: `QuantizeConfig.for_entity`); returns its summary, its
     semantic_ids rows, its codebook dir. `fit_mask` marks the rows a fit may see (`fit_sample` caps them)."""
     q = cfg.quantize
     n = emb.ids.shape[0]
@@ -342,7 +343,8 @@ def run_quantize(cfg: PlatformConfig, show_progress: bool = True) -> QuantizeRes
             if emb.ids.size == 0:
                 raise ValueError(f"{table_name}: no usable embeddings (rejects: {emb.rejects})")
             fit_mask = np.isin(emb.ids, train_items) if entity == "item" else np.ones(emb.ids.size, bool)
-            summary, rows, folder = quantize_entity(cfg, entity, emb, fit_mask, progress)
+            entity_cfg = cfg.model_copy(update={"quantize": q.for_entity(entity)})  # its per_entity settings
+            summary, rows, folder = quantize_entity(entity_cfg, entity, emb, fit_mask, progress)
             summaries[entity], folders[entity] = summary, folder
             tables.append(rows)
             rejected[entity] = {reason: ids[:1000] for reason, ids in emb.rejected_ids.items()}

@@ -12,6 +12,7 @@ import pytest
 
 from momorec.config import load_config
 from momorec.quantize.codebook import latest_codebook_dir, load_codebook
+from momorec.quantize.config import QuantizeConfig
 from momorec.quantize.stage import run_quantize
 from momorec.storage import delta, schemas
 
@@ -155,6 +156,27 @@ def test_stage_only_users_keeps_item_rows(warehouse_cfg):
     result = run_quantize(users_only, show_progress=True)  # the rich progress bar and metrics table path
     assert list(result.entities) == ["user"]
     assert len(_semantic_ids(cfg, "item")["entity_id"]) == ALL_ITEMS  # untouched
+
+
+def test_per_entity_settings_code_items_and_users_apart_in_one_run(warehouse_cfg):
+    cfg, _ = warehouse_cfg
+    shared = run_quantize(cfg, show_progress=False)
+    shared_user_codes = _semantic_ids(cfg, "user")["codes"]
+    per_entity = cfg.quantize.model_dump() | {
+        "per_entity": {"item": {"pca_dim": 12, "pca_whiten": True, "levels": 3, "codes": [5, 4, 3]}}
+    }
+    apart = cfg.model_copy(update={"quantize": QuantizeConfig.model_validate(per_entity)})
+    result = run_quantize(apart, show_progress=False)
+    item, user = result.entities["item"], result.entities["user"]
+    assert (item.reduced_dim, len(item.levels)) == (12, 3)
+    assert all(len(c) == 3 and c[0] < 5 and c[1] < 4 and c[2] < 3 for c in _semantic_ids(cfg, "item")["codes"])
+    with open(os.path.join(item.codebook_dir, "meta.json")) as fh:
+        meta = json.load(fh)
+    assert meta["config"]["pca_whiten"] and meta["config"]["codes"] == [5, 4, 3]  # what the codebook was fit with
+    # the users keep the shared settings: the same codebook and codes as a run without per_entity
+    assert (user.reduced_dim, len(user.levels)) == (8, 2)
+    assert user.codebook_version == shared.entities["user"].codebook_version
+    assert _semantic_ids(cfg, "user")["codes"] == shared_user_codes
 
 
 def test_stage_errors_are_clear(warehouse_cfg):
