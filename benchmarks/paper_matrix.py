@@ -28,8 +28,10 @@ ranking) and logs.tar.gz.
 report merges the runs into cells (mean +- std over seeds), a paired t-test and Wilcoxon test of per-user test
 NDCG@10 (mean over the shared seeds) against the same backbone's plain baseline and, for the motivation
 variants, against item IDs alone; logs one MLflow run per cell (a child per seed) in the experiment
-`paper-<dataset>`, so `momorec compare --experiment paper-beauty` shows the same table; and prints the
-README's table. Protocol: leave-one-out, the test item ranked against every item, the user's history excluded
+`paper-<dataset>`, so `momorec compare --experiment paper-beauty` shows the same table; puts each extra variant
+(frozen IDs, the final-state fusion, other codes) beside the table's variant it is the alternative of on mean
+validation NDCG@10 (`validation_choices`: what those settings are chosen on); and prints the README's table and
+those choices. Protocol: leave-one-out, the test item ranked against every item, the user's history excluded
 (headline); sampled-100 figures are kept as a labelled extra.
 """
 
@@ -455,6 +457,7 @@ def report(args: argparse.Namespace) -> dict:
             item_only = cell_key(cell["dataset"], cell["backbone"], item_variant)
             cell["vs_item_ids_ndcg10"] = compare(cell, cells.get(item_only))
     prepared = json.loads(PREPARE_RESULTS.read_text()) if PREPARE_RESULTS.exists() else {}
+    choices = validation_choices(cells)
     result = {
         "protocol": "leave-one-out; test.full = the test item ranked against every item, the user's history "
         "excluded (headline); test.sampled100 = against 100 uniform unseen negatives (labelled, optimistic); "
@@ -465,6 +468,7 @@ def report(args: argparse.Namespace) -> dict:
         # a dataset not prepared on this machine keeps the facts its prepare wrote where it ran
         "prepare": {name: _prepare_facts(Path(args.bench) / name) or prepared.get(name) for name in DATASETS},
         "missing": MISSING,
+        "validation_choices": choices,
         "cells": cells,
     }
     target = Path(args.results)
@@ -476,7 +480,60 @@ def report(args: argparse.Namespace) -> dict:
 
         log_mlflow(result, args.tracking_uri or tracking_uri(TrackingConfig()))
     print(markdown_table(result))
+    for choice in choices:
+        print(choice_line(choice))
     return result
+
+
+def _alternative_to(variant: str) -> tuple[str, str] | None:
+    """(the question, the table's variant) an extra variant is the alternative of; None for a table column."""
+    base, _, codes = variant.partition("@")
+    if codes:
+        return "item codes", base
+    if variant == FUSION_VARIANT:
+        return "how user IDs enter", "item_user_trainable"
+    if variant.endswith("_frozen"):
+        return "frozen or trainable IDs", variant.removesuffix("_frozen") + "_trainable"
+    return None
+
+
+def validation_choices(cells: dict[str, dict]) -> list[dict]:
+    """Each extra variant against the table's variant it is the alternative of, on mean validation NDCG@10 (full
+    ranking) over the seeds both ran: what the settings are chosen on (never on test figures)."""
+    choices = []
+    for key in sorted(cells, key=_table_order):
+        cell = cells[key]
+        alternative = _alternative_to(cell["variant"])
+        table = cells.get(cell_key(cell["dataset"], cell["backbone"], alternative[1])) if alternative else None
+        if table is None:
+            continue
+        seeds = sorted(set(cell["seeds"]) & set(table["seeds"]))
+        if not seeds:
+            continue
+        valid = {
+            c["variant"]: float(np.mean([c["seeds"][s]["valid.full.ndcg_10"] for s in seeds])) for c in (table, cell)
+        }
+        choices.append(
+            {
+                "dataset": cell["dataset"],
+                "backbone": cell["backbone"],
+                "question": alternative[0],
+                "seeds": [int(s) for s in seeds],
+                "valid.full.ndcg_10": valid,
+                "chosen": max(valid, key=valid.get),
+            }
+        )
+    return choices
+
+
+def choice_line(choice: dict) -> str:
+    valid = ", ".join(f"{variant} {value:.4f}" for variant, value in choice["valid.full.ndcg_10"].items())
+    seeds = choice["seeds"]
+    span = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    return (
+        f"- {choice['dataset']} {choice['backbone']}, {choice['question']}: valid NDCG@10 {valid} ({span}): "
+        f"{choice['chosen']}"
+    )
 
 
 def merge_runs(folders: list[Path]) -> tuple[list[dict], dict[str, np.ndarray], list[dict]]:
@@ -586,9 +643,9 @@ def _model_settings(variant: str) -> dict[str, str]:
 
 def markdown_table(result: dict) -> str:
     lines = [
-        "| dataset | backbone | variant | test NDCG@10 (full) | HR@10 | seeds | epochs (cut by time) | p vs plain "
-        "| p vs item IDs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | backbone | variant | test NDCG@10 (full) | HR@10 | valid NDCG@10 | seeds | epochs (cut by time) "
+        "| p vs plain | p vs item IDs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(result["cells"], key=_table_order):
         cell = result["cells"][key]
@@ -596,10 +653,11 @@ def markdown_table(result: dict) -> str:
         if "test.full.ndcg_10" not in s:
             lines.append(
                 f"| {cell['dataset']} | {cell['backbone']} | {cell['variant']} | not done: "
-                f"{sorted(set(cell['not_done'].values()))} | | | | | |"
+                f"{sorted(set(cell['not_done'].values()))} | | | | | | |"
             )
             continue
         ndcg, hr = s["test.full.ndcg_10"], s["test.full.hr_10"]
+        valid = f"{s['valid.full.ndcg_10']['mean']:.4f}" if "valid.full.ndcg_10" in s else ""
         epochs = f"{s['epochs_run']['mean']:.0f}" if "epochs_run" in s else ""
         cut = sum(bool(m.get("stopped_by_time")) for m in cell["seeds"].values())
 
@@ -609,7 +667,7 @@ def markdown_table(result: dict) -> str:
 
         lines.append(
             f"| {cell['dataset']} | {cell['backbone']} | {cell['variant']} | {ndcg['mean']:.4f} ± "
-            f"{ndcg['std']:.4f} | {hr['mean']:.4f} | {len(cell['seeds'])} | {epochs} ({cut}) | "
+            f"{ndcg['std']:.4f} | {hr['mean']:.4f} | {valid} | {len(cell['seeds'])} | {epochs} ({cut}) | "
             f"{p('vs_plain_ndcg10')} | {p('vs_item_ids_ndcg10')} |"
         )
     return "\n".join(lines)

@@ -42,7 +42,11 @@ def _packed(folder: Path) -> dict[str, np.ndarray]:
                 continue
             r = _ranks(rng, scale)
             ranks[key] = np.stack([USERS, r])
-            metrics = {"test.full.ndcg_10": float(ndcg_at_k(r, 10).mean()), "test.full.hr_10": float((r <= 10).mean())}
+            metrics = {
+                "test.full.ndcg_10": float(ndcg_at_k(r, 10).mean()),
+                "test.full.hr_10": float((r <= 10).mean()),
+                "valid.full.ndcg_10": float(ndcg_at_k(_ranks(rng, scale), 10).mean()),
+            }
             records.append(
                 {
                     "dataset": "ml100k",
@@ -109,6 +113,16 @@ def test_report_pairs_each_variant_with_its_baseline_and_compare_reads_the_cells
     assert "paired.vs_plain.ndcg_10_p_value" not in rows["sasrec (baseline)"].values
     assert pm.markdown_table(result).count("\n") == 5  # header, rule, four cells
 
+    # the fusion is chosen on validation, over the seed both variants finished, never on test figures
+    (choice,) = result["validation_choices"]
+    assert choice["question"] == "how user IDs enter" and choice["seeds"] == [2026]
+    valid = {
+        v: cells[f"ml100k/sasrec/{v}"]["seeds"]["2026"]["valid.full.ndcg_10"] for v in choice["valid.full.ndcg_10"]
+    }
+    assert choice["valid.full.ndcg_10"] == valid and set(valid) == {"item_user_trainable", "item_user_trainable_final"}
+    assert choice["chosen"] == max(valid, key=valid.get)
+    assert "how user IDs enter" in pm.choice_line(choice)
+
 
 def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
     beauty = ("data", "item", "user", "item@whiten128", "user@whiten128")
@@ -139,10 +153,11 @@ def test_the_plan_runs_only_the_variants_whose_ids_were_exported(tmp_path):
     # a backbone's settings tuned on one dataset (configs/overlays/<dataset>-<backbone>.yaml) apply there only
     ml100k = pm.Run(pm.DATASETS["ml100k"], "gru4rec", "plain", 1).command(tmp_path, tmp_path / "s", "cpu")
     assert "train.learning_rate=0.01" in ml100k and 'train.model.architecture="gru4rec"' in ml100k
-    assert not any(
-        "learning_rate" in a
-        for a in next(r for r in runs if r.backbone == "gru4rec").command(tmp_path, tmp_path / "s", "cpu")
-    )
+    yelp = next(r for r in runs if r.backbone == "gru4rec" and r.dataset.name == "yelp")
+    assert not any("learning_rate" in a for a in yelp.command(tmp_path, tmp_path / "s", "cpu"))
+    beauty_gru = next(r for r in runs if r.backbone == "gru4rec" and r.dataset.name == "beauty")
+    dropouts = [a for a in beauty_gru.command(tmp_path, tmp_path / "s", "cpu") if a.startswith("train.model.dropout")]
+    assert dropouts == ["train.model.dropout=0.3", "train.model.dropout=0.5"]  # the tuned value comes last: it wins
     alt = next(r for r in runs if r.codes).command(tmp_path, tmp_path / "s", "cpu")
     assert str(tmp_path / "beauty" / "item@whiten128.npz") in alt and alt[alt.index("--label") + 1] == "whiten128"
 
