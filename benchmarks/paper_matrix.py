@@ -658,6 +658,7 @@ def markdown_table(result: dict) -> str:
             continue
         ndcg, hr = s["test.full.ndcg_10"], s["test.full.hr_10"]
         valid = f"{s['valid.full.ndcg_10']['mean']:.4f}" if "valid.full.ndcg_10" in s else ""
+        spread = f" ± {ndcg['std']:.4f}" if len(cell["seeds"]) > 1 else ""  # one seed has no spread to show
         epochs = f"{s['epochs_run']['mean']:.0f}" if "epochs_run" in s else ""
         cut = sum(bool(m.get("stopped_by_time")) for m in cell["seeds"].values())
 
@@ -666,8 +667,8 @@ def markdown_table(result: dict) -> str:
             return f"{test['t_pvalue']:.2g} ({test['mean_diff']:+.4f})" if test else ""
 
         lines.append(
-            f"| {cell['dataset']} | {cell['backbone']} | {cell['variant']} | {ndcg['mean']:.4f} ± "
-            f"{ndcg['std']:.4f} | {hr['mean']:.4f} | {valid} | {len(cell['seeds'])} | {epochs} ({cut}) | "
+            f"| {cell['dataset']} | {cell['backbone']} | {cell['variant']} | {ndcg['mean']:.4f}{spread} | "
+            f"{hr['mean']:.4f} | {valid} | {len(cell['seeds'])} | {epochs} ({cut}) | "
             f"{p('vs_plain_ndcg10')} | {p('vs_item_ids_ndcg10')} |"
         )
     return "\n".join(lines)
