@@ -107,19 +107,27 @@ class World:
         return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{self.db}"}
 
     def stage_status(self, stage: str) -> list[str]:
-        """Statuses of the MLflow runs of `stage`, oldest first (read straight from the store's tables)."""
+        """Statuses of the MLflow runs of `stage`, oldest first (read straight from the store's tables).
+
+        A read-write connection, though it only reads: a process killed inside an MLflow write leaves a hot
+        journal, which a read-only connection cannot roll back (it fails; CI once read that as "no run"); the
+        next opener rolls it back, as the resumed run's MLflow would. A busy store is retried, not read as empty."""
         if not self.db.exists():
             return []
-        try:
-            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=1) as db:
-                rows = db.execute(
-                    "SELECT r.status FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid "
-                    "WHERE t.key = 'momorec.stage' AND t.value = ? ORDER BY r.start_time",
-                    (stage,),
-                ).fetchall()
-        except sqlite3.OperationalError:  # the store is being created or migrated
-            return []
-        return [r[0] for r in rows]
+        for attempt in range(5):
+            try:
+                with sqlite3.connect(str(self.db), timeout=5) as db:
+                    rows = db.execute(
+                        "SELECT r.status FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid "
+                        "WHERE t.key = 'momorec.stage' AND t.value = ? ORDER BY r.start_time",
+                        (stage,),
+                    ).fetchall()
+                return [r[0] for r in rows]
+            except sqlite3.OperationalError as err:
+                if "no such table" in str(err):  # the store is being created or migrated
+                    return []
+                time.sleep(0.2 * (attempt + 1))  # busy or locked
+        return []
 
     def running(self, stage: str) -> bool:
         statuses = self.stage_status(stage)
