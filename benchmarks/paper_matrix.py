@@ -491,7 +491,7 @@ def _alternative_to(variant: str) -> tuple[str, str] | None:
     if codes:
         return "item codes", base
     if variant == FUSION_VARIANT:
-        return "how user IDs enter", "item_user_trainable"
+        return "how user IDs enter", FUSION_VARIANT.removesuffix("_final")
     if variant.endswith("_frozen"):
         return "frozen or trainable IDs", variant.removesuffix("_frozen") + "_trainable"
     return None
@@ -504,7 +504,10 @@ def validation_choices(cells: dict[str, dict]) -> list[dict]:
     for key in sorted(cells, key=_table_order):
         cell = cells[key]
         alternative = _alternative_to(cell["variant"])
-        table = cells.get(cell_key(cell["dataset"], cell["backbone"], alternative[1])) if alternative else None
+        if alternative is None:
+            continue
+        question, table_variant = alternative
+        table = cells.get(cell_key(cell["dataset"], cell["backbone"], table_variant))
         if table is None:
             continue
         seeds = sorted(set(cell["seeds"]) & set(table["seeds"]))
@@ -517,7 +520,7 @@ def validation_choices(cells: dict[str, dict]) -> list[dict]:
             {
                 "dataset": cell["dataset"],
                 "backbone": cell["backbone"],
-                "question": alternative[0],
+                "question": question,
                 "seeds": [int(s) for s in seeds],
                 "valid.full.ndcg_10": valid,
                 "chosen": max(valid, key=valid.get),
